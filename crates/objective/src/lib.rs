@@ -1,0 +1,3 @@
+//! Local objectives (placeholder root).
+pub mod objective;
+pub use objective::{Batch, Objective};
