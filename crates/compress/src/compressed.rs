@@ -1,0 +1,160 @@
+//! A compressed vector in memory: what a node sends, and what its neighbours apply.
+
+use crate::spec::ValueFormat;
+
+/// One compressed d-vector Q(v). Buffers are reused from message to message: a compressor writes
+/// into an existing `Compressed` without allocating once its vectors have grown to size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compressed {
+    /// Length d of the vector this represents.
+    pub dim: usize,
+    /// The representation.
+    pub body: Body,
+}
+
+/// The representations, one per compressor family.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    /// All d values.
+    Dense {
+        /// Number format on the wire.
+        format: ValueFormat,
+        /// The values (already rounded to `format`).
+        values: Vec<f32>,
+    },
+    /// Listed coordinates; every other coordinate is zero.
+    Sparse {
+        /// Number format on the wire.
+        format: ValueFormat,
+        /// Strictly ascending coordinates.
+        indices: Vec<u32>,
+        /// Their values (already rounded to `format`).
+        values: Vec<f32>,
+    },
+    /// `rand_k`: like `Sparse`, but only the seed and the values travel; the indices are
+    /// regenerated from the seed by the receiver ([`crate::rand_k_indices`]).
+    RandK {
+        /// Number format on the wire.
+        format: ValueFormat,
+        /// The seed the indices are drawn from.
+        seed: u64,
+        /// Strictly ascending coordinates (derived from `seed`; not sent).
+        indices: Vec<u32>,
+        /// Their values.
+        values: Vec<f32>,
+    },
+    /// QSGD: value_j = scale * level_j.
+    Qsgd {
+        /// The number of levels s.
+        levels: u32,
+        /// ||v|| / (s tau).
+        scale: f32,
+        /// Signed level of each coordinate, in [-s, s].
+        q: Vec<i16>,
+    },
+    /// Scaled sign: value_j = scale * (-1 if bit j is set else +1).
+    Sign {
+        /// ||v||_1 / d.
+        scale: f32,
+        /// Bit j (word j / 64, bit j % 64) set when coordinate j is negative.
+        negative: Vec<u64>,
+    },
+}
+
+impl Compressed {
+    /// An empty dense message of length `dim` (to be overwritten by a compressor or decoder).
+    pub fn new(dim: usize) -> Compressed {
+        Compressed {
+            dim,
+            body: Body::Dense {
+                format: ValueFormat::F32,
+                values: Vec::new(),
+            },
+        }
+    }
+
+    /// Number of coordinates whose value is carried explicitly (d for dense formats, k for sparse).
+    pub fn nnz(&self) -> usize {
+        match &self.body {
+            Body::Dense { values, .. } => values.len(),
+            Body::Sparse { indices, .. } | Body::RandK { indices, .. } => indices.len(),
+            Body::Qsgd { q, .. } => q.iter().filter(|&&l| l != 0).count(),
+            Body::Sign { .. } => self.dim,
+        }
+    }
+
+    /// acc += w * Q, coordinate by coordinate (sparse bodies touch only their k coordinates).
+    pub fn add_scaled_to(&self, w: f32, acc: &mut [f32]) {
+        debug_assert_eq!(acc.len(), self.dim);
+        match &self.body {
+            Body::Dense { values, .. } => {
+                for (a, &v) in acc.iter_mut().zip(values) {
+                    *a += w * v;
+                }
+            }
+            Body::Sparse {
+                indices, values, ..
+            }
+            | Body::RandK {
+                indices, values, ..
+            } => {
+                for (&i, &v) in indices.iter().zip(values) {
+                    acc[i as usize] += w * v;
+                }
+            }
+            Body::Qsgd { scale, q, .. } => {
+                for (a, &l) in acc.iter_mut().zip(q) {
+                    if l != 0 {
+                        *a += w * (scale * l as f32);
+                    }
+                }
+            }
+            Body::Sign { scale, negative } => {
+                let (pos, neg) = (w * scale, w * -scale);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a += if negative[j / 64] >> (j % 64) & 1 == 1 {
+                        neg
+                    } else {
+                        pos
+                    };
+                }
+            }
+        }
+    }
+
+    /// Writes the dense vector Q into `out` (length d).
+    pub fn to_dense(&self, out: &mut [f32]) {
+        out.fill(0.0);
+        self.add_scaled_to(1.0, out);
+    }
+
+    /// The dense values when this is a `Dense` body (identity messages), else `None`.
+    pub fn dense_values(&self) -> Option<&[f32]> {
+        match &self.body {
+            Body::Dense { values, .. } => Some(values),
+            _ => None,
+        }
+    }
+
+    /// The first non-finite value carried, as (coordinate, value), if any.
+    pub fn first_non_finite(&self) -> Option<(usize, f32)> {
+        match &self.body {
+            Body::Dense { values, .. } => values
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|i| (i, values[i])),
+            Body::Sparse {
+                indices, values, ..
+            }
+            | Body::RandK {
+                indices, values, ..
+            } => values
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|p| (indices[p] as usize, values[p])),
+            Body::Qsgd { scale, .. } | Body::Sign { scale, .. } => {
+                (!scale.is_finite()).then_some((0, *scale))
+            }
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! The wire format of a compressed vector, its exact size, and a validating decoder.
+//!
+//! ```text
+//! u8   tag        1 dense, 2 sparse, 3 rand_k, 4 qsgd, 5 sign
+//! u8   flags      bits 0-1: value format (0 f32, 1 f16, 2 bf16); bit 2: index block is zstd
+//! var  dim        LEB128 varint
+//! dense   values: dim x width bytes, little endian
+//! sparse  var k; index block; values: k x width
+//!         index block = varint(i_0), varint(i_1 - i_0 - 1), ... (ascending, gaps minus one);
+//!         with the zstd flag: var n, then n bytes of zstd holding that block
+//! rand_k  u64 seed; var k; values: k x width (the receiver regenerates the indices)
+//! qsgd    var s; f32 scale; levels q_j + s packed LSB-first in b = ceil(log2(2s + 1)) bits each
+//! sign    f32 scale; ceil(dim / 8) bytes, bit j set when coordinate j is negative
+//! ```
+
+use crate::compressed::{Body, Compressed};
+use crate::compressor::rand_k_indices;
+use crate::spec::ValueFormat;
+
+const TAG_DENSE: u8 = 1;
+const TAG_SPARSE: u8 = 2;
+const TAG_RANDK: u8 = 3;
+const TAG_QSGD: u8 = 4;
+const TAG_SIGN: u8 = 5;
+const FLAG_ZSTD: u8 = 4;
+
+/// Why a received message was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WireError {
+    /// The message ended before a field it announced.
+    #[error("message truncated: {0}")]
+    Truncated(&'static str),
+    /// An unknown message kind.
+    #[error("unknown message tag {0}")]
+    UnknownTag(u8),
+    /// Unknown flag bits or value format.
+    #[error("invalid flags {0:#04x}")]
+    BadFlags(u8),
+    /// The vector length differs from the model's.
+    #[error("vector length {got} does not match the model's {expected}")]
+    DimMismatch {
+        /// Length in the message.
+        got: usize,
+        /// Length the receiver expects.
+        expected: usize,
+    },
+    /// More entries than coordinates, or a coordinate out of range.
+    #[error("sparse message invalid: {0}")]
+    BadIndex(String),
+    /// A QSGD level outside [-s, s] or s == 0.
+    #[error("qsgd message invalid: {0}")]
+    BadLevels(String),
+    /// NaN or infinity in the values.
+    #[error("non-finite value {value} at coordinate {index}")]
+    NonFinite {
+        /// Coordinate.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+    /// Bytes left after the message.
+    #[error("{0} trailing bytes after the message")]
+    Trailing(usize),
+    /// A varint longer than 10 bytes or overflowing.
+    #[error("malformed varint")]
+    Varint,
+    /// The zstd index block did not decompress to a valid block.
+    #[error("zstd index block invalid: {0}")]
+    Zstd(String),
+}
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn format_code(f: ValueFormat) -> u8 {
+    match f {
+        ValueFormat::F32 => 0,
+        ValueFormat::F16 => 1,
+        ValueFormat::Bf16 => 2,
+    }
+}
+
+fn qsgd_bits(s: u32) -> usize {
+    let states = 2 * s as u64 + 1;
+    (64 - (states - 1).leading_zeros()) as usize
+}
+
+fn index_block_len(indices: &[u32]) -> usize {
+    let mut prev: Option<u32> = None;
+    indices
+        .iter()
+        .map(|&i| {
+            let gap = match prev {
+                None => i as u64,
+                Some(p) => (i - p - 1) as u64,
+            };
+            prev = Some(i);
+            varint_len(gap)
+        })
+        .sum()
+}
+
+fn put_index_block(out: &mut Vec<u8>, indices: &[u32]) {
+    let mut prev: Option<u32> = None;
+    for &i in indices {
+        let gap = match prev {
+            None => i as u64,
+            Some(p) => (i - p - 1) as u64,
+        };
+        prev = Some(i);
+        put_varint(out, gap);
+    }
+}
+
+fn put_values(out: &mut Vec<u8>, format: ValueFormat, values: &[f32]) {
+    match format {
+        ValueFormat::F32 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        ValueFormat::F16 => values
+            .iter()
+            .for_each(|&v| out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes())),
+        ValueFormat::Bf16 => values
+            .iter()
+            .for_each(|&v| out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes())),
+    }
+}
+
+impl Compressed {
+    /// The exact number of bytes [`Compressed::encode`] writes (without zstd).
+    pub fn encoded_len(&self) -> usize {
+        let head = 2 + varint_len(self.dim as u64);
+        head + match &self.body {
+            Body::Dense { format, values } => values.len() * format.width(),
+            Body::Sparse {
+                format,
+                indices,
+                values,
+            } => {
+                varint_len(indices.len() as u64)
+                    + index_block_len(indices)
+                    + values.len() * format.width()
+            }
+            Body::RandK { format, values, .. } => {
+                8 + varint_len(values.len() as u64) + values.len() * format.width()
+            }
+            Body::Qsgd { levels, .. } => {
+                varint_len(*levels as u64) + 4 + (self.dim * qsgd_bits(*levels)).div_ceil(8)
+            }
+            Body::Sign { .. } => 4 + self.dim.div_ceil(8),
+        }
+    }
+
+    /// Appends the wire encoding to `out` (see the module doc), without zstd.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        Encoder::default().encode(self, out)
+    }
+
+    /// Decodes `bytes` into `self` (reusing its buffers), refusing anything malformed, of the wrong
+    /// length, or carrying a non-finite value. On error `self` holds unspecified contents.
+    pub fn decode_from(&mut self, bytes: &[u8], expected_dim: usize) -> Result<(), WireError> {
+        let mut r = Reader { b: bytes };
+        let tag = r.u8("tag")?;
+        let flags = r.u8("flags")?;
+        if flags & !(3 | FLAG_ZSTD) != 0 || flags & 3 == 3 {
+            return Err(WireError::BadFlags(flags));
+        }
+        let format = [ValueFormat::F32, ValueFormat::F16, ValueFormat::Bf16][(flags & 3) as usize];
+        let zstd = flags & FLAG_ZSTD != 0;
+        let dim = r.varint()? as usize;
+        if dim != expected_dim {
+            return Err(WireError::DimMismatch {
+                got: dim,
+                expected: expected_dim,
+            });
+        }
+        self.dim = dim;
+        match tag {
+            TAG_DENSE => {
+                let values = take_dense(&mut self.body, format);
+                r.values(format, dim, values)?;
+            }
+            TAG_SPARSE => {
+                let k = r.count(dim)?;
+                let (indices, values) = take_sparse(&mut self.body);
+                if zstd {
+                    let n = r.varint()? as usize;
+                    let packed = r.take(n, "zstd index block")?;
+                    // A block of k varints is at most 5k bytes: refuse anything larger (zip bombs).
+                    let block = zstd::bulk::decompress(packed, 5 * k + 16)
+                        .map_err(|e| WireError::Zstd(e.to_string()))?;
+                    let mut br = Reader { b: &block };
+                    br.index_block(k, dim, indices)?;
+                    if !br.b.is_empty() {
+                        return Err(WireError::Zstd(format!(
+                            "{} bytes after {k} indices",
+                            br.b.len()
+                        )));
+                    }
+                } else {
+                    r.index_block(k, dim, indices)?;
+                }
+                r.values(format, k, values)?;
+                if let Body::Sparse { format: f, .. } = &mut self.body {
+                    *f = format;
+                }
+            }
+            TAG_RANDK => {
+                let seed = u64::from_le_bytes(r.take(8, "rand_k seed")?.try_into().unwrap());
+                let k = r.count(dim)?;
+                if !matches!(self.body, Body::RandK { .. }) {
+                    self.body = Body::RandK {
+                        format,
+                        seed,
+                        indices: Vec::new(),
+                        values: Vec::new(),
+                    };
+                }
+                let Body::RandK {
+                    format: f,
+                    seed: s,
+                    indices,
+                    values,
+                } = &mut self.body
+                else {
+                    unreachable!()
+                };
+                *f = format;
+                *s = seed;
+                r.values(format, k, values)?;
+                rand_k_indices(seed, dim, k, indices);
+            }
+            TAG_QSGD => {
+                let s = r.varint()?;
+                if s == 0 || s > 32767 {
+                    return Err(WireError::BadLevels(format!(
+                        "levels {s} outside 1..=32767"
+                    )));
+                }
+                let scale = r.f32("qsgd scale")?;
+                let bits = qsgd_bits(s as u32);
+                let packed = r.take((dim * bits).div_ceil(8), "qsgd levels")?;
+                if !matches!(self.body, Body::Qsgd { .. }) {
+                    self.body = Body::Qsgd {
+                        levels: 0,
+                        scale: 0.0,
+                        q: Vec::new(),
+                    };
+                }
+                let Body::Qsgd {
+                    levels,
+                    scale: sc,
+                    q,
+                } = &mut self.body
+                else {
+                    unreachable!()
+                };
+                *levels = s as u32;
+                *sc = scale;
+                q.clear();
+                let mut bit = 0usize;
+                for j in 0..dim {
+                    let mut u = 0u64;
+                    for b in 0..bits {
+                        let pos = bit + b;
+                        u |= ((packed[pos / 8] >> (pos % 8) & 1) as u64) << b;
+                    }
+                    bit += bits;
+                    if u > 2 * s {
+                        return Err(WireError::BadLevels(format!(
+                            "level {} at coordinate {j} outside [-{s}, {s}]",
+                            u as i64 - s as i64
+                        )));
+                    }
+                    q.push((u as i64 - s as i64) as i16);
+                }
+            }
+            TAG_SIGN => {
+                let scale = r.f32("sign scale")?;
+                let packed = r.take(dim.div_ceil(8), "sign bits")?;
+                if !matches!(self.body, Body::Sign { .. }) {
+                    self.body = Body::Sign {
+                        scale: 0.0,
+                        negative: Vec::new(),
+                    };
+                }
+                let Body::Sign {
+                    scale: sc,
+                    negative,
+                } = &mut self.body
+                else {
+                    unreachable!()
+                };
+                *sc = scale;
+                negative.clear();
+                negative.resize(dim.div_ceil(64), 0);
+                for (i, &byte) in packed.iter().enumerate() {
+                    negative[i / 8] |= (byte as u64) << (8 * (i % 8));
+                }
+            }
+            t => return Err(WireError::UnknownTag(t)),
+        }
+        if !r.b.is_empty() {
+            return Err(WireError::Trailing(r.b.len()));
+        }
+        if let Some((index, value)) = self.first_non_finite() {
+            return Err(WireError::NonFinite { index, value });
+        }
+        Ok(())
+    }
+}
+
+fn take_dense(body: &mut Body, fmt: ValueFormat) -> &mut Vec<f32> {
+    if !matches!(body, Body::Dense { .. }) {
+        *body = Body::Dense {
+            format: fmt,
+            values: Vec::new(),
+        };
+    }
+    let Body::Dense { values, format } = body else {
+        unreachable!()
+    };
+    *format = fmt;
+    values
+}
+
+fn take_sparse(body: &mut Body) -> (&mut Vec<u32>, &mut Vec<f32>) {
+    if !matches!(body, Body::Sparse { .. }) {
+        *body = Body::Sparse {
+            format: ValueFormat::F32,
+            indices: Vec::new(),
+            values: Vec::new(),
+        };
+    }
+    let Body::Sparse {
+        indices, values, ..
+    } = body
+    else {
+        unreachable!()
+    };
+    (indices, values)
+}
+
+/// Encodes messages, optionally zstd-compressing the sparse index block (which compresses about
+/// 2.8x; the f32 values do not, so they are left alone).
+#[derive(Debug, Default)]
+pub struct Encoder {
+    /// zstd level for sparse index blocks; `None` writes them plain.
+    pub zstd_level: Option<i32>,
+    scratch: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder that zstd-compresses sparse index blocks at `level` when that is smaller.
+    pub fn with_zstd(level: i32) -> Encoder {
+        Encoder {
+            zstd_level: Some(level),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Appends the encoding of `msg` to `out`.
+    pub fn encode(&mut self, msg: &Compressed, out: &mut Vec<u8>) {
+        let (tag, fmt) = match &msg.body {
+            Body::Dense { format, .. } => (TAG_DENSE, format_code(*format)),
+            Body::Sparse { format, .. } => (TAG_SPARSE, format_code(*format)),
+            Body::RandK { format, .. } => (TAG_RANDK, format_code(*format)),
+            Body::Qsgd { .. } => (TAG_QSGD, 0),
+            Body::Sign { .. } => (TAG_SIGN, 0),
+        };
+        let flag_pos = out.len() + 1;
+        out.push(tag);
+        out.push(fmt);
+        put_varint(out, msg.dim as u64);
+        match &msg.body {
+            Body::Dense { format, values } => put_values(out, *format, values),
+            Body::Sparse {
+                format,
+                indices,
+                values,
+            } => {
+                put_varint(out, indices.len() as u64);
+                let mut zipped = false;
+                if let Some(level) = self.zstd_level {
+                    self.scratch.clear();
+                    put_index_block(&mut self.scratch, indices);
+                    if let Ok(z) = zstd::bulk::compress(&self.scratch, level) {
+                        if varint_len(z.len() as u64) + z.len() < self.scratch.len() {
+                            out[flag_pos] |= FLAG_ZSTD;
+                            put_varint(out, z.len() as u64);
+                            out.extend_from_slice(&z);
+                            zipped = true;
+                        }
+                    }
+                }
+                if !zipped {
+                    put_index_block(out, indices);
+                }
+                put_values(out, *format, values);
+            }
+            Body::RandK {
+                format,
+                seed,
+                values,
+                ..
+            } => {
+                out.extend_from_slice(&seed.to_le_bytes());
+                put_varint(out, values.len() as u64);
+                put_values(out, *format, values);
+            }
+            Body::Qsgd { levels, scale, q } => {
+                put_varint(out, *levels as u64);
+                out.extend_from_slice(&scale.to_le_bytes());
+                let bits = qsgd_bits(*levels);
+                let start = out.len();
+                out.resize(start + (msg.dim * bits).div_ceil(8), 0);
+                let mut bit = 0usize;
+                for &l in q {
+                    let u = (l as i64 + *levels as i64) as u64;
+                    for b in 0..bits {
+                        let pos = bit + b;
+                        out[start + pos / 8] |= ((u >> b & 1) as u8) << (pos % 8);
+                    }
+                    bit += bits;
+                }
+            }
+            Body::Sign { scale, negative } => {
+                out.extend_from_slice(&scale.to_le_bytes());
+                let n = msg.dim.div_ceil(8);
+                out.extend((0..n).map(|i| (negative[i / 8] >> (8 * (i % 8))) as u8));
+            }
+        }
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        if self.b.len() < n {
+            return Err(WireError::Truncated(what));
+        }
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Ok(h)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn f32(&mut self, what: &'static str) -> Result<f32, WireError> {
+        Ok(f32::from_le_bytes(self.take(4, what)?.try_into().unwrap()))
+    }
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut v = 0u64;
+        for shift in (0..70).step_by(7) {
+            let byte = *self.b.first().ok_or(WireError::Truncated("varint"))?;
+            self.b = &self.b[1..];
+            if shift == 63 && byte > 1 {
+                return Err(WireError::Varint);
+            }
+            v |= ((byte & 0x7f) as u64) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(WireError::Varint)
+    }
+    fn count(&mut self, dim: usize) -> Result<usize, WireError> {
+        let k = self.varint()?;
+        if k > dim as u64 {
+            return Err(WireError::BadIndex(format!(
+                "{k} entries for a vector of length {dim}"
+            )));
+        }
+        Ok(k as usize)
+    }
+    fn index_block(&mut self, k: usize, dim: usize, out: &mut Vec<u32>) -> Result<(), WireError> {
+        out.clear();
+        let mut next = 0u64;
+        for _ in 0..k {
+            let i = next.checked_add(self.varint()?).filter(|&i| i < dim as u64);
+            let i = i.ok_or_else(|| {
+                WireError::BadIndex(format!("index past the end of a vector of length {dim}"))
+            })?;
+            out.push(i as u32);
+            next = i + 1;
+        }
+        Ok(())
+    }
+    fn values(
+        &mut self,
+        format: ValueFormat,
+        n: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), WireError> {
+        let bytes = self.take(
+            n.checked_mul(format.width())
+                .ok_or(WireError::Truncated("values"))?,
+            "values",
+        )?;
+        out.clear();
+        match format {
+            ValueFormat::F32 => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
+            ),
+            ValueFormat::F16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
+            ),
+            ValueFormat::Bf16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+            ),
+        }
+        Ok(())
+    }
+}
