@@ -6,43 +6,16 @@ use dprox_compress::{Compressed, Compressor, CompressorSpec, Encoder, ValueForma
 
 fn bench(c: &mut Criterion) {
     let d = 1_000_000;
-    let v: Vec<f32> = (0..d)
-        .map(|i| ((i as f32) * 0.618).sin() * (1.0 + (i % 7) as f32))
-        .collect();
+    let v: Vec<f32> = (0..d).map(|i| ((i as f32) * 0.618).sin() * (1.0 + (i % 7) as f32)).collect();
     let mut g = c.benchmark_group("d=1e6");
     g.throughput(Throughput::Bytes(4 * d as u64));
     let mut copy = vec![0.0f32; d];
-    g.bench_function("baseline_memcpy", |b| {
-        b.iter(|| copy.copy_from_slice(black_box(&v)))
-    });
+    g.bench_function("baseline_memcpy", |b| b.iter(|| copy.copy_from_slice(black_box(&v))));
     let specs = [
-        (
-            "identity",
-            CompressorSpec::Identity {
-                values: ValueFormat::F32,
-            },
-        ),
-        (
-            "top_k_0.01",
-            CompressorSpec::TopK {
-                ratio: 0.01,
-                values: ValueFormat::F32,
-            },
-        ),
-        (
-            "top_k_0.3",
-            CompressorSpec::TopK {
-                ratio: 0.3,
-                values: ValueFormat::F32,
-            },
-        ),
-        (
-            "rand_k_0.01",
-            CompressorSpec::RandK {
-                ratio: 0.01,
-                values: ValueFormat::F32,
-            },
-        ),
+        ("identity", CompressorSpec::Identity { values: ValueFormat::F32 }),
+        ("top_k_0.01", CompressorSpec::TopK { ratio: 0.01, values: ValueFormat::F32 }),
+        ("top_k_0.3", CompressorSpec::TopK { ratio: 0.3, values: ValueFormat::F32 }),
+        ("rand_k_0.01", CompressorSpec::RandK { ratio: 0.01, values: ValueFormat::F32 }),
         ("qsgd_16", CompressorSpec::Qsgd { levels: 16 }),
         ("sign", CompressorSpec::Sign),
     ];
@@ -77,9 +50,7 @@ fn bench(c: &mut Criterion) {
             });
         }
         let mut acc = vec![0.0f32; d];
-        g.bench_function(format!("apply/{name}"), |b| {
-            b.iter(|| m.add_scaled_to(0.5, &mut acc))
-        });
+        g.bench_function(format!("apply/{name}"), |b| b.iter(|| m.add_scaled_to(0.5, &mut acc)));
     }
     g.finish();
 }

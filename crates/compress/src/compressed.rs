@@ -64,13 +64,7 @@ pub enum Body {
 impl Compressed {
     /// An empty dense message of length `dim` (to be overwritten by a compressor or decoder).
     pub fn new(dim: usize) -> Compressed {
-        Compressed {
-            dim,
-            body: Body::Dense {
-                format: ValueFormat::F32,
-                values: Vec::new(),
-            },
-        }
+        Compressed { dim, body: Body::Dense { format: ValueFormat::F32, values: Vec::new() } }
     }
 
     /// Number of coordinates whose value is carried explicitly (d for dense formats, k for sparse).
@@ -92,12 +86,7 @@ impl Compressed {
                     *a += w * v;
                 }
             }
-            Body::Sparse {
-                indices, values, ..
-            }
-            | Body::RandK {
-                indices, values, ..
-            } => {
+            Body::Sparse { indices, values, .. } | Body::RandK { indices, values, .. } => {
                 for (&i, &v) in indices.iter().zip(values) {
                     acc[i as usize] += w * v;
                 }
@@ -112,11 +101,7 @@ impl Compressed {
             Body::Sign { scale, negative } => {
                 let (pos, neg) = (w * scale, w * -scale);
                 for (j, a) in acc.iter_mut().enumerate() {
-                    *a += if negative[j / 64] >> (j % 64) & 1 == 1 {
-                        neg
-                    } else {
-                        pos
-                    };
+                    *a += if negative[j / 64] >> (j % 64) & 1 == 1 { neg } else { pos };
                 }
             }
         }
@@ -139,19 +124,10 @@ impl Compressed {
     /// The first non-finite value carried, as (coordinate, value), if any.
     pub fn first_non_finite(&self) -> Option<(usize, f32)> {
         match &self.body {
-            Body::Dense { values, .. } => values
-                .iter()
-                .position(|v| !v.is_finite())
-                .map(|i| (i, values[i])),
-            Body::Sparse {
-                indices, values, ..
+            Body::Dense { values, .. } => values.iter().position(|v| !v.is_finite()).map(|i| (i, values[i])),
+            Body::Sparse { indices, values, .. } | Body::RandK { indices, values, .. } => {
+                values.iter().position(|v| !v.is_finite()).map(|p| (indices[p] as usize, values[p]))
             }
-            | Body::RandK {
-                indices, values, ..
-            } => values
-                .iter()
-                .position(|v| !v.is_finite())
-                .map(|p| (indices[p] as usize, values[p])),
             Body::Qsgd { scale, .. } | Body::Sign { scale, .. } => {
                 (!scale.is_finite()).then_some((0, *scale))
             }

@@ -20,18 +20,10 @@ impl Compressor {
     pub fn new(spec: CompressorSpec, dim: usize) -> Result<Compressor, String> {
         spec.validate()?;
         let k = match &spec {
-            CompressorSpec::TopK { ratio, .. } | CompressorSpec::RandK { ratio, .. } => {
-                k_of(*ratio, dim)
-            }
+            CompressorSpec::TopK { ratio, .. } | CompressorSpec::RandK { ratio, .. } => k_of(*ratio, dim),
             _ => dim,
         };
-        Ok(Compressor {
-            spec,
-            dim,
-            k,
-            mags: Vec::new(),
-            marks: Vec::new(),
-        })
+        Ok(Compressor { spec, dim, k, mags: Vec::new(), marks: Vec::new() })
     }
 
     /// The spec this was built from.
@@ -47,13 +39,7 @@ impl Compressor {
     /// Writes Q(v) into `out`. `seed` drives the randomness of `rand_k` (index choice, also sent)
     /// and `qsgd` (stochastic rounding); deterministic compressors ignore it.
     pub fn compress(&mut self, v: &[f32], seed: u64, out: &mut Compressed) {
-        assert_eq!(
-            v.len(),
-            self.dim,
-            "compress: vector length {} != dim {}",
-            v.len(),
-            self.dim
-        );
+        assert_eq!(v.len(), self.dim, "compress: vector length {} != dim {}", v.len(), self.dim);
         out.dim = self.dim;
         match self.spec.clone() {
             CompressorSpec::Identity { values: format } => {
@@ -81,10 +67,7 @@ impl Compressor {
 
 fn dense_slot(out: &mut Compressed, fmt: ValueFormat) -> &mut Vec<f32> {
     if !matches!(out.body, Body::Dense { .. }) {
-        out.body = Body::Dense {
-            format: fmt,
-            values: Vec::new(),
-        };
+        out.body = Body::Dense { format: fmt, values: Vec::new() };
     }
     match &mut out.body {
         Body::Dense { format, values } => {
@@ -97,18 +80,10 @@ fn dense_slot(out: &mut Compressed, fmt: ValueFormat) -> &mut Vec<f32> {
 
 fn sparse_slot(out: &mut Compressed, fmt: ValueFormat) -> (&mut Vec<u32>, &mut Vec<f32>) {
     if !matches!(out.body, Body::Sparse { .. }) {
-        out.body = Body::Sparse {
-            format: fmt,
-            indices: Vec::new(),
-            values: Vec::new(),
-        };
+        out.body = Body::Sparse { format: fmt, indices: Vec::new(), values: Vec::new() };
     }
     match &mut out.body {
-        Body::Sparse {
-            format,
-            indices,
-            values,
-        } => {
+        Body::Sparse { format, indices, values } => {
             *format = fmt;
             (indices, values)
         }
@@ -118,20 +93,10 @@ fn sparse_slot(out: &mut Compressed, fmt: ValueFormat) -> (&mut Vec<u32>, &mut V
 
 fn randk_slot(out: &mut Compressed, fmt: ValueFormat, s: u64) -> (&mut Vec<u32>, &mut Vec<f32>) {
     if !matches!(out.body, Body::RandK { .. }) {
-        out.body = Body::RandK {
-            format: fmt,
-            seed: s,
-            indices: Vec::new(),
-            values: Vec::new(),
-        };
+        out.body = Body::RandK { format: fmt, seed: s, indices: Vec::new(), values: Vec::new() };
     }
     match &mut out.body {
-        Body::RandK {
-            format,
-            seed,
-            indices,
-            values,
-        } => {
+        Body::RandK { format, seed, indices, values } => {
             *format = fmt;
             *seed = s;
             (indices, values)
@@ -185,11 +150,7 @@ fn rand_k_indices_into(seed: u64, dim: usize, k: usize, marks: &mut Vec<u64>, ou
     let mut rng = dprox_rng::Rng::seed_from(seed);
     for j in (dim - k)..dim {
         let t = rng.below_usize(j + 1);
-        let pick = if marks[t / 64] >> (t % 64) & 1 == 1 {
-            j
-        } else {
-            t
-        };
+        let pick = if marks[t / 64] >> (t % 64) & 1 == 1 { j } else { t };
         marks[pick / 64] |= 1 << (pick % 64);
         out.push(pick as u32);
     }
@@ -201,23 +162,13 @@ fn rand_k_indices_into(seed: u64, dim: usize, k: usize, marks: &mut Vec<u64>, ou
 
 fn qsgd(v: &[f32], s: u32, seed: u64, out: &mut Compressed) {
     let d = v.len();
-    let norm = v
-        .iter()
-        .map(|&x| (x as f64) * (x as f64))
-        .sum::<f64>()
-        .sqrt();
+    let norm = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
     let sf = s as f64;
     let tau = 1.0 + (d as f64 / (sf * sf)).min((d as f64).sqrt() / sf);
     if !matches!(out.body, Body::Qsgd { .. }) {
-        out.body = Body::Qsgd {
-            levels: s,
-            scale: 0.0,
-            q: Vec::new(),
-        };
+        out.body = Body::Qsgd { levels: s, scale: 0.0, q: Vec::new() };
     }
-    let Body::Qsgd { levels, scale, q } = &mut out.body else {
-        unreachable!()
-    };
+    let Body::Qsgd { levels, scale, q } = &mut out.body else { unreachable!() };
     *levels = s;
     *scale = (norm / (sf * tau)) as f32;
     q.clear();
@@ -240,14 +191,9 @@ fn sign(v: &[f32], out: &mut Compressed) {
     let d = v.len();
     let l1: f64 = v.iter().map(|&x| x.abs() as f64).sum();
     if !matches!(out.body, Body::Sign { .. }) {
-        out.body = Body::Sign {
-            scale: 0.0,
-            negative: Vec::new(),
-        };
+        out.body = Body::Sign { scale: 0.0, negative: Vec::new() };
     }
-    let Body::Sign { scale, negative } = &mut out.body else {
-        unreachable!()
-    };
+    let Body::Sign { scale, negative } = &mut out.body else { unreachable!() };
     *scale = if d == 0 { 0.0 } else { (l1 / d as f64) as f32 };
     negative.clear();
     negative.resize(d.div_ceil(64), 0);

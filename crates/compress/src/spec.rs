@@ -39,9 +39,7 @@ pub enum CompressorSpec {
 
 impl Default for CompressorSpec {
     fn default() -> Self {
-        CompressorSpec::Identity {
-            values: ValueFormat::F32,
-        }
+        CompressorSpec::Identity { values: ValueFormat::F32 }
     }
 }
 

@@ -2,10 +2,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn spec_top(r: f64) -> CompressorSpec {
-    CompressorSpec::TopK {
-        ratio: r,
-        values: ValueFormat::F32,
-    }
+    CompressorSpec::TopK { ratio: r, values: ValueFormat::F32 }
 }
 
 fn q_of(spec: CompressorSpec, v: &[f32], seed: u64) -> (Compressed, Vec<f32>) {
@@ -22,21 +19,13 @@ fn sq(v: &[f32]) -> f64 {
 }
 
 fn err2(v: &[f32], q: &[f32]) -> f64 {
-    v.iter()
-        .zip(q)
-        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-        .sum()
+    v.iter().zip(q).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum()
 }
 
 /// Reference top-k: full sort by (|v| desc, index asc).
 fn top_k_ref(v: &[f32], k: usize) -> Vec<u32> {
     let mut idx: Vec<u32> = (0..v.len() as u32).collect();
-    idx.sort_by(|&a, &b| {
-        v[b as usize]
-            .abs()
-            .total_cmp(&v[a as usize].abs())
-            .then(a.cmp(&b))
-    });
+    idx.sort_by(|&a, &b| v[b as usize].abs().total_cmp(&v[a as usize].abs()).then(a.cmp(&b)));
     let mut out = idx[..k].to_vec();
     out.sort();
     out
@@ -110,27 +99,14 @@ proptest! {
 
 #[test]
 fn exact_sizes() {
-    let v: Vec<f32> = (0..1000)
-        .map(|i| {
-            if [0, 5, 300].contains(&i) {
-                1.0 + i as f32
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let v: Vec<f32> =
+        (0..1000).map(|i| if [0, 5, 300].contains(&i) { 1.0 + i as f32 } else { 0.0 }).collect();
     let (m, _) = q_of(spec_top(0.003), &v, 0);
     // tag + flags + dim(1000 -> 2 bytes) + k + gaps 0, 4, 294 (1 + 1 + 2) + 3 f32
     assert_eq!(m.encoded_len(), 2 + 2 + 1 + 4 + 12);
     let (m, _) = q_of(CompressorSpec::default(), &v, 0);
     assert_eq!(m.encoded_len(), 4 + 4000);
-    let (m, _) = q_of(
-        CompressorSpec::Identity {
-            values: ValueFormat::Bf16,
-        },
-        &v,
-        0,
-    );
+    let (m, _) = q_of(CompressorSpec::Identity { values: ValueFormat::Bf16 }, &v, 0);
     assert_eq!(m.encoded_len(), 4 + 2000);
     let (m, _) = q_of(CompressorSpec::Sign, &v, 0);
     assert_eq!(m.encoded_len(), 4 + 4 + 125);
@@ -138,14 +114,7 @@ fn exact_sizes() {
     assert_eq!(m.encoded_len(), 4 + 1 + 4 + 250);
     let (m, _) = q_of(CompressorSpec::Qsgd { levels: 4 }, &v, 0); // 9 states -> 4 bits
     assert_eq!(m.encoded_len(), 4 + 1 + 4 + 500);
-    let (m, _) = q_of(
-        CompressorSpec::RandK {
-            ratio: 0.01,
-            values: ValueFormat::F32,
-        },
-        &v,
-        9,
-    );
+    let (m, _) = q_of(CompressorSpec::RandK { ratio: 0.01, values: ValueFormat::F32 }, &v, 9);
     assert_eq!(m.encoded_len(), 4 + 8 + 1 + 40);
 }
 
@@ -158,12 +127,7 @@ fn zstd_shrinks_dense_index_blocks() {
     m.encode(&mut plain);
     let mut z = Vec::new();
     Encoder::with_zstd(3).encode(&m, &mut z);
-    assert!(
-        z.len() < plain.len(),
-        "zstd {} vs plain {}",
-        z.len(),
-        plain.len()
-    );
+    assert!(z.len() < plain.len(), "zstd {} vs plain {}", z.len(), plain.len());
 }
 
 #[test]
@@ -186,14 +150,7 @@ fn rand_k_contracts_in_expectation() {
     let v: Vec<f32> = (0..200).map(|i| (i as f32 * 0.37).sin()).collect();
     let mut mean = 0.0;
     for s in 0..2000 {
-        let (_, q) = q_of(
-            CompressorSpec::RandK {
-                ratio: 0.25,
-                values: ValueFormat::F32,
-            },
-            &v,
-            s,
-        );
+        let (_, q) = q_of(CompressorSpec::RandK { ratio: 0.25, values: ValueFormat::F32 }, &v, s);
         mean += err2(&v, &q) / 2000.0;
     }
     let expect = 0.75 * sq(&v);
@@ -203,9 +160,7 @@ fn rand_k_contracts_in_expectation() {
 #[test]
 fn qsgd_contracts_and_is_unbiased_up_to_tau() {
     let d = 64;
-    let v: Vec<f32> = (0..d)
-        .map(|i| (i as f32 * 1.3).cos() * (1 + i % 5) as f32)
-        .collect();
+    let v: Vec<f32> = (0..d).map(|i| (i as f32 * 1.3).cos() * (1 + i % 5) as f32).collect();
     let s = 4u32;
     let tau = 1.0 + (d as f64 / 16.0).min((d as f64).sqrt() / 4.0);
     let (mut mean_err, mut mean_q) = (0.0, vec![0.0f64; d]);
@@ -223,10 +178,7 @@ fn qsgd_contracts_and_is_unbiased_up_to_tau() {
     // Contractive with delta = 1 / tau: E||v - Q||^2 <= (1 - 1/tau) ||v||^2.
     assert!(mean_err <= (1.0 - 1.0 / tau) * sq(&v) * 1.02, "{mean_err}");
     for (a, &b) in mean_q.iter().zip(&v) {
-        assert!(
-            (a - b as f64).abs() < 0.1 * (1.0 + b.abs() as f64),
-            "{a} vs {b}"
-        );
+        assert!((a - b as f64).abs() < 0.1 * (1.0 + b.abs() as f64), "{a} vs {b}");
     }
 }
 
@@ -242,13 +194,7 @@ fn sign_error_is_exactly_norm_minus_l1_squared_over_d() {
 #[test]
 fn narrow_formats_round_at_the_sender() {
     let v = [1.0f32 + 1e-3, -3.14159];
-    let (m, q) = q_of(
-        CompressorSpec::Identity {
-            values: ValueFormat::Bf16,
-        },
-        &v,
-        0,
-    );
+    let (m, q) = q_of(CompressorSpec::Identity { values: ValueFormat::Bf16 }, &v, 0);
     assert_eq!(q, vec![1.0, -3.140625]);
     let mut bytes = Vec::new();
     m.encode(&mut bytes);
@@ -264,16 +210,8 @@ fn malformed_messages_are_refused() {
     let mut good = Vec::new();
     m.encode(&mut good);
     let mut out = Compressed::new(4);
-    let err = |b: &[u8], d: usize| {
-        Compressed::new(d)
-            .decode_from(b, d)
-            .unwrap_err()
-            .to_string()
-    };
-    assert_eq!(
-        err(&good, 5),
-        "vector length 4 does not match the model's 5"
-    );
+    let err = |b: &[u8], d: usize| Compressed::new(d).decode_from(b, d).unwrap_err().to_string();
+    assert_eq!(err(&good, 5), "vector length 4 does not match the model's 5");
     assert_eq!(err(&good[..good.len() - 1], 4), "message truncated: values");
     assert_eq!(err(&[], 4), "message truncated: tag");
     let mut t = good.clone();

@@ -128,15 +128,13 @@ fn put_index_block(out: &mut Vec<u8>, indices: &[u32]) {
 
 fn put_values(out: &mut Vec<u8>, format: ValueFormat, values: &[f32]) {
     match format {
-        ValueFormat::F32 => values
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        ValueFormat::F16 => values
-            .iter()
-            .for_each(|&v| out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes())),
-        ValueFormat::Bf16 => values
-            .iter()
-            .for_each(|&v| out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes())),
+        ValueFormat::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        ValueFormat::F16 => {
+            values.iter().for_each(|&v| out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()))
+        }
+        ValueFormat::Bf16 => {
+            values.iter().for_each(|&v| out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()))
+        }
     }
 }
 
@@ -146,14 +144,8 @@ impl Compressed {
         let head = 2 + varint_len(self.dim as u64);
         head + match &self.body {
             Body::Dense { format, values } => values.len() * format.width(),
-            Body::Sparse {
-                format,
-                indices,
-                values,
-            } => {
-                varint_len(indices.len() as u64)
-                    + index_block_len(indices)
-                    + values.len() * format.width()
+            Body::Sparse { format, indices, values } => {
+                varint_len(indices.len() as u64) + index_block_len(indices) + values.len() * format.width()
             }
             Body::RandK { format, values, .. } => {
                 8 + varint_len(values.len() as u64) + values.len() * format.width()
@@ -183,10 +175,7 @@ impl Compressed {
         let zstd = flags & FLAG_ZSTD != 0;
         let dim = r.varint()? as usize;
         if dim != expected_dim {
-            return Err(WireError::DimMismatch {
-                got: dim,
-                expected: expected_dim,
-            });
+            return Err(WireError::DimMismatch { got: dim, expected: expected_dim });
         }
         self.dim = dim;
         match tag {
@@ -206,10 +195,7 @@ impl Compressed {
                     let mut br = Reader { b: &block };
                     br.index_block(k, dim, indices)?;
                     if !br.b.is_empty() {
-                        return Err(WireError::Zstd(format!(
-                            "{} bytes after {k} indices",
-                            br.b.len()
-                        )));
+                        return Err(WireError::Zstd(format!("{} bytes after {k} indices", br.b.len())));
                     }
                 } else {
                     r.index_block(k, dim, indices)?;
@@ -223,20 +209,9 @@ impl Compressed {
                 let seed = u64::from_le_bytes(r.take(8, "rand_k seed")?.try_into().unwrap());
                 let k = r.count(dim)?;
                 if !matches!(self.body, Body::RandK { .. }) {
-                    self.body = Body::RandK {
-                        format,
-                        seed,
-                        indices: Vec::new(),
-                        values: Vec::new(),
-                    };
+                    self.body = Body::RandK { format, seed, indices: Vec::new(), values: Vec::new() };
                 }
-                let Body::RandK {
-                    format: f,
-                    seed: s,
-                    indices,
-                    values,
-                } = &mut self.body
-                else {
+                let Body::RandK { format: f, seed: s, indices, values } = &mut self.body else {
                     unreachable!()
                 };
                 *f = format;
@@ -247,28 +222,15 @@ impl Compressed {
             TAG_QSGD => {
                 let s = r.varint()?;
                 if s == 0 || s > 32767 {
-                    return Err(WireError::BadLevels(format!(
-                        "levels {s} outside 1..=32767"
-                    )));
+                    return Err(WireError::BadLevels(format!("levels {s} outside 1..=32767")));
                 }
                 let scale = r.f32("qsgd scale")?;
                 let bits = qsgd_bits(s as u32);
                 let packed = r.take((dim * bits).div_ceil(8), "qsgd levels")?;
                 if !matches!(self.body, Body::Qsgd { .. }) {
-                    self.body = Body::Qsgd {
-                        levels: 0,
-                        scale: 0.0,
-                        q: Vec::new(),
-                    };
+                    self.body = Body::Qsgd { levels: 0, scale: 0.0, q: Vec::new() };
                 }
-                let Body::Qsgd {
-                    levels,
-                    scale: sc,
-                    q,
-                } = &mut self.body
-                else {
-                    unreachable!()
-                };
+                let Body::Qsgd { levels, scale: sc, q } = &mut self.body else { unreachable!() };
                 *levels = s as u32;
                 *sc = scale;
                 q.clear();
@@ -293,18 +255,9 @@ impl Compressed {
                 let scale = r.f32("sign scale")?;
                 let packed = r.take(dim.div_ceil(8), "sign bits")?;
                 if !matches!(self.body, Body::Sign { .. }) {
-                    self.body = Body::Sign {
-                        scale: 0.0,
-                        negative: Vec::new(),
-                    };
+                    self.body = Body::Sign { scale: 0.0, negative: Vec::new() };
                 }
-                let Body::Sign {
-                    scale: sc,
-                    negative,
-                } = &mut self.body
-                else {
-                    unreachable!()
-                };
+                let Body::Sign { scale: sc, negative } = &mut self.body else { unreachable!() };
                 *sc = scale;
                 negative.clear();
                 negative.resize(dim.div_ceil(64), 0);
@@ -326,32 +279,18 @@ impl Compressed {
 
 fn take_dense(body: &mut Body, fmt: ValueFormat) -> &mut Vec<f32> {
     if !matches!(body, Body::Dense { .. }) {
-        *body = Body::Dense {
-            format: fmt,
-            values: Vec::new(),
-        };
+        *body = Body::Dense { format: fmt, values: Vec::new() };
     }
-    let Body::Dense { values, format } = body else {
-        unreachable!()
-    };
+    let Body::Dense { values, format } = body else { unreachable!() };
     *format = fmt;
     values
 }
 
 fn take_sparse(body: &mut Body) -> (&mut Vec<u32>, &mut Vec<f32>) {
     if !matches!(body, Body::Sparse { .. }) {
-        *body = Body::Sparse {
-            format: ValueFormat::F32,
-            indices: Vec::new(),
-            values: Vec::new(),
-        };
+        *body = Body::Sparse { format: ValueFormat::F32, indices: Vec::new(), values: Vec::new() };
     }
-    let Body::Sparse {
-        indices, values, ..
-    } = body
-    else {
-        unreachable!()
-    };
+    let Body::Sparse { indices, values, .. } = body else { unreachable!() };
     (indices, values)
 }
 
@@ -367,10 +306,7 @@ pub struct Encoder {
 impl Encoder {
     /// An encoder that zstd-compresses sparse index blocks at `level` when that is smaller.
     pub fn with_zstd(level: i32) -> Encoder {
-        Encoder {
-            zstd_level: Some(level),
-            scratch: Vec::new(),
-        }
+        Encoder { zstd_level: Some(level), scratch: Vec::new() }
     }
 
     /// Appends the encoding of `msg` to `out`.
@@ -388,11 +324,7 @@ impl Encoder {
         put_varint(out, msg.dim as u64);
         match &msg.body {
             Body::Dense { format, values } => put_values(out, *format, values),
-            Body::Sparse {
-                format,
-                indices,
-                values,
-            } => {
+            Body::Sparse { format, indices, values } => {
                 put_varint(out, indices.len() as u64);
                 let mut zipped = false;
                 if let Some(level) = self.zstd_level {
@@ -412,12 +344,7 @@ impl Encoder {
                 }
                 put_values(out, *format, values);
             }
-            Body::RandK {
-                format,
-                seed,
-                values,
-                ..
-            } => {
+            Body::RandK { format, seed, values, .. } => {
                 out.extend_from_slice(&seed.to_le_bytes());
                 put_varint(out, values.len() as u64);
                 put_values(out, *format, values);
@@ -484,9 +411,7 @@ impl<'a> Reader<'a> {
     fn count(&mut self, dim: usize) -> Result<usize, WireError> {
         let k = self.varint()?;
         if k > dim as u64 {
-            return Err(WireError::BadIndex(format!(
-                "{k} entries for a vector of length {dim}"
-            )));
+            return Err(WireError::BadIndex(format!("{k} entries for a vector of length {dim}")));
         }
         Ok(k as usize)
     }
@@ -503,34 +428,20 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
-    fn values(
-        &mut self,
-        format: ValueFormat,
-        n: usize,
-        out: &mut Vec<f32>,
-    ) -> Result<(), WireError> {
-        let bytes = self.take(
-            n.checked_mul(format.width())
-                .ok_or(WireError::Truncated("values"))?,
-            "values",
-        )?;
+    fn values(&mut self, format: ValueFormat, n: usize, out: &mut Vec<f32>) -> Result<(), WireError> {
+        let bytes =
+            self.take(n.checked_mul(format.width()).ok_or(WireError::Truncated("values"))?, "values")?;
         out.clear();
         match format {
-            ValueFormat::F32 => out.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
-            ),
-            ValueFormat::F16 => out.extend(
-                bytes
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
-            ),
-            ValueFormat::Bf16 => out.extend(
-                bytes
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
-            ),
+            ValueFormat::F32 => {
+                out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())))
+            }
+            ValueFormat::F16 => {
+                out.extend(bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()))
+            }
+            ValueFormat::Bf16 => {
+                out.extend(bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()))
+            }
         }
         Ok(())
     }
