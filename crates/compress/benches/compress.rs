@@ -1,8 +1,9 @@
 //! Compressors and their encoding on d = 1e6. Throughput is reported in bytes of the input f32
 //! vector (4 MB), so the figures compare directly with memory bandwidth (README: ~10-12 GB/s for
 //! large buffers on the 2-core machine). A `memcpy` of the same vector is measured as the baseline.
-use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dprox_compress::{Compressed, Compressor, CompressorSpec, Encoder, ValueFormat};
+use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
     let d = 1_000_000;

@@ -67,6 +67,42 @@ impl Compressed {
         Compressed { dim, body: Body::Dense { format: ValueFormat::F32, values: Vec::new() } }
     }
 
+    /// Makes `self` a copy of `src`, reusing `self`'s buffers when the representation matches
+    /// (the derived `clone_from` would allocate anew).
+    pub fn assign(&mut self, src: &Compressed) {
+        self.dim = src.dim;
+        match (&mut self.body, &src.body) {
+            (Body::Dense { format, values }, Body::Dense { format: f, values: v }) => {
+                *format = *f;
+                values.clone_from(v);
+            }
+            (Body::Sparse { format, indices, values }, Body::Sparse { format: f, indices: i, values: v }) => {
+                *format = *f;
+                indices.clone_from(i);
+                values.clone_from(v);
+            }
+            (
+                Body::RandK { format, seed, indices, values },
+                Body::RandK { format: f, seed: s, indices: i, values: v },
+            ) => {
+                *format = *f;
+                *seed = *s;
+                indices.clone_from(i);
+                values.clone_from(v);
+            }
+            (Body::Qsgd { levels, scale, q }, Body::Qsgd { levels: l, scale: s, q: qq }) => {
+                *levels = *l;
+                *scale = *s;
+                q.clone_from(qq);
+            }
+            (Body::Sign { scale, negative }, Body::Sign { scale: s, negative: n }) => {
+                *scale = *s;
+                negative.clone_from(n);
+            }
+            (body, src) => *body = src.clone(),
+        }
+    }
+
     /// Number of coordinates whose value is carried explicitly (d for dense formats, k for sparse).
     pub fn nnz(&self) -> usize {
         match &self.body {
@@ -100,6 +136,37 @@ impl Compressed {
             }
             Body::Sign { scale, negative } => {
                 let (pos, neg) = (w * scale, w * -scale);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a += if negative[j / 64] >> (j % 64) & 1 == 1 { neg } else { pos };
+                }
+            }
+        }
+    }
+
+    /// acc += w * Q in f64: for running sums (public estimates, weighted neighbour sums) that
+    /// must not lose small increments to f32 rounding over many iterations.
+    pub fn add_scaled_to_f64(&self, w: f64, acc: &mut [f64]) {
+        debug_assert_eq!(acc.len(), self.dim);
+        match &self.body {
+            Body::Dense { values, .. } => {
+                for (a, &v) in acc.iter_mut().zip(values) {
+                    *a += w * v as f64;
+                }
+            }
+            Body::Sparse { indices, values, .. } | Body::RandK { indices, values, .. } => {
+                for (&i, &v) in indices.iter().zip(values) {
+                    acc[i as usize] += w * v as f64;
+                }
+            }
+            Body::Qsgd { scale, q, .. } => {
+                for (a, &l) in acc.iter_mut().zip(q) {
+                    if l != 0 {
+                        *a += w * (scale * l as f32) as f64;
+                    }
+                }
+            }
+            Body::Sign { scale, negative } => {
+                let (pos, neg) = (w * *scale as f64, w * -*scale as f64);
                 for (j, a) in acc.iter_mut().enumerate() {
                     *a += if negative[j / 64] >> (j % 64) & 1 == 1 { neg } else { pos };
                 }

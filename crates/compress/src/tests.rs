@@ -193,9 +193,9 @@ fn sign_error_is_exactly_norm_minus_l1_squared_over_d() {
 
 #[test]
 fn narrow_formats_round_at_the_sender() {
-    let v = [1.0f32 + 1e-3, -3.14159];
+    let v = [1.0f32 + 1e-3, -3.140_59];
     let (m, q) = q_of(CompressorSpec::Identity { values: ValueFormat::Bf16 }, &v, 0);
-    assert_eq!(q, vec![1.0, -3.140625]);
+    assert_eq!(q, vec![1.0, -3.140_625]);
     let mut bytes = Vec::new();
     m.encode(&mut bytes);
     let mut back = Compressed::new(2);

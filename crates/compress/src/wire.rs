@@ -330,13 +330,13 @@ impl Encoder {
                 if let Some(level) = self.zstd_level {
                     self.scratch.clear();
                     put_index_block(&mut self.scratch, indices);
-                    if let Ok(z) = zstd::bulk::compress(&self.scratch, level) {
-                        if varint_len(z.len() as u64) + z.len() < self.scratch.len() {
-                            out[flag_pos] |= FLAG_ZSTD;
-                            put_varint(out, z.len() as u64);
-                            out.extend_from_slice(&z);
-                            zipped = true;
-                        }
+                    if let Ok(z) = zstd::bulk::compress(&self.scratch, level)
+                        && varint_len(z.len() as u64) + z.len() < self.scratch.len()
+                    {
+                        out[flag_pos] |= FLAG_ZSTD;
+                        put_varint(out, z.len() as u64);
+                        out.extend_from_slice(&z);
+                        zipped = true;
                     }
                 }
                 if !zipped {

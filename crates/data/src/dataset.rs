@@ -34,6 +34,16 @@ impl Csr {
     }
 }
 
+/// What the targets of a file are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Task {
+    /// Class labels: stored as exact integers `0..classes`.
+    #[default]
+    Classification,
+    /// Real-valued targets; the data set's `classes` is `None`.
+    Regression,
+}
+
 /// A labelled data set. Class labels are stored as exact integers in `targets` (0..classes);
 /// regression targets are arbitrary reals and `classes` is `None`.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,10 +101,28 @@ impl Dataset {
                 Features::Sparse(out)
             }
         };
-        Dataset {
-            features,
-            targets: idx.iter().map(|&i| self.targets[i]).collect(),
-            classes: self.classes,
+        Dataset { features, targets: idx.iter().map(|&i| self.targets[i]).collect(), classes: self.classes }
+    }
+
+    /// Number of samples of each class (`classes` entries; empty for regression data).
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.unwrap_or(0)];
+        if !counts.is_empty() {
+            for i in 0..self.len() {
+                counts[self.class_of(i)] += 1;
+            }
         }
+        counts
+    }
+
+    /// The sample indices of each class, ascending (`classes` lists; empty for regression data).
+    pub fn indices_by_class(&self) -> Vec<Vec<usize>> {
+        let mut by = vec![Vec::new(); self.classes.unwrap_or(0)];
+        if !by.is_empty() {
+            for i in 0..self.len() {
+                by[self.class_of(i)].push(i);
+            }
+        }
+        by
     }
 }

@@ -1,0 +1,159 @@
+//! An in-memory cluster of [`Node`]s driven in lockstep: the reusable driver behind the core's
+//! tests and the simulator (raft-rs's `harness`, quinn's test pair). No clock and no sockets: a
+//! round lets every node send what it has, then delivers every message in a chosen order.
+
+use dprox_compress::Compressed;
+
+use crate::algorithm::{Exchange, NodeConfig};
+use crate::error::CoreError;
+use crate::node::{Node, Phase, Transmit};
+
+/// In which order a round's messages are handed to their receivers. The iterates must not depend
+/// on it (the nodes sum in ascending id whatever the arrival order), which tests check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Receivers in id order, each getting its neighbours' messages in ascending sender id
+    /// (every message is applied on arrival: no copies).
+    Ascending,
+    /// Senders in descending id order (every message but one is buffered first).
+    Descending,
+    /// A seeded random order of all (sender, receiver) pairs.
+    Shuffled(u64),
+}
+
+/// One message as it leaves a node: for byte counting and timing by the driver.
+#[derive(Debug)]
+pub struct Sent<'a> {
+    /// The sender.
+    pub from: usize,
+    /// Number of receivers (the sender's degree).
+    pub recipients: usize,
+    /// The message.
+    pub transmit: &'a Transmit<'a>,
+}
+
+/// n nodes and the in-flight messages between them.
+#[derive(Debug)]
+pub struct Cluster {
+    nodes: Vec<Node>,
+    /// Per sender: the messages of the current round (usually one).
+    wire: Vec<Vec<(u64, Exchange, Compressed)>>,
+    wire_len: Vec<usize>,
+    pairs: Vec<(usize, usize, usize)>,
+}
+
+impl Cluster {
+    /// Builds one node per config (configs in node-id order).
+    pub fn new(configs: Vec<NodeConfig>) -> Result<Cluster, CoreError> {
+        let nodes = configs.into_iter().map(Node::new).collect::<Result<Vec<_>, _>>()?;
+        let n = nodes.len();
+        Ok(Cluster {
+            nodes,
+            wire: (0..n).map(|_| Vec::new()).collect(),
+            wire_len: vec![0; n],
+            pairs: Vec::new(),
+        })
+    }
+
+    /// The nodes, by id.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Mutable access to the nodes (to hand them gradients, possibly in parallel).
+    pub fn nodes_mut(&mut self) -> &mut [Node] {
+        &mut self.nodes
+    }
+
+    /// One full iteration: `grad(node, x, g)` writes node i's gradient at x into g; then the
+    /// exchanges run to completion. `on_send` sees each message once as it leaves its sender.
+    pub fn step(
+        &mut self,
+        mut grad: impl FnMut(usize, &[f32], &mut [f32]),
+        delivery: Delivery,
+        on_send: impl FnMut(Sent<'_>),
+    ) -> Result<(), CoreError> {
+        let mut g = Vec::new();
+        for node in &mut self.nodes {
+            g.resize(node.dim(), 0.0);
+            grad(node.id(), node.params(), &mut g);
+            node.handle_gradient(&g)?;
+        }
+        self.exchange(delivery, on_send)
+    }
+
+    /// After every node has had its gradient: runs rounds until every node needs a gradient again.
+    pub fn exchange(
+        &mut self,
+        delivery: Delivery,
+        mut on_send: impl FnMut(Sent<'_>),
+    ) -> Result<(), CoreError> {
+        let mut round = 0u64;
+        loop {
+            let mut any = false;
+            for (i, node) in self.nodes.iter_mut().enumerate() {
+                let recipients = node.peers().count();
+                let slot = &mut self.wire[i];
+                let mut len = 0;
+                while let Some(t) = node.poll_transmit() {
+                    on_send(Sent { from: i, recipients, transmit: &t });
+                    if slot.len() == len {
+                        slot.push((0, Exchange::X, Compressed::new(0)));
+                    }
+                    slot[len].0 = t.iteration;
+                    slot[len].1 = t.exchange;
+                    slot[len].2.assign(t.payload);
+                    len += 1;
+                }
+                self.wire_len[i] = len;
+                any |= len > 0;
+            }
+            if !any {
+                break;
+            }
+            self.deliver(delivery, round)?;
+            round += 1;
+        }
+        if let Some(node) = self.nodes.iter().find(|n| n.phase() != Phase::NeedGradient) {
+            // Every message was delivered and still some node waits: a peer never sent (cannot
+            // happen with symmetric rows; reported rather than looping forever).
+            return Err(CoreError::Config {
+                node: node.id(),
+                reason: format!("stalled in {:?}: mixing rows are not symmetric", node.phase()),
+            });
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, delivery: Delivery, round: u64) -> Result<(), CoreError> {
+        self.pairs.clear();
+        for (to, node) in self.nodes.iter().enumerate() {
+            for from in node.peers() {
+                for m in 0..self.wire_len[from] {
+                    self.pairs.push((from, to, m));
+                }
+            }
+        }
+        match delivery {
+            Delivery::Ascending => {}
+            Delivery::Descending => {
+                self.pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)))
+            }
+            Delivery::Shuffled(seed) => {
+                dprox_rng::stream(seed, &[round]).shuffle(&mut self.pairs);
+                // A link is FIFO: renumber each (sender, receiver)'s messages in their new order.
+                let mut per_link = std::collections::HashMap::new();
+                for p in &mut self.pairs {
+                    let c = per_link.entry((p.0, p.1)).or_insert(0usize);
+                    p.2 = *c;
+                    *c += 1;
+                }
+            }
+        }
+        for &(from, to, m) in &self.pairs {
+            let (it, ex, ref payload) = self.wire[from][m];
+            self.nodes[to].handle_message(from, it, ex, payload)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! Numeric CSV files: one sample a line, the label in the first or last column.
+
+use std::path::Path;
+
+use ndarray::Array2;
+
+use crate::dataset::{Dataset, Features, Task};
+use crate::error::DataError;
+use crate::read::{Lines, parse_f32};
+
+/// Largest label accepted as a class index: `targets` is `f32`, which holds integers exactly only
+/// up to 2^24.
+pub(crate) const MAX_CLASS_LABEL: f64 = (1u32 << 24) as f64;
+
+/// Which column holds the label.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LabelColumn {
+    /// The first field of each line.
+    First,
+    /// The last field of each line (the layout of `mnist_5k.csv.gz`).
+    #[default]
+    Last,
+}
+
+/// How to read a CSV file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// Where the label is.
+    pub label_column: LabelColumn,
+    /// Number of classes; `None` infers `max label + 1` (classification only).
+    pub classes: Option<usize>,
+    /// Classification (integer labels) or regression (real targets).
+    pub task: Task,
+}
+
+/// Loads a numeric CSV file into a dense [`Dataset`].
+///
+/// - Fields are separated by commas; whitespace around a value is ignored, blank lines are skipped.
+/// - The first non-blank line is taken as a header and skipped when any of its fields is not a
+///   number. (A fully numeric header cannot be told from data and is read as a sample.)
+/// - gzip is detected from the magic bytes `1f 8b`, whatever the extension.
+/// - Every row must have as many fields as the first data row; values must be finite.
+/// - Classification: labels must be non-negative integers (`3` or `3.0`), below `classes` when it
+///   is given; with `classes = None` the data set gets `max label + 1` classes.
+/// - Regression: labels are any finite reals; `classes` must be `None`.
+pub fn load_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<Dataset, DataError> {
+    let path = path.as_ref();
+    if opts.task == Task::Regression && opts.classes.is_some() {
+        return Err(DataError::InvalidArgument(format!(
+            "{}: classes = {:?} was given for a regression task",
+            path.display(),
+            opts.classes
+        )));
+    }
+    if opts.classes == Some(0) {
+        return Err(DataError::InvalidArgument(format!(
+            "{}: classes = 0; a classification task needs at least one class",
+            path.display()
+        )));
+    }
+    let mut lines = Lines::open(path)?;
+    let path_str = lines.path().to_string();
+    let mut features: Vec<f32> = Vec::new();
+    let mut targets: Vec<f32> = Vec::new();
+    let mut row: Vec<f32> = Vec::new();
+    // (fields per row, line of the first data row), fixed by the first data row.
+    let mut shape: Option<(usize, usize)> = None;
+    let mut seen_first = false;
+    let mut max_label = 0u64;
+
+    while let Some((line, text)) = lines.next_line()? {
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if !seen_first {
+            seen_first = true;
+            if text.split(',').any(|f| parse_f32(f.trim()).is_none()) {
+                continue; // header
+            }
+        }
+        row.clear();
+        let mut label_text = "";
+        for (i, field) in text.split(',').enumerate() {
+            let field = field.trim();
+            let bad = |make: fn(String, usize, usize, String) -> DataError| {
+                make(path_str.clone(), line, i + 1, field.to_string())
+            };
+            let v = parse_f32(field).ok_or_else(|| bad(bad_number))?;
+            if !v.is_finite() {
+                return Err(bad(non_finite));
+            }
+            row.push(v);
+            if i == 0 && opts.label_column == LabelColumn::First {
+                label_text = field;
+            }
+            if opts.label_column == LabelColumn::Last {
+                label_text = field;
+            }
+        }
+        let (fields, first_line) = *shape.get_or_insert((row.len(), line));
+        if row.len() != fields {
+            return Err(DataError::FieldCount {
+                path: path_str.clone(),
+                line,
+                got: row.len(),
+                expected: fields,
+                first_line,
+            });
+        }
+        if fields < 2 {
+            return Err(DataError::InvalidArgument(format!(
+                "{path_str}: line {line} has {fields} field; a row needs at least one feature and the label"
+            )));
+        }
+        let (label, feats) = match opts.label_column {
+            LabelColumn::First => (row[0], &row[1..]),
+            LabelColumn::Last => (row[fields - 1], &row[..fields - 1]),
+        };
+        let target = if opts.task == Task::Classification {
+            let class = class_label(label, label_text, opts.classes, &path_str, line)?;
+            max_label = max_label.max(class);
+            class as f32 // normalises `-0` and `3.0`
+        } else {
+            label
+        };
+        features.extend_from_slice(feats);
+        targets.push(target);
+    }
+
+    let Some((fields, _)) = shape else {
+        return Err(DataError::Empty { path: path_str });
+    };
+    let classes = match opts.task {
+        Task::Classification => Some(opts.classes.unwrap_or(max_label as usize + 1)),
+        Task::Regression => None,
+    };
+    let n = targets.len();
+    let matrix = Array2::from_shape_vec((n, fields - 1), features)
+        .expect("every row was checked to have the same number of fields");
+    Ok(Dataset { features: Features::Dense(matrix), targets, classes })
+}
+
+/// Checks a parsed classification label and returns it as an integer.
+pub(crate) fn class_label(
+    label: f32,
+    text: &str,
+    classes: Option<usize>,
+    path: &str,
+    line: usize,
+) -> Result<u64, DataError> {
+    let v = f64::from(label);
+    if v < 0.0 || v.fract() != 0.0 || v >= MAX_CLASS_LABEL {
+        return Err(DataError::LabelNotInteger { path: path.to_string(), line, text: text.to_string() });
+    }
+    let class = v as u64;
+    if let Some(c) = classes
+        && class >= c as u64
+    {
+        return Err(DataError::LabelOutOfRange { path: path.to_string(), line, label: class, classes: c });
+    }
+    Ok(class)
+}
+
+fn bad_number(path: String, line: usize, column: usize, text: String) -> DataError {
+    DataError::BadNumber { path, line, column, text }
+}
+
+fn non_finite(path: String, line: usize, column: usize, text: String) -> DataError {
+    DataError::NonFinite { path, line, column, text }
+}

@@ -1,0 +1,235 @@
+//! What every model shares: walking a batch in chunks, the dense gather scratch, grow-only scratch
+//! matrices, and the affine map on the raw features (a GEMM for dense data, row loops for CSR).
+//!
+//! Batches are processed in chunks of at most [`CHUNK`] samples so that a full-batch evaluation of
+//! a large local data set (or a wide MLP) never needs scratch proportional to the data; a chunk's
+//! contribution is added to the gradient in a fixed order, so results stay deterministic.
+
+use dprox_data::{Csr, Dataset, Features};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, s};
+
+use crate::Batch;
+
+/// Most samples one chunk holds. Big enough for GEMMs to run at full speed, small enough that
+/// the scratch of a wide MLP stays a few megabytes.
+pub(crate) const CHUNK: usize = 1024;
+
+/// The samples of one chunk: a contiguous range of local samples, or a slice of a minibatch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Sel<'a> {
+    /// Samples `start..end`.
+    Range(usize, usize),
+    /// The listed samples.
+    List(&'a [usize]),
+}
+
+impl Sel<'_> {
+    /// Number of samples in the chunk.
+    pub(crate) fn len(&self) -> usize {
+        match *self {
+            Sel::Range(a, b) => b - a,
+            Sel::List(l) => l.len(),
+        }
+    }
+
+    /// The local index of the chunk's `r`-th sample.
+    #[inline]
+    pub(crate) fn get(&self, r: usize) -> usize {
+        match *self {
+            Sel::Range(a, _) => a + r,
+            Sel::List(l) => l[r],
+        }
+    }
+}
+
+/// Number of samples `batch` covers on a data set of `n` samples.
+pub(crate) fn batch_len(batch: Batch<'_>, n: usize) -> usize {
+    match batch {
+        Batch::Full => n,
+        Batch::Indices(ix) => ix.len(),
+    }
+}
+
+/// The chunks of `batch`, in order.
+pub(crate) fn chunks<'a>(batch: Batch<'a>, n: usize) -> impl Iterator<Item = Sel<'a>> {
+    let len = batch_len(batch, n);
+    (0..len).step_by(CHUNK).map(move |a| {
+        let b = (a + CHUNK).min(len);
+        match batch {
+            Batch::Full => Sel::Range(a, b),
+            Batch::Indices(ix) => Sel::List(&ix[a..b]),
+        }
+    })
+}
+
+/// The first `rows` rows of a grow-only scratch matrix with `cols` columns. It reallocates only
+/// when more rows are needed than ever before, which keeps the hot path allocation-free.
+pub(crate) fn scratch(buf: &mut Array2<f32>, rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    if buf.ncols() != cols || buf.nrows() < rows {
+        *buf = Array2::zeros((rows.max(buf.nrows()), cols));
+    }
+    buf.slice_mut(s![..rows, ..])
+}
+
+/// The features of one chunk, ready for an affine map.
+pub(crate) enum Input<'a> {
+    /// Dense rows (a view into the data, or the gathered rows of a minibatch).
+    Dense(ArrayView2<'a, f32>),
+    /// Sparse rows, read in place.
+    Sparse(&'a Csr, Sel<'a>),
+}
+
+/// Scratch for gathering the dense rows of a minibatch into one contiguous matrix.
+#[derive(Debug)]
+pub(crate) struct Gather {
+    buf: Array2<f32>,
+}
+
+impl Gather {
+    /// An empty gather buffer; it grows on first use.
+    pub(crate) fn new() -> Self {
+        Gather { buf: Array2::zeros((0, 0)) }
+    }
+
+    /// The features of the chunk `sel`. A dense range is a view of the data matrix itself (no
+    /// copy); a dense index list is copied into the scratch; sparse rows are read in place.
+    pub(crate) fn input<'a>(&'a mut self, data: &'a Dataset, sel: Sel<'a>) -> Input<'a> {
+        match (&data.features, sel) {
+            (Features::Dense(m), Sel::Range(a, b)) => Input::Dense(m.slice(s![a..b, ..])),
+            (Features::Dense(m), Sel::List(ix)) => {
+                let mut buf = scratch(&mut self.buf, ix.len(), m.ncols());
+                for (mut row, &i) in buf.rows_mut().into_iter().zip(ix) {
+                    row.assign(&m.row(i));
+                }
+                Input::Dense(self.buf.slice(s![..ix.len(), ..]))
+            }
+            (Features::Sparse(c), sel) => Input::Sparse(c, sel),
+        }
+    }
+}
+
+/// `out = input W^T + b`, where `w` is the row-major (out x in) weight matrix and `out` is
+/// (rows x out).
+pub(crate) fn affine_forward(
+    input: &Input<'_>,
+    w: &[f32],
+    b: Option<&[f32]>,
+    out: &mut ArrayViewMut2<'_, f32>,
+) {
+    let m = out.ncols();
+    match b {
+        Some(b) => {
+            let b = ArrayView1::from(b);
+            for mut row in out.rows_mut() {
+                row.assign(&b);
+            }
+        }
+        None => out.fill(0.0),
+    }
+    match input {
+        Input::Dense(x) => {
+            let w = ArrayView2::from_shape((m, x.ncols()), w).expect("weight slice matches layer shape");
+            general_mat_mul(1.0, x, &w.t(), 1.0, out);
+        }
+        Input::Sparse(csr, sel) => {
+            let p = csr.cols;
+            for (r, mut row) in out.rows_mut().into_iter().enumerate() {
+                let (ix, vals) = csr.row(sel.get(r));
+                for (j, o) in row.iter_mut().enumerate() {
+                    let wj = &w[j * p..(j + 1) * p];
+                    let mut acc = 0.0f32;
+                    for (&c, &v) in ix.iter().zip(vals) {
+                        acc += wj[c as usize] * v;
+                    }
+                    *o += acc;
+                }
+            }
+        }
+    }
+}
+
+/// Adds the weight gradient `d^T input` to `gw` (row-major out x in) and the column sums of `d`
+/// to `gb`, where `d` (rows x out) holds dLoss/d(out) for the chunk.
+pub(crate) fn affine_backward(
+    input: &Input<'_>,
+    d: ArrayView2<'_, f32>,
+    gw: &mut [f32],
+    gb: Option<&mut [f32]>,
+) {
+    let m = d.ncols();
+    match input {
+        Input::Dense(x) => {
+            let mut g =
+                ArrayViewMut2::from_shape((m, x.ncols()), gw).expect("gradient slice matches layer shape");
+            general_mat_mul(1.0, &d.t(), x, 1.0, &mut g);
+        }
+        Input::Sparse(csr, sel) => {
+            let p = csr.cols;
+            for (r, drow) in d.rows().into_iter().enumerate() {
+                let (ix, vals) = csr.row(sel.get(r));
+                for (j, &dj) in drow.iter().enumerate() {
+                    let gj = &mut gw[j * p..(j + 1) * p];
+                    for (&c, &v) in ix.iter().zip(vals) {
+                        gj[c as usize] += dj * v;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(gb) = gb {
+        // Row by row, in sample order: a fixed summation order, so the result is deterministic.
+        for drow in d.rows() {
+            for (g, &dj) in gb.iter_mut().zip(drow) {
+                *g += dj;
+            }
+        }
+    }
+}
+
+/// Checks the shape of the data and the consistency of its CSR arrays, so that the models can
+/// index without further checks (an out-of-range column would silently read another row of W).
+pub(crate) fn check_data(data: &Dataset) -> Result<(), crate::ObjectiveError> {
+    use crate::ObjectiveError as E;
+    let rows = match &data.features {
+        Features::Dense(m) => m.nrows(),
+        Features::Sparse(c) => {
+            let bad = |reason: String| Err(E::MalformedCsr { reason });
+            if c.indptr.len() != c.rows + 1 {
+                return bad(format!("indptr has {} entries for {} rows", c.indptr.len(), c.rows));
+            }
+            if c.indptr[0] != 0 || c.indptr.windows(2).any(|w| w[0] > w[1]) {
+                return bad("indptr does not start at 0 and never decrease".into());
+            }
+            let nnz = c.indptr[c.rows];
+            if c.indices.len() != nnz || c.values.len() != nnz {
+                return bad(format!(
+                    "indptr ends at {nnz} but there are {} indices and {} values",
+                    c.indices.len(),
+                    c.values.len()
+                ));
+            }
+            if let Some(&col) = c.indices.iter().find(|&&col| col as usize >= c.cols) {
+                return bad(format!("column index {col} is out of range for {} columns", c.cols));
+            }
+            c.rows
+        }
+    };
+    if rows != data.targets.len() {
+        return Err(E::TargetCount { rows, targets: data.targets.len() });
+    }
+    if data.is_empty() {
+        return Err(E::EmptyData);
+    }
+    Ok(())
+}
+
+/// Checks that every target is an exact class index in `0..classes`.
+pub(crate) fn check_labels(data: &Dataset, classes: usize) -> Result<(), crate::ObjectiveError> {
+    for (index, &label) in data.targets.iter().enumerate() {
+        if !(label >= 0.0 && label.fract() == 0.0 && (label as usize) < classes) {
+            return Err(crate::ObjectiveError::BadLabel { index, label, classes });
+        }
+    }
+    Ok(())
+}

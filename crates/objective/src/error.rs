@@ -1,0 +1,90 @@
+//! The one error type of this crate: everything that can be wrong with a model spec or its data.
+
+/// Why a model could not be built on a data set.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ObjectiveError {
+    /// The data set has no samples, so a mean loss is undefined.
+    #[error("the data set has no samples")]
+    EmptyData,
+
+    /// The number of feature rows differs from the number of targets.
+    #[error("the features have {rows} rows but there are {targets} targets")]
+    TargetCount {
+        /// Rows of the feature matrix.
+        rows: usize,
+        /// Length of `targets`.
+        targets: usize,
+    },
+
+    /// The CSR arrays are inconsistent (a model would read the wrong weights or panic).
+    #[error("malformed sparse features: {reason}")]
+    MalformedCsr {
+        /// What is wrong, in words.
+        reason: String,
+    },
+
+    /// The data's feature count differs from the model's input size.
+    #[error("the data has {data} features, the model expects {model}")]
+    FeatureMismatch {
+        /// Columns of the data.
+        data: usize,
+        /// Features in the model's [`Shape`](crate::Shape).
+        model: usize,
+    },
+
+    /// Logistic regression was asked for on data that is not binary.
+    #[error("logistic regression needs 2 classes, the data has {}; use {}",
+        classes.map_or_else(|| "none (regression targets)".to_string(), |c| c.to_string()),
+        if classes.is_some() { "softmax" } else { "least_squares" })]
+    LogisticClasses {
+        /// The number of classes of the shape, `None` for regression data.
+        classes: Option<usize>,
+    },
+
+    /// A classifier was asked for on regression data (no number of classes).
+    #[error("{model} needs class labels, but the shape has no classes (regression targets)")]
+    MissingClasses {
+        /// The model, in words.
+        model: &'static str,
+    },
+
+    /// A multinomial classifier needs at least two classes.
+    #[error("{model} needs at least 2 classes, the shape has {classes}")]
+    TooFewClasses {
+        /// The model, in words.
+        model: &'static str,
+        /// The number of classes given.
+        classes: usize,
+    },
+
+    /// An MLP without hidden layers (that is softmax regression; ask for it by name).
+    #[error("an mlp needs at least one hidden layer (hidden = []); use softmax for none")]
+    NoHiddenLayers,
+
+    /// An MLP hidden layer of width zero.
+    #[error("mlp hidden layer {layer} has width 0")]
+    ZeroWidth {
+        /// Index of the offending layer in `hidden`.
+        layer: usize,
+    },
+
+    /// A target is not a class index in `0..classes`.
+    #[error("sample {index} has label {label}, which is not a class in 0..{classes}")]
+    BadLabel {
+        /// The sample.
+        index: usize,
+        /// Its target.
+        label: f32,
+        /// The number of classes of the model.
+        classes: usize,
+    },
+
+    /// A regression target is NaN or infinite.
+    #[error("sample {index} has a non-finite target {value}")]
+    NonFiniteTarget {
+        /// The sample.
+        index: usize,
+        /// Its target.
+        value: f32,
+    },
+}
