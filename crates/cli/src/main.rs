@@ -1,1 +1,192 @@
-fn main() {}
+//! `dprox`: the command-line tool. Thin: parse arguments, load the config, call the libraries.
+//!
+//! - `dprox sim CONFIG.toml --out DIR`: a simulated cluster, with a progress bar and a summary;
+//!   writes `DIR/metrics.csv`, `DIR/summary.json` and a copy of the config.
+//! - `dprox check-config CONFIG.toml`: validates a config, loads its data and prints the topology
+//!   facts (nodes, edges, degrees, spectral gap), the partition and the model size.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dprox_config::Prepared;
+use dprox_sim::Event;
+
+mod report;
+
+#[derive(Parser)]
+#[command(name = "dprox", version, about = "Decentralized proximal stochastic gradient methods")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate the cluster a config describes, on a virtual clock.
+    Sim {
+        /// The run config (TOML).
+        config: PathBuf,
+        /// Output folder for metrics.csv and summary.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// Override run.algorithm (dproxsgt, cdproxsgt, dpsgd, choco, allreduce).
+        #[arg(long)]
+        algorithm: Option<String>,
+        /// Override run.iterations.
+        #[arg(long)]
+        iterations: Option<u64>,
+        /// Print nothing but the final summary line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Validate a config and print the facts of its topology, data and model.
+    CheckConfig {
+        /// The run config (TOML).
+        config: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sim { config, out, algorithm, iterations, quiet } => {
+            sim(&config, &out, algorithm.as_deref(), iterations, quiet)
+        }
+        Command::CheckConfig { config } => check(&config),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn prepare(path: &Path, algorithm: Option<&str>, iterations: Option<u64>) -> anyhow::Result<Prepared> {
+    let mut config = dprox_config::load(path)?;
+    if let Some(a) = algorithm {
+        config.run.algorithm = serde_json::from_value(serde_json::Value::String(a.into())).map_err(|_| {
+            anyhow::anyhow!(
+                "--algorithm: unknown algorithm `{a}` (dproxsgt, cdproxsgt, dpsgd, choco, allreduce)"
+            )
+        })?;
+    }
+    if let Some(t) = iterations {
+        config.run.iterations = t;
+    }
+    let name = config.run.name.clone().unwrap_or_else(|| {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        match algorithm {
+            Some(a) => format!("{stem}-{a}"),
+            None => stem,
+        }
+    });
+    Ok(Prepared::new(config, path.parent().unwrap_or(Path::new(".")), name)?)
+}
+
+fn sim(
+    path: &Path,
+    out: &Path,
+    algorithm: Option<&str>,
+    iterations: Option<u64>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let run = prepare(path, algorithm, iterations)?;
+    for w in &run.warnings {
+        eprintln!("warning: {w}");
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::copy(path, out.join("config.toml"))
+        .with_context(|| format!("copying the config into {}", out.display()))?;
+    let total = run.config.run.iterations;
+    let bar = if quiet || !std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it  {per_sec}  eta {eta}  {msg}",
+            )
+            .expect("static template"),
+        );
+        bar
+    };
+    if !quiet {
+        eprintln!(
+            "simulating {}: {} on {} ({} nodes, spectral gap {:.4}), {} parameters, {} iterations",
+            run.name,
+            run.config.run.algorithm,
+            topology_name(&run),
+            run.n(),
+            run.facts.spectral_gap,
+            run.dim,
+            total
+        );
+    }
+    let result = dprox_sim::simulate(&run, Some(out), |e| match e {
+        Event::Iteration(t) => bar.set_position(t),
+        Event::Row(r) => bar.set_message(format!(
+            "objective {:.5}  consensus {:.2e}{}",
+            r.eval.objective,
+            r.eval.consensus_error,
+            r.eval.test_accuracy.map(|a| format!("  test acc {:.2}%", 100.0 * a)).unwrap_or_default()
+        )),
+    });
+    bar.finish_and_clear();
+    let summary =
+        result.with_context(|| format!("the run stopped; what it computed is in {}", out.display()))?;
+    report::print_summary(&summary, out, quiet);
+    Ok(())
+}
+
+fn topology_name(run: &Prepared) -> String {
+    serde_json::to_value(run.config.topology.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn check(path: &Path) -> anyhow::Result<()> {
+    let run = prepare(path, None, None)?;
+    println!("{}: valid", path.display());
+    for w in &run.warnings {
+        println!("warning: {w}");
+    }
+    println!("\ntopology: {} ({} weights)", topology_name(&run), weights_name(&run));
+    println!("{}", run.facts);
+    println!(
+        "degrees: {}",
+        (0..run.n()).map(|i| run.graph.degree(i).to_string()).collect::<Vec<_>>().join(" ")
+    );
+    println!("\nmodel: {:?}, {} parameters", run.config.model.kind, run.dim);
+    println!(
+        "data: {} features, {} classes, {} training samples, {} test samples",
+        run.shape.features,
+        run.shape.classes.map(|c| c.to_string()).unwrap_or_else(|| "no".into()),
+        run.node_data.iter().map(|d| d.len()).sum::<usize>(),
+        run.test.as_ref().map_or(0, |t| t.len())
+    );
+    for (i, s) in run.node_stats().iter().enumerate() {
+        let classes: Vec<String> = s
+            .class_counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(k, c)| format!("{k}:{c}"))
+            .collect();
+        println!(
+            "  node {i}: {} samples{}  speed {}",
+            s.samples,
+            if classes.is_empty() { String::new() } else { format!("; classes {}", classes.join(" ")) },
+            run.speed(i)
+        );
+    }
+    Ok(())
+}
+
+fn weights_name(run: &Prepared) -> String {
+    serde_json::to_value(run.config.topology.weights)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}

@@ -1,0 +1,421 @@
+//! The run config file, key by key. Unknown keys are errors (a typo must not silently fall back
+//! to a default).
+
+use dprox_compress::CompressorSpec;
+use dprox_core::{Algorithm, Prox};
+use dprox_objective::{Activation, ModelKind};
+use serde::{Deserialize, Serialize};
+
+/// A whole run: what to train, on which data, over which graph, with which algorithm.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[run]`.
+    pub run: RunSection,
+    /// `[topology]`.
+    pub topology: TopologySection,
+    /// `[data]`.
+    pub data: DataSection,
+    /// `[model]`.
+    pub model: ModelSection,
+    /// `[regularizer]` (none when absent).
+    #[serde(default)]
+    pub regularizer: Prox,
+    /// `[optimizer]`.
+    pub optimizer: OptimizerSection,
+    /// `[compression]` (identity when absent).
+    #[serde(default)]
+    pub compression: CompressionSection,
+    /// `[network]`: the simulator's model of compute and links.
+    #[serde(default)]
+    pub network: NetworkSection,
+    /// `[[links]]`: per-link overrides of the network defaults.
+    #[serde(default)]
+    pub links: Vec<LinkSection>,
+    /// `[[nodes]]`: per-node overrides.
+    #[serde(default)]
+    pub nodes: Vec<NodeSection>,
+}
+
+/// `[run]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// The algorithm every node runs.
+    pub algorithm: Algorithm,
+    /// Number of iterations.
+    pub iterations: u64,
+    /// Seed of every random choice (data split, partition, minibatches, compressors, init).
+    #[serde(default)]
+    pub seed: u64,
+    /// Evaluate the metrics every this many iterations (and at 0 and the last).
+    #[serde(default = "default_eval_every")]
+    pub eval_every: u64,
+    /// A name for the run (defaults to the config file's stem).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn default_eval_every() -> u64 {
+    10
+}
+
+/// Graph families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopologyKind {
+    /// Cycle.
+    Ring,
+    /// 2-D wraparound grid.
+    Torus,
+    /// Every pair connected.
+    Complete,
+    /// Node 0 is the hub.
+    Star,
+    /// i ~ i xor 2^k.
+    Hypercube,
+    /// i ~ i + 2^k mod n.
+    Exponential,
+    /// Random G(n, p).
+    ErdosRenyi,
+    /// An explicit edge list.
+    Edges,
+}
+
+/// Mixing-weight rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightsKind {
+    /// Metropolis-Hastings.
+    #[default]
+    Metropolis,
+    /// 1 / (1 + max degree).
+    MaxDegree,
+    /// The `matrix` key, n x n.
+    Explicit,
+}
+
+/// `[topology]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySection {
+    /// Graph family.
+    pub kind: TopologyKind,
+    /// Number of nodes n.
+    pub nodes: usize,
+    /// Mixing weights.
+    #[serde(default)]
+    pub weights: WeightsKind,
+    /// Torus rows (cols = nodes / rows); the most square factorisation when absent.
+    #[serde(default)]
+    pub rows: Option<usize>,
+    /// Erdos-Renyi edge probability.
+    #[serde(default)]
+    pub p: Option<f64>,
+    /// Erdos-Renyi seed (defaults to the run seed).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Edge list for `kind = "edges"`.
+    #[serde(default)]
+    pub edges: Option<Vec<[usize; 2]>>,
+    /// Explicit mixing matrix for `weights = "explicit"`.
+    #[serde(default)]
+    pub matrix: Option<Vec<Vec<f64>>>,
+}
+
+/// File formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    /// Comma-separated values, optionally gzipped.
+    #[default]
+    Csv,
+    /// LIBSVM / svmlight.
+    Libsvm,
+    /// MNIST IDX (train = images, labels = labels file).
+    Idx,
+}
+
+/// Where the label sits in a CSV row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelColumnKey {
+    /// First field.
+    First,
+    /// Last field.
+    #[default]
+    Last,
+}
+
+/// `feature_scale`: a number, or the name of a rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FeatureScale {
+    /// Multiply every feature by this.
+    Factor(f64),
+    /// `"none"`, `"standardize"` or `"max_abs"`.
+    Named(String),
+}
+
+/// `partition = { kind = ... }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PartitionSection {
+    /// Shuffled, equal shares.
+    Iid,
+    /// Each node holds `classes_per_node` classes (node i of 5 holds {i, 9 - i} of 10).
+    LabelSkew {
+        /// Classes per node.
+        classes_per_node: usize,
+    },
+    /// Per-class Dirichlet(alpha) shares.
+    Dirichlet {
+        /// Concentration.
+        alpha: f64,
+    },
+}
+
+/// `synthetic = { kind = ... }`: generated data instead of a file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticSection {
+    /// `sparse_logistic`, `least_squares` or `gaussian_mixture`.
+    pub kind: SyntheticKind,
+    /// Number of samples.
+    pub samples: usize,
+    /// Number of features.
+    pub features: usize,
+    /// Fraction of nonzero features per sample (linear generators).
+    #[serde(default = "one")]
+    pub density: f64,
+    /// Nonzeros of the planted solution (linear generators).
+    #[serde(default)]
+    pub support: Option<usize>,
+    /// Target noise (least squares).
+    #[serde(default)]
+    pub noise: Option<f64>,
+    /// Classes (gaussian_mixture).
+    #[serde(default)]
+    pub classes: Option<usize>,
+    /// Distance scale of the class centres (gaussian_mixture).
+    #[serde(default)]
+    pub separation: Option<f64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Synthetic generators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyntheticKind {
+    /// Binary labels from a planted sparse logistic model.
+    SparseLogistic,
+    /// Real targets from a planted sparse linear model plus noise.
+    LeastSquares,
+    /// Gaussian class clusters.
+    GaussianMixture,
+}
+
+/// `[data]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// Training file shared by the nodes (relative paths are relative to the config file).
+    #[serde(default)]
+    pub train: Option<String>,
+    /// IDX labels file (format = "idx").
+    #[serde(default)]
+    pub labels: Option<String>,
+    /// Generated data instead of a file.
+    #[serde(default)]
+    pub synthetic: Option<SyntheticSection>,
+    /// File format.
+    #[serde(default)]
+    pub format: DataFormat,
+    /// CSV label position.
+    #[serde(default)]
+    pub label_column: LabelColumnKey,
+    /// Number of classes (inferred from the labels when absent).
+    #[serde(default)]
+    pub classes: Option<usize>,
+    /// LIBSVM feature count (inferred when absent).
+    #[serde(default)]
+    pub features: Option<usize>,
+    /// Feature scaling, fitted on the training set.
+    #[serde(default)]
+    pub feature_scale: Option<FeatureScale>,
+    /// Held-out fraction of the training data used as the test set.
+    #[serde(default)]
+    pub test_fraction: Option<f64>,
+    /// A separate test file (same format; `test_labels` for IDX).
+    #[serde(default)]
+    pub test: Option<String>,
+    /// IDX test labels file.
+    #[serde(default)]
+    pub test_labels: Option<String>,
+    /// How the training data is dealt out to the nodes.
+    #[serde(default = "default_partition")]
+    pub partition: PartitionSection,
+}
+
+fn default_partition() -> PartitionSection {
+    PartitionSection::Iid
+}
+
+/// Initial point.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitKind {
+    /// x^0 = 0.
+    #[default]
+    Zeros,
+    /// The model's seeded random init (same on every node).
+    Seeded,
+}
+
+/// `[model]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Model family.
+    pub kind: ModelKind,
+    /// Initial point.
+    #[serde(default)]
+    pub init: InitKind,
+    /// MLP hidden widths.
+    #[serde(default)]
+    pub hidden: Vec<usize>,
+    /// MLP activation.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Bias terms.
+    #[serde(default = "yes")]
+    pub bias: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `batch_size`: a count or `"full"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BatchKey {
+    /// Samples per minibatch.
+    Samples(usize),
+    /// `"full"`.
+    Named(String),
+}
+
+/// `[optimizer]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerSection {
+    /// Step size eta.
+    pub lr: f32,
+    /// Minibatch size, or "full".
+    #[serde(default = "default_batch")]
+    pub batch_size: BatchKey,
+    /// Consensus step for x (cdproxsgt, choco).
+    #[serde(default = "default_gamma")]
+    pub gamma_x: f32,
+    /// Consensus step for y (cdproxsgt).
+    #[serde(default = "default_gamma")]
+    pub gamma_y: f32,
+}
+
+fn default_batch() -> BatchKey {
+    BatchKey::Named("full".into())
+}
+
+fn default_gamma() -> f32 {
+    1.0
+}
+
+/// `[compression]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSection {
+    /// Q_x.
+    #[serde(default)]
+    pub x: CompressorSpec,
+    /// Q_y.
+    #[serde(default)]
+    pub y: CompressorSpec,
+    /// zstd level for sparse index blocks (plain encoding when absent).
+    #[serde(default)]
+    pub zstd: Option<i32>,
+}
+
+/// `[network]`: defaults of the simulator's cost model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// One-way latency of a link, milliseconds.
+    #[serde(default = "default_latency")]
+    pub latency_ms: f64,
+    /// Bandwidth of a link, megabits per second.
+    #[serde(default = "default_bandwidth")]
+    pub bandwidth_mbps: f64,
+    /// Compute throughput of a speed-1 node, GFLOP/s.
+    #[serde(default = "default_gflops")]
+    pub gflops: f64,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            latency_ms: default_latency(),
+            bandwidth_mbps: default_bandwidth(),
+            gflops: default_gflops(),
+        }
+    }
+}
+
+fn default_latency() -> f64 {
+    0.5
+}
+fn default_bandwidth() -> f64 {
+    1000.0
+}
+fn default_gflops() -> f64 {
+    20.0
+}
+
+/// `[[links]]`: one undirected link's properties.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSection {
+    /// One end.
+    pub a: usize,
+    /// The other end.
+    pub b: usize,
+    /// Latency, ms (network default when absent).
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    /// Bandwidth, Mbit/s (network default when absent).
+    #[serde(default)]
+    pub bandwidth_mbps: Option<f64>,
+}
+
+/// `[[nodes]]`: one node's overrides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Node id.
+    pub id: usize,
+    /// A training file that replaces this node's partition.
+    #[serde(default)]
+    pub train: Option<String>,
+    /// IDX labels for `train`.
+    #[serde(default)]
+    pub labels: Option<String>,
+    /// Relative compute speed (simulator), default 1.
+    #[serde(default)]
+    pub speed: Option<f64>,
+    /// Minibatch size override for this node.
+    #[serde(default)]
+    pub batch_size: Option<BatchKey>,
+}

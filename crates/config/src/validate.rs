@@ -1,0 +1,176 @@
+//! Checks that need no file access: ranges, required keys, combinations.
+
+use dprox_core::Algorithm;
+
+use crate::error::{ConfigError, invalid};
+use crate::schema::{BatchKey, Config, FeatureScale, PartitionSection, TopologyKind, WeightsKind};
+
+impl Config {
+    /// Validates the config; returns warnings (settings that have no effect) on success.
+    pub fn validate(&self) -> Result<Vec<String>, ConfigError> {
+        let mut warnings = Vec::new();
+        let r = &self.run;
+        if r.iterations == 0 {
+            return Err(invalid("run.iterations", "must be at least 1"));
+        }
+        if r.eval_every == 0 {
+            return Err(invalid("run.eval_every", "must be at least 1"));
+        }
+        let t = &self.topology;
+        let n = t.nodes;
+        if n == 0 {
+            return Err(invalid("topology.nodes", "must be at least 1"));
+        }
+        if (t.kind == TopologyKind::Edges) != t.edges.is_some() {
+            return Err(invalid("topology.edges", "is required for kind = \"edges\" and only allowed there"));
+        }
+        if (t.kind == TopologyKind::ErdosRenyi) != t.p.is_some() {
+            return Err(invalid(
+                "topology.p",
+                "is required for kind = \"erdos_renyi\" and only allowed there",
+            ));
+        }
+        if t.rows.is_some() && t.kind != TopologyKind::Torus {
+            return Err(invalid("topology.rows", "only applies to kind = \"torus\""));
+        }
+        if (t.weights == WeightsKind::Explicit) != t.matrix.is_some() {
+            return Err(invalid(
+                "topology.matrix",
+                "is required for weights = \"explicit\" and only allowed there",
+            ));
+        }
+        let d = &self.data;
+        let all_nodes_have_files =
+            n > 0 && (0..n).all(|i| self.nodes.iter().any(|s| s.id == i && s.train.is_some()));
+        match (&d.train, &d.synthetic) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("data", "give either `train` or `synthetic`, not both"));
+            }
+            (None, None) if !all_nodes_have_files => {
+                return Err(invalid(
+                    "data.train",
+                    "missing: give a training file, `synthetic = {...}`, or a `train` file in every [[nodes]] entry",
+                ));
+            }
+            _ => {}
+        }
+        if d.format == crate::schema::DataFormat::Idx && d.train.is_some() && d.labels.is_none() {
+            return Err(invalid("data.labels", "format = \"idx\" needs the labels file"));
+        }
+        if let Some(f) = d.test_fraction {
+            if !(0.0..1.0).contains(&f) {
+                return Err(invalid("data.test_fraction", format!("must be in [0, 1), got {f}")));
+            }
+            if d.test.is_some() {
+                return Err(invalid("data.test_fraction", "give either `test` or `test_fraction`, not both"));
+            }
+        }
+        match &d.feature_scale {
+            Some(FeatureScale::Factor(f)) if !(f.is_finite() && *f > 0.0) => {
+                return Err(invalid("data.feature_scale", format!("a factor must be positive, got {f}")));
+            }
+            Some(FeatureScale::Named(s)) if !["none", "standardize", "max_abs"].contains(&s.as_str()) => {
+                return Err(invalid(
+                    "data.feature_scale",
+                    format!("unknown rule `{s}`: use a number, \"none\", \"standardize\" or \"max_abs\""),
+                ));
+            }
+            _ => {}
+        }
+        match d.partition {
+            PartitionSection::LabelSkew { classes_per_node: 0 } => {
+                return Err(invalid("data.partition.classes_per_node", "must be at least 1"));
+            }
+            PartitionSection::Dirichlet { alpha } if !(alpha.is_finite() && alpha > 0.0) => {
+                return Err(invalid("data.partition.alpha", format!("must be positive, got {alpha}")));
+            }
+            _ => {}
+        }
+        let o = &self.optimizer;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return Err(invalid("optimizer.lr", format!("must be positive, got {}", o.lr)));
+        }
+        for (key, g) in [("optimizer.gamma_x", o.gamma_x), ("optimizer.gamma_y", o.gamma_y)] {
+            if !(g > 0.0 && g <= 1.0) {
+                return Err(invalid(key, format!("must be in (0, 1], got {g}")));
+            }
+        }
+        check_batch("optimizer.batch_size", &o.batch_size)?;
+        self.regularizer.validate().map_err(|e| invalid("regularizer", e))?;
+        let c = &self.compression;
+        c.x.validate().map_err(|e| invalid("compression.x", e))?;
+        c.y.validate().map_err(|e| invalid("compression.y", e))?;
+        if let Some(z) = c.zstd
+            && !(1..=22).contains(&z)
+        {
+            return Err(invalid("compression.zstd", format!("level must be in 1..=22, got {z}")));
+        }
+        let alg = r.algorithm;
+        let uses_x = matches!(alg, Algorithm::Cdproxsgt | Algorithm::Choco);
+        if !uses_x && (!c.x.is_identity() || !c.y.is_identity()) {
+            warnings.push(format!("[compression] has no effect: {alg} sends uncompressed vectors"));
+        } else if alg == Algorithm::Choco && !c.y.is_identity() {
+            warnings.push("compression.y has no effect: choco has no tracker".into());
+        }
+        if !matches!(alg, Algorithm::Cdproxsgt | Algorithm::Choco) && (o.gamma_x != 1.0 || o.gamma_y != 1.0) {
+            warnings.push(format!("gamma_x/gamma_y have no effect on {alg}"));
+        }
+        let net = &self.network;
+        if !(net.latency_ms.is_finite() && net.latency_ms >= 0.0) {
+            return Err(invalid("network.latency_ms", format!("must be >= 0, got {}", net.latency_ms)));
+        }
+        if !(net.bandwidth_mbps.is_finite() && net.bandwidth_mbps > 0.0) {
+            return Err(invalid(
+                "network.bandwidth_mbps",
+                format!("must be positive, got {}", net.bandwidth_mbps),
+            ));
+        }
+        if !(net.gflops.is_finite() && net.gflops > 0.0) {
+            return Err(invalid("network.gflops", format!("must be positive, got {}", net.gflops)));
+        }
+        for (k, l) in self.links.iter().enumerate() {
+            let key = format!("links[{k}]");
+            if l.a >= n || l.b >= n || l.a == l.b {
+                return Err(invalid(
+                    &key,
+                    format!("{}-{} is not a link between two of the {n} nodes", l.a, l.b),
+                ));
+            }
+            if l.latency_ms.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                return Err(invalid(&key, "latency_ms must be >= 0"));
+            }
+            if l.bandwidth_mbps.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+                return Err(invalid(&key, "bandwidth_mbps must be positive"));
+            }
+        }
+        let mut seen = vec![false; n];
+        for (k, s) in self.nodes.iter().enumerate() {
+            let key = format!("nodes[{k}]");
+            if s.id >= n {
+                return Err(invalid(&key, format!("id {} is not a node of the {n}-node topology", s.id)));
+            }
+            if std::mem::replace(&mut seen[s.id], true) {
+                return Err(invalid(&key, format!("node {} appears twice", s.id)));
+            }
+            if let Some(sp) = s.speed
+                && !(sp.is_finite() && sp > 0.0)
+            {
+                return Err(invalid(&key, format!("speed must be positive, got {sp}")));
+            }
+            if let Some(b) = &s.batch_size {
+                check_batch(&format!("{key}.batch_size"), b)?;
+            }
+        }
+        Ok(warnings)
+    }
+}
+
+fn check_batch(key: &str, b: &BatchKey) -> Result<(), ConfigError> {
+    match b {
+        BatchKey::Samples(0) => Err(invalid(key, "must be at least 1")),
+        BatchKey::Named(s) if s != "full" => {
+            Err(invalid(key, format!("must be a number or \"full\", got \"{s}\"")))
+        }
+        _ => Ok(()),
+    }
+}

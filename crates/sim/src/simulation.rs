@@ -1,0 +1,186 @@
+//! n nodes in one process, driving the same core as the cluster node, on a virtual clock.
+
+use dprox_compress::Encoder;
+use dprox_config::{ConfigError, Prepared};
+use dprox_core::{BatchSampler, Cluster, CoreError, Delivery, Node};
+use dprox_eval::{Evaluation, Evaluator};
+use dprox_objective::{Batch, Objective};
+use rayon::prelude::*;
+
+use crate::clock::{Clock, InLink};
+
+/// Why a simulation stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The config could not be turned into a run.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A node's state machine refused an input (a non-finite gradient, a diverged iterate).
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// An output file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A simulated cluster: the nodes, their objectives and minibatch samplers, the virtual clock and
+/// the byte counters. Deterministic: the same [`Prepared`] run gives the same iterates, bytes and
+/// simulated times on every call, whatever the number of threads.
+pub struct Simulation {
+    cluster: Cluster,
+    objectives: Vec<Box<dyn Objective>>,
+    samplers: Vec<BatchSampler>,
+    grads: Vec<Vec<f32>>,
+    test: Option<Box<dyn Objective>>,
+    evaluator: Evaluator,
+    clock: Clock,
+    /// Seconds of compute per sample on each node.
+    secs_per_sample: Vec<f64>,
+    batch_len: Vec<usize>,
+    compute: Vec<f64>,
+    /// Bytes node i sends to each neighbour in exchange s of the current iteration.
+    sent: Vec<Vec<u64>>,
+    stages: usize,
+    bytes_sent: u64,
+    encoder: Option<(Encoder, Vec<u8>)>,
+    iteration: u64,
+}
+
+impl std::fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation")
+            .field("iteration", &self.iteration)
+            .field("nodes", &self.objectives.len())
+            .finish()
+    }
+}
+
+impl Simulation {
+    /// Builds the nodes, objectives and clock of `run`.
+    pub fn new(run: &Prepared) -> Result<Simulation, SimError> {
+        let n = run.n();
+        let configs: Vec<_> = (0..n).map(|i| run.node_config(i)).collect();
+        let cluster = Cluster::new(configs)?;
+        let objectives = (0..n).map(|i| run.objective(i)).collect::<Result<Vec<_>, _>>()?;
+        let samplers = (0..n)
+            .map(|i| {
+                BatchSampler::new(run.config.run.seed, i, objectives[i].num_samples(), run.batch_size(i))
+            })
+            .collect();
+        let gflops = run.config.network.gflops * 1e9;
+        let secs_per_sample =
+            (0..n).map(|i| objectives[i].flops_per_sample() / (gflops * run.speed(i))).collect();
+        let links = cluster
+            .nodes()
+            .iter()
+            .map(|node| {
+                node.peers()
+                    .map(|j| {
+                        let (latency_s, bytes_per_s) = run.link(j, node.id());
+                        InLink { from: j, latency_s, bytes_per_s }
+                    })
+                    .collect()
+            })
+            .collect();
+        let stages = run.config.run.algorithm.exchanges().len();
+        let zstd = run.config.compression.zstd;
+        Ok(Simulation {
+            cluster,
+            samplers,
+            grads: vec![vec![0.0; run.dim]; n],
+            test: run.test_objective()?,
+            evaluator: Evaluator::new(run.dim, run.config.regularizer, run.config.optimizer.lr),
+            clock: Clock::new(links),
+            secs_per_sample,
+            batch_len: vec![0; n],
+            compute: vec![0.0; n],
+            sent: vec![vec![0; stages]; n],
+            stages,
+            bytes_sent: 0,
+            encoder: zstd.map(|l| (Encoder::with_zstd(l), Vec::new())),
+            iteration: 0,
+            objectives,
+        })
+    }
+
+    /// Iterations completed.
+    pub fn iteration(&self) -> u64 {
+        self.iteration
+    }
+
+    /// Simulated seconds so far (when the slowest node finished its last iteration).
+    pub fn sim_time(&self) -> f64 {
+        self.clock.now()
+    }
+
+    /// Total encoded payload bytes sent by all nodes so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
+    }
+
+    /// The nodes' state machines.
+    pub fn nodes(&self) -> &[Node] {
+        self.cluster.nodes()
+    }
+
+    /// One iteration on every node: gradients (in parallel), then the exchanges.
+    pub fn step(&mut self) -> Result<(), SimError> {
+        let results: Vec<Result<usize, CoreError>> = self
+            .cluster
+            .nodes_mut()
+            .par_iter_mut()
+            .zip(self.objectives.par_iter_mut())
+            .zip(self.samplers.par_iter_mut())
+            .zip(self.grads.par_iter_mut())
+            .map(|(((node, obj), sampler), g)| {
+                let batch = sampler.next_batch();
+                let len = batch.map_or(obj.num_samples(), |b| b.len());
+                let batch = batch.map_or(Batch::Full, Batch::Indices);
+                obj.loss_grad(node.params(), batch, g);
+                node.handle_gradient(g).map(|_| len)
+            })
+            .collect();
+        for (i, r) in results.into_iter().enumerate() {
+            self.batch_len[i] = r?;
+        }
+        let stages = self.stages;
+        let (sent, bytes_sent, encoder) = (&mut self.sent, &mut self.bytes_sent, &mut self.encoder);
+        let algorithm = self.cluster.nodes()[0].algorithm();
+        self.cluster.exchange(Delivery::Ascending, |m| {
+            let size = match encoder {
+                Some((enc, buf)) => {
+                    buf.clear();
+                    enc.encode(m.transmit.payload, buf);
+                    buf.len()
+                }
+                None => m.transmit.payload.encoded_len(),
+            } as u64;
+            let stage = algorithm.exchanges().iter().position(|&e| e == m.transmit.exchange).unwrap_or(0);
+            debug_assert!(stage < stages);
+            sent[m.from][stage] = size;
+            *bytes_sent += size * m.recipients as u64;
+        })?;
+        for i in 0..self.compute.len() {
+            self.compute[i] = self.batch_len[i] as f64 * self.secs_per_sample[i];
+        }
+        self.clock.advance(&self.compute, &self.sent);
+        self.iteration += 1;
+        Ok(())
+    }
+
+    /// The contract metrics of the current iterates.
+    pub fn evaluate(&mut self) -> Evaluation {
+        let xs: Vec<&[f32]> = self.cluster.nodes().iter().map(|n| n.params()).collect();
+        self.evaluator.evaluate(&xs, &mut self.objectives, self.test.as_mut())
+    }
+
+    /// The average model of the last evaluation.
+    pub fn xbar(&self) -> &[f32] {
+        self.evaluator.xbar()
+    }
+}
