@@ -36,10 +36,12 @@ pub struct Sent<'a> {
 #[derive(Debug)]
 pub struct Cluster {
     nodes: Vec<Node>,
-    /// Per sender: the messages of the current round (usually one).
+    /// Per sender, one slot per exchange: the message of the current round in that slot.
     wire: Vec<Vec<(u64, Exchange, Compressed)>>,
-    wire_len: Vec<usize>,
+    /// Per sender: the slots sent this round, in sending order (usually one).
+    order: Vec<Vec<usize>>,
     pairs: Vec<(usize, usize, usize)>,
+    grad: Vec<f32>,
 }
 
 impl Cluster {
@@ -50,8 +52,9 @@ impl Cluster {
         Ok(Cluster {
             nodes,
             wire: (0..n).map(|_| Vec::new()).collect(),
-            wire_len: vec![0; n],
+            order: (0..n).map(|_| Vec::with_capacity(2)).collect(),
             pairs: Vec::new(),
+            grad: Vec::new(),
         })
     }
 
@@ -73,11 +76,10 @@ impl Cluster {
         delivery: Delivery,
         on_send: impl FnMut(Sent<'_>),
     ) -> Result<(), CoreError> {
-        let mut g = Vec::new();
         for node in &mut self.nodes {
-            g.resize(node.dim(), 0.0);
-            grad(node.id(), node.params(), &mut g);
-            node.handle_gradient(&g)?;
+            self.grad.resize(node.dim(), 0.0);
+            grad(node.id(), node.params(), &mut self.grad);
+            node.handle_gradient(&self.grad)?;
         }
         self.exchange(delivery, on_send)
     }
@@ -93,20 +95,23 @@ impl Cluster {
             let mut any = false;
             for (i, node) in self.nodes.iter_mut().enumerate() {
                 let recipients = node.peers().count();
-                let slot = &mut self.wire[i];
-                let mut len = 0;
+                let exchanges = node.algorithm().exchanges();
+                let (slots, order) = (&mut self.wire[i], &mut self.order[i]);
+                order.clear();
                 while let Some(t) = node.poll_transmit() {
                     on_send(Sent { from: i, recipients, transmit: &t });
-                    if slot.len() == len {
-                        slot.push((0, Exchange::X, Compressed::new(0)));
+                    // One slot per exchange, so a slot always holds the same compressor's output
+                    // and its buffers are reused without reallocation.
+                    let stage = exchanges.iter().position(|&e| e == t.exchange).unwrap_or(0);
+                    if slots.len() <= stage {
+                        slots.resize_with(stage + 1, || (0, Exchange::X, Compressed::new(0)));
                     }
-                    slot[len].0 = t.iteration;
-                    slot[len].1 = t.exchange;
-                    slot[len].2.assign(t.payload);
-                    len += 1;
+                    slots[stage].0 = t.iteration;
+                    slots[stage].1 = t.exchange;
+                    slots[stage].2.assign(t.payload);
+                    order.push(stage);
                 }
-                self.wire_len[i] = len;
-                any |= len > 0;
+                any |= !order.is_empty();
             }
             if !any {
                 break;
@@ -129,7 +134,7 @@ impl Cluster {
         self.pairs.clear();
         for (to, node) in self.nodes.iter().enumerate() {
             for from in node.peers() {
-                for m in 0..self.wire_len[from] {
+                for m in 0..self.order[from].len() {
                     self.pairs.push((from, to, m));
                 }
             }
@@ -151,7 +156,7 @@ impl Cluster {
             }
         }
         for &(from, to, m) in &self.pairs {
-            let (it, ex, ref payload) = self.wire[from][m];
+            let (it, ex, ref payload) = self.wire[from][self.order[from][m]];
             self.nodes[to].handle_message(from, it, ex, payload)?;
         }
         Ok(())

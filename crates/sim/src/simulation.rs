@@ -42,6 +42,8 @@ pub struct Simulation {
     /// Seconds of compute per sample on each node.
     secs_per_sample: Vec<f64>,
     batch_len: Vec<usize>,
+    /// Per node: the minibatch size used, or why its gradient was refused.
+    outcome: Vec<Result<usize, CoreError>>,
     compute: Vec<f64>,
     /// Bytes node i sends to each neighbour in exchange s of the current iteration.
     sent: Vec<Vec<u64>>,
@@ -98,6 +100,7 @@ impl Simulation {
             clock: Clock::new(links),
             secs_per_sample,
             batch_len: vec![0; n],
+            outcome: (0..n).map(|_| Ok(0)).collect(),
             compute: vec![0.0; n],
             sent: vec![vec![0; stages]; n],
             stages,
@@ -130,23 +133,27 @@ impl Simulation {
 
     /// One iteration on every node: gradients (in parallel), then the exchanges.
     pub fn step(&mut self) -> Result<(), SimError> {
-        let results: Vec<Result<usize, CoreError>> = self
-            .cluster
+        // Gradients in parallel; each node's outcome goes to its own preallocated slot, so the
+        // step allocates nothing.
+        self.cluster
             .nodes_mut()
             .par_iter_mut()
             .zip(self.objectives.par_iter_mut())
             .zip(self.samplers.par_iter_mut())
             .zip(self.grads.par_iter_mut())
-            .map(|(((node, obj), sampler), g)| {
+            .zip(self.outcome.par_iter_mut())
+            .for_each(|((((node, obj), sampler), g), outcome)| {
                 let batch = sampler.next_batch();
                 let len = batch.map_or(obj.num_samples(), |b| b.len());
                 let batch = batch.map_or(Batch::Full, Batch::Indices);
                 obj.loss_grad(node.params(), batch, g);
-                node.handle_gradient(g).map(|_| len)
-            })
-            .collect();
-        for (i, r) in results.into_iter().enumerate() {
-            self.batch_len[i] = r?;
+                *outcome = node.handle_gradient(g).map(|_| len);
+            });
+        for (i, outcome) in self.outcome.iter_mut().enumerate() {
+            match std::mem::replace(outcome, Ok(0)) {
+                Ok(len) => self.batch_len[i] = len,
+                Err(e) => return Err(e.into()),
+            }
         }
         let stages = self.stages;
         let (sent, bytes_sent, encoder) = (&mut self.sent, &mut self.bytes_sent, &mut self.encoder);
