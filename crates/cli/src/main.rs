@@ -96,8 +96,13 @@ fn sim(
         eprintln!("warning: {w}");
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::copy(path, out.join("config.toml"))
-        .with_context(|| format!("copying the config into {}", out.display()))?;
+    // Keep the config next to its results (unless it already is that file: copying a file onto
+    // itself would truncate it). Command-line overrides are recorded in summary.json.
+    let copy = out.join("config.toml");
+    let same = matches!((path.canonicalize(), copy.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if !same {
+        std::fs::copy(path, &copy).with_context(|| format!("copying the config into {}", out.display()))?;
+    }
     let total = run.config.run.iterations;
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
@@ -139,11 +144,13 @@ fn sim(
     Ok(())
 }
 
+/// The name a value has in the config file (`ring`, `softmax`, ...).
+fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
 fn topology_name(run: &Prepared) -> String {
-    serde_json::to_value(run.config.topology.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
+    serde_name(&run.config.topology.kind)
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {
@@ -158,7 +165,7 @@ fn check(path: &Path) -> anyhow::Result<()> {
         "degrees: {}",
         (0..run.n()).map(|i| run.graph.degree(i).to_string()).collect::<Vec<_>>().join(" ")
     );
-    println!("\nmodel: {:?}, {} parameters", run.config.model.kind, run.dim);
+    println!("\nmodel: {}, {} parameters", serde_name(&run.config.model.kind), run.dim);
     println!(
         "data: {} features, {} classes, {} training samples, {} test samples",
         run.shape.features,
@@ -185,8 +192,5 @@ fn check(path: &Path) -> anyhow::Result<()> {
 }
 
 fn weights_name(run: &Prepared) -> String {
-    serde_json::to_value(run.config.topology.weights)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
+    serde_name(&run.config.topology.weights)
 }

@@ -9,8 +9,8 @@ pub struct Compressor {
     spec: CompressorSpec,
     dim: usize,
     k: usize,
-    /// |v| copy for the top-k threshold selection.
-    mags: Vec<f32>,
+    /// |v| bit patterns for the top-k threshold selection.
+    mags: Vec<u32>,
     /// Membership bits for rand-k sampling (cleared after each use).
     marks: Vec<u64>,
 }
@@ -45,7 +45,10 @@ impl Compressor {
             CompressorSpec::Identity { values: format } => {
                 let values = dense_slot(out, format);
                 values.clear();
-                values.extend(v.iter().map(|&x| format.round(x)));
+                match format {
+                    ValueFormat::F32 => values.extend_from_slice(v),
+                    _ => values.extend(v.iter().map(|&x| format.round(x))),
+                }
             }
             CompressorSpec::TopK { values: format, .. } => {
                 let (indices, values) = sparse_slot(out, format);
@@ -108,7 +111,11 @@ fn randk_slot(out: &mut Compressed, fmt: ValueFormat, s: u64) -> (&mut Vec<u32>,
 /// The coordinates of the k entries of largest |v|, ascending, ties to the lower index, in O(d):
 /// one `select_nth_unstable` finds the k-th magnitude t, then one pass keeps every |v_j| > t and
 /// the first (k - #{|v| > t}) coordinates with |v_j| == t.
-pub fn top_k(v: &[f32], k: usize, mags: &mut Vec<f32>, indices: &mut Vec<u32>) {
+///
+/// Magnitudes are compared as the bit patterns of |v_j| (for non-negative IEEE floats the integer
+/// order is the numeric order), which makes the selection several times faster than comparing
+/// floats.
+pub fn top_k(v: &[f32], k: usize, mags: &mut Vec<u32>, indices: &mut Vec<u32>) {
     indices.clear();
     let d = v.len();
     if k >= d {
@@ -116,19 +123,17 @@ pub fn top_k(v: &[f32], k: usize, mags: &mut Vec<f32>, indices: &mut Vec<u32>) {
         return;
     }
     mags.clear();
-    mags.extend(v.iter().map(|x| x.abs()));
-    let (above, &mut t, _) = mags.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-    let strictly_above = above.iter().filter(|&&m| m.total_cmp(&t).is_gt()).count();
+    mags.extend(v.iter().map(|x| x.abs().to_bits()));
+    let (above, &mut t, _) = mags.select_nth_unstable_by(k - 1, |a, b| b.cmp(a));
+    let strictly_above = above.iter().filter(|&&m| m > t).count();
     let mut ties_left = k - strictly_above;
     for (j, x) in v.iter().enumerate() {
-        let m = x.abs();
-        match m.total_cmp(&t) {
-            std::cmp::Ordering::Greater => indices.push(j as u32),
-            std::cmp::Ordering::Equal if ties_left > 0 => {
-                ties_left -= 1;
-                indices.push(j as u32);
-            }
-            _ => {}
+        let m = x.abs().to_bits();
+        if m > t {
+            indices.push(j as u32);
+        } else if m == t && ties_left > 0 {
+            ties_left -= 1;
+            indices.push(j as u32);
         }
     }
     debug_assert_eq!(indices.len(), k);

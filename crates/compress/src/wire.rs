@@ -127,14 +127,22 @@ fn put_index_block(out: &mut Vec<u8>, indices: &[u32]) {
 }
 
 fn put_values(out: &mut Vec<u8>, format: ValueFormat, values: &[f32]) {
+    // Grow once, then write fixed-size chunks: the compiler turns this into a plain copy.
+    let start = out.len();
+    out.resize(start + values.len() * format.width(), 0);
+    let dst = &mut out[start..];
     match format {
-        ValueFormat::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        ValueFormat::F16 => {
-            values.iter().for_each(|&v| out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()))
+        ValueFormat::F32 => {
+            dst.chunks_exact_mut(4).zip(values).for_each(|(c, v)| c.copy_from_slice(&v.to_le_bytes()))
         }
-        ValueFormat::Bf16 => {
-            values.iter().for_each(|&v| out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()))
-        }
+        ValueFormat::F16 => dst
+            .chunks_exact_mut(2)
+            .zip(values)
+            .for_each(|(c, &v)| c.copy_from_slice(&half::f16::from_f32(v).to_le_bytes())),
+        ValueFormat::Bf16 => dst
+            .chunks_exact_mut(2)
+            .zip(values)
+            .for_each(|(c, &v)| c.copy_from_slice(&half::bf16::from_f32(v).to_le_bytes())),
     }
 }
 
@@ -234,14 +242,16 @@ impl Compressed {
                 *levels = s as u32;
                 *sc = scale;
                 q.clear();
-                let mut bit = 0usize;
+                let (mut acc, mut avail, mut bytes) = (0u64, 0usize, packed.iter());
+                let mask = (1u64 << bits) - 1;
                 for j in 0..dim {
-                    let mut u = 0u64;
-                    for b in 0..bits {
-                        let pos = bit + b;
-                        u |= ((packed[pos / 8] >> (pos % 8) & 1) as u64) << b;
+                    while avail < bits {
+                        acc |= (*bytes.next().expect("length checked above") as u64) << avail;
+                        avail += 8;
                     }
-                    bit += bits;
+                    let u = acc & mask;
+                    acc >>= bits;
+                    avail -= bits;
                     if u > 2 * s {
                         return Err(WireError::BadLevels(format!(
                             "level {} at coordinate {j} outside [-{s}, {s}]",
@@ -355,14 +365,20 @@ impl Encoder {
                 let bits = qsgd_bits(*levels);
                 let start = out.len();
                 out.resize(start + (msg.dim * bits).div_ceil(8), 0);
-                let mut bit = 0usize;
+                // A 64-bit accumulator: at most 7 + 16 bits are pending at any time.
+                let (mut acc, mut pending, mut pos) = (0u64, 0usize, start);
                 for &l in q {
-                    let u = (l as i64 + *levels as i64) as u64;
-                    for b in 0..bits {
-                        let pos = bit + b;
-                        out[start + pos / 8] |= ((u >> b & 1) as u8) << (pos % 8);
+                    acc |= ((l as i64 + *levels as i64) as u64) << pending;
+                    pending += bits;
+                    while pending >= 8 {
+                        out[pos] = acc as u8;
+                        pos += 1;
+                        acc >>= 8;
+                        pending -= 8;
                     }
-                    bit += bits;
+                }
+                if pending > 0 {
+                    out[pos] = acc as u8;
                 }
             }
             Body::Sign { scale, negative } => {
@@ -434,7 +450,10 @@ impl<'a> Reader<'a> {
         out.clear();
         match format {
             ValueFormat::F32 => {
-                out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())))
+                out.resize(n, 0.0);
+                out.iter_mut()
+                    .zip(bytes.chunks_exact(4))
+                    .for_each(|(o, c)| *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
             }
             ValueFormat::F16 => {
                 out.extend(bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()))

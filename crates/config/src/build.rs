@@ -205,7 +205,7 @@ fn topology(c: &Config) -> Result<(Graph, MixingMatrix), ConfigError> {
     let graph = match t.kind {
         TopologyKind::Ring => Graph::ring(n)?,
         TopologyKind::Torus => match t.rows {
-            Some(r) if r > 0 && n % r == 0 => Graph::torus(r, n / r)?,
+            Some(r) if r > 0 && n.is_multiple_of(r) => Graph::torus(r, n / r)?,
             Some(r) => return Err(invalid("topology.rows", format!("{r} rows do not divide {n} nodes"))),
             None => Graph::torus_auto(n)?,
         },
@@ -293,6 +293,46 @@ fn load_data(c: &Config, base: &Path) -> Result<LoadedData, ConfigError> {
             own[s.id] = Some(read(p, s.labels.as_ref(), train.as_ref().map(|t| t.num_features()))?);
         }
     }
+    // Every file must have as many features as the shared training data (else node 0's file).
+    // Checked before scaling, which would otherwise fail first with a message naming no file.
+    let reference = match (&train, &own[0]) {
+        (Some(t), _) => Some((
+            t.num_features(),
+            match &d.train {
+                Some(p) => format!("the shared data (data.train = {p:?})"),
+                None => "the synthetic data".to_string(),
+            },
+        )),
+        (None, Some(o)) => {
+            let p = c.nodes.iter().find(|s| s.id == 0).and_then(|s| s.train.as_deref()).unwrap_or_default();
+            Some((o.num_features(), format!("node 0's file {p:?}")))
+        }
+        (None, None) => None,
+    };
+    if let Some((features, reference)) = &reference {
+        for (k, s) in c.nodes.iter().enumerate() {
+            if let (Some(p), Some(ds)) = (&s.train, &own[s.id])
+                && ds.num_features() != *features
+            {
+                return Err(invalid(
+                    &format!("nodes[{k}].train"),
+                    format!(
+                        "node {}'s file {p:?} has {} features, {reference} has {features}",
+                        s.id,
+                        ds.num_features()
+                    ),
+                ));
+            }
+        }
+        if let (Some(p), Some(t)) = (&d.test, &test)
+            && t.num_features() != *features
+        {
+            return Err(invalid(
+                "data.test",
+                format!("the test file {p:?} has {} features, {reference} has {features}", t.num_features()),
+            ));
+        }
+    }
     // Scale with statistics of the training data (shared file, else node 0's file) only.
     let scale = match &d.feature_scale {
         None => Scale::None,
@@ -334,23 +374,9 @@ fn load_data(c: &Config, base: &Path) -> Result<LoadedData, ConfigError> {
     }
     let features = nodes[0].num_features();
     for (i, ds) in nodes.iter().enumerate() {
-        if ds.num_features() != features {
-            return Err(invalid(
-                &format!("nodes[{i}].train"),
-                format!("node {i}'s data has {} features, node 0's has {features}", ds.num_features()),
-            ));
-        }
         if ds.is_empty() {
             return Err(invalid(&format!("nodes[{i}]"), format!("node {i} received no samples")));
         }
-    }
-    if let Some(t) = &test
-        && t.num_features() != features
-    {
-        return Err(invalid(
-            "data.test",
-            format!("the test set has {} features, the training data {features}", t.num_features()),
-        ));
     }
     let classes = match task {
         Task::Regression => None,

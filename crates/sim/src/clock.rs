@@ -49,6 +49,8 @@ impl Clock {
         for (i, s) in self.send.iter_mut().enumerate() {
             *s = self.time[i] + compute[i];
         }
+        // `s` indexes the inner dimension of `bytes[from][s]`: a range loop is the clear form.
+        #[allow(clippy::needless_range_loop)]
         for s in 0..stages {
             for (i, links) in self.links.iter().enumerate() {
                 let mut t = self.send[i];
