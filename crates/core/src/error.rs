@@ -24,7 +24,9 @@ pub enum CoreError {
         got: usize,
     },
     /// The local gradient holds NaN or infinity (diverging step size, or bad data).
-    #[error("node {node}: non-finite gradient {value} at coordinate {index} in iteration {iteration}")]
+    #[error(
+        "node {node}: non-finite gradient {value} at coordinate {index} in iteration {iteration} (the iterates diverged, or the objective overflowed: lower the step size)"
+    )]
     NonFiniteGradient {
         /// The node.
         node: usize,

@@ -98,7 +98,10 @@ fn protocol_violations_are_refused_with_a_clear_error() {
         "node 1: x message of iteration 3 from 2 is out of step (expected iteration 0 y, or the one after)"
     );
     let e = n.handle_gradient(&[0.0, f32::NAN]).unwrap_err();
-    assert_eq!(e.to_string(), "node 1: non-finite gradient NaN at coordinate 1 in iteration 0");
+    assert_eq!(
+        e.to_string(),
+        "node 1: non-finite gradient NaN at coordinate 1 in iteration 0 (the iterates diverged, or the objective overflowed: lower the step size)"
+    );
     let e = n.handle_gradient(&[0.0]).unwrap_err();
     assert_eq!(e.to_string(), "node 1: gradient has length 1, the model has 2 parameters");
     n.handle_gradient(&[0.0, 0.0]).unwrap();

@@ -1,5 +1,7 @@
 //! One simulated iteration of 64 nodes (8 x 8 torus) of a small model: node-iterations per second,
 //! for each algorithm, with gradients included (softmax on 20 features, 4 classes, batch 32).
+//! The step sizes are ones that stay stable for the tens of thousands of iterations criterion runs
+//! (top-k 10% with gamma 0.5 diverges after ~2,600 iterations here: gamma must shrink with k/d).
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn sim(c: &mut Criterion) {
@@ -7,9 +9,9 @@ fn sim(c: &mut Criterion) {
     g.throughput(Throughput::Elements(64));
     for (alg, comp) in [
         ("dproxsgt", ""),
-        ("cdproxsgt", "x = { kind = \"top_k\", ratio = 0.1 }\ny = { kind = \"top_k\", ratio = 0.1 }"),
+        ("cdproxsgt", "x = { kind = \"top_k\", ratio = 0.3 }\ny = { kind = \"top_k\", ratio = 0.3 }"),
         ("dpsgd", ""),
-        ("choco", "x = { kind = \"top_k\", ratio = 0.1 }"),
+        ("choco", "x = { kind = \"top_k\", ratio = 0.3 }"),
         ("allreduce", ""),
     ] {
         let text = format!(
@@ -29,7 +31,7 @@ fn sim(c: &mut Criterion) {
             kind = "l1"
             mu = 0.001
             [optimizer]
-            lr = 0.05
+            lr = 0.01
             batch_size = 32
             gamma_x = 0.5
             gamma_y = 0.5
