@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use dprox_config::Prepared;
 use dprox_sim::Event;
 
+mod launch;
 mod report;
 
 #[derive(Parser)]
@@ -46,6 +47,22 @@ enum Command {
         /// The run config (TOML).
         config: PathBuf,
     },
+    /// Start the coordinator and every node as separate processes on this machine (loopback),
+    /// and gather the metrics into DIR like `sim` does.
+    Launch {
+        /// The run config / topology file (TOML).
+        config: PathBuf,
+        /// Output folder: metrics.csv, summary.json, nodes/, logs/.
+        #[arg(long)]
+        out: PathBuf,
+        /// Print nothing but the final summary line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Run one node (what `launch` starts; also `dprox-node`).
+    Node(dprox_node::cli::Args),
+    /// Run the coordinator (what `launch` starts; also `dprox-coordinator`).
+    Coordinator(dprox_coordinator::cli::Args),
 }
 
 fn main() {
@@ -55,6 +72,9 @@ fn main() {
             sim(&config, &out, algorithm.as_deref(), iterations, quiet)
         }
         Command::CheckConfig { config } => check(&config),
+        Command::Launch { config, out, quiet } => launch_and_report(&config, &out, quiet),
+        Command::Node(args) => dprox_node::cli::main(args),
+        Command::Coordinator(args) => dprox_coordinator::cli::main(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -104,18 +124,7 @@ fn sim(
         std::fs::copy(path, &copy).with_context(|| format!("copying the config into {}", out.display()))?;
     }
     let total = run.config.run.iterations;
-    let bar = if quiet || !std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it  {per_sec}  eta {eta}  {msg}",
-            )
-            .expect("static template"),
-        );
-        bar
-    };
+    let bar = progress_bar(total, quiet);
     if !quiet {
         eprintln!(
             "simulating {}: {} on {} ({} nodes, spectral gap {:.4}), {} parameters, {} iterations",
@@ -147,6 +156,43 @@ fn sim(
 /// The name a value has in the config file (`ring`, `softmax`, ...).
 fn serde_name<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// A progress bar on stderr, hidden when quiet or when stderr is not a terminal.
+pub(crate) fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it  {per_sec}  eta {eta}  {msg}",
+        )
+        .expect("static template"),
+    );
+    bar
+}
+
+fn launch_and_report(config: &Path, out: &Path, quiet: bool) -> anyhow::Result<()> {
+    let result = launch::launch(config, out, quiet);
+    let summary: Option<serde_json::Value> =
+        std::fs::read_to_string(out.join("summary.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+    result.with_context(|| format!("the cluster run failed; what it computed is in {}", out.display()))?;
+    let s = summary.context("the coordinator wrote no summary.json")?;
+    let last = &s["last"];
+    println!(
+        "{} {}: {} nodes, {} iterations, objective {:.6} consensus {:.3e} test_accuracy {} bytes {} in {:.2} s",
+        s["name"].as_str().unwrap_or(""),
+        s["algorithm"].as_str().unwrap_or(""),
+        s["nodes"],
+        s["iterations"],
+        last["objective"].as_f64().unwrap_or(f64::NAN),
+        last["consensus_error"].as_f64().unwrap_or(f64::NAN),
+        last["test_accuracy"].as_f64().map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
+        s["bytes_sent"],
+        s["wall_time_s"].as_f64().unwrap_or(0.0),
+    );
+    Ok(())
 }
 
 fn topology_name(run: &Prepared) -> String {

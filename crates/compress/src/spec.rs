@@ -78,8 +78,12 @@ impl ValueFormat {
 }
 
 /// The number of entries `top_k`/`rand_k` keep of a `dim`-vector: max(1, ceil(ratio * dim)).
+/// The product is snapped to the nearest integer when it is within 1e-9 of it, so that a decimal
+/// ratio such as 0.07 of 100 keeps 7 entries, not the 8 that `ceil(7.000000000000001)` gives.
 pub fn k_of(ratio: f64, dim: usize) -> usize {
-    ((ratio * dim as f64).ceil() as usize).clamp(1, dim.max(1))
+    let x = ratio * dim as f64;
+    let k = if (x - x.round()).abs() <= 1e-9 * x.max(1.0) { x.round() } else { x.ceil() };
+    (k as usize).clamp(1, dim.max(1))
 }
 
 impl CompressorSpec {

@@ -37,6 +37,8 @@ fn k_is_max_one_ceil() {
     assert_eq!(k_of(0.31, 10), 4);
     assert_eq!(k_of(0.001, 10), 1);
     assert_eq!(k_of(1.0, 7), 7);
+    assert_eq!(k_of(0.07, 100), 7, "0.07 * 100 is 7.000000000000001 in f64");
+    assert_eq!(k_of(0.017, 100_000), 1700);
 }
 
 #[test]

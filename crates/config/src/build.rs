@@ -42,6 +42,17 @@ pub struct Prepared {
     pub warnings: Vec<String>,
 }
 
+/// A link's cost in a shaped cluster.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkCost {
+    /// One-way latency, seconds.
+    pub latency_s: f64,
+    /// Bandwidth, bytes per second.
+    pub bytes_per_s: f64,
+    /// Probability that a chunk is lost and resent.
+    pub loss: f64,
+}
+
 /// What one node holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeDataStats {
@@ -181,6 +192,37 @@ impl Prepared {
         let lat = l.and_then(|l| l.latency_ms).unwrap_or(net.latency_ms) / 1e3;
         let bw = l.and_then(|l| l.bandwidth_mbps).unwrap_or(net.bandwidth_mbps) * 1e6 / 8.0;
         (lat, bw)
+    }
+
+    /// The shaping of the directed link i -> j in a real cluster (`[cluster] shape = true`):
+    /// (latency s, bytes per second, loss probability). `None` when shaping is off.
+    pub fn link_shape(&self, i: usize, j: usize) -> Option<LinkCost> {
+        if !self.config.cluster.shape {
+            return None;
+        }
+        let (latency_s, bytes_per_s) = self.link(i, j);
+        let l = self.config.links.iter().find(|l| (l.a, l.b) == (i, j) || (l.b, l.a) == (i, j));
+        Some(LinkCost {
+            latency_s,
+            bytes_per_s,
+            loss: l.and_then(|l| l.loss).unwrap_or(self.config.network.loss),
+        })
+    }
+
+    /// The address node `i` is configured to listen on, if any.
+    pub fn node_address(&self, i: usize) -> Option<&str> {
+        self.node_section(i).and_then(|s| s.address.as_deref())
+    }
+
+    /// Node `i`'s device ("cpu" unless configured).
+    pub fn device(&self, i: usize) -> &str {
+        self.node_section(i).and_then(|s| s.device.as_deref()).unwrap_or("cpu")
+    }
+
+    /// The peers node `i` exchanges messages with (its graph neighbours; every other node for
+    /// all-reduce), ascending.
+    pub fn peers(&self, i: usize) -> Vec<usize> {
+        self.node_config(i).row.iter().map(|&(j, _)| j).filter(|&j| j != i).collect()
     }
 
     /// Per-node sample and class counts.

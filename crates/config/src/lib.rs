@@ -43,6 +43,6 @@ pub mod error;
 pub mod schema;
 mod validate;
 
-pub use build::{NodeDataStats, Prepared, load, parse};
+pub use build::{LinkCost, NodeDataStats, Prepared, load, parse};
 pub use error::ConfigError;
 pub use schema::Config;

@@ -35,6 +35,46 @@ pub struct Config {
     /// `[[nodes]]`: per-node overrides.
     #[serde(default)]
     pub nodes: Vec<NodeSection>,
+    /// `[cluster]`: settings of a real cluster (`dprox launch`, `dprox-node`).
+    #[serde(default)]
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Apply the `[network]` and `[[links]]` latency, bandwidth and loss in the nodes' transport,
+    /// so a local cluster behaves like the simulated network.
+    #[serde(default)]
+    pub shape: bool,
+    /// Seconds a node waits for a neighbour's message before failing with an error naming it.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: f64,
+    /// Seconds between heartbeats; the coordinator declares a node dead after 10 missed ones.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_s: f64,
+    /// The coordinator's host:port, for nodes started by hand (`dprox-node --coordinator` wins).
+    #[serde(default)]
+    pub coordinator: Option<String>,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            shape: false,
+            timeout_s: default_timeout(),
+            heartbeat_s: default_heartbeat(),
+            coordinator: None,
+        }
+    }
+}
+
+fn default_timeout() -> f64 {
+    30.0
+}
+fn default_heartbeat() -> f64 {
+    1.0
 }
 
 /// `[run]`.
@@ -362,6 +402,9 @@ pub struct NetworkSection {
     /// Compute throughput of a speed-1 node, GFLOP/s.
     #[serde(default = "default_gflops")]
     pub gflops: f64,
+    /// Probability that a chunk is lost and resent (cluster shaping only).
+    #[serde(default)]
+    pub loss: f64,
 }
 
 impl Default for NetworkSection {
@@ -370,6 +413,7 @@ impl Default for NetworkSection {
             latency_ms: default_latency(),
             bandwidth_mbps: default_bandwidth(),
             gflops: default_gflops(),
+            loss: 0.0,
         }
     }
 }
@@ -398,6 +442,9 @@ pub struct LinkSection {
     /// Bandwidth, Mbit/s (network default when absent).
     #[serde(default)]
     pub bandwidth_mbps: Option<f64>,
+    /// Loss probability (network default when absent; cluster shaping only).
+    #[serde(default)]
+    pub loss: Option<f64>,
 }
 
 /// `[[nodes]]`: one node's overrides.
@@ -418,4 +465,10 @@ pub struct NodeSection {
     /// Minibatch size override for this node.
     #[serde(default)]
     pub batch_size: Option<BatchKey>,
+    /// host:port the node's gossip server listens on (a free loopback port when absent).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Compute device: "cpu" (default).
+    #[serde(default)]
+    pub device: Option<String>,
 }

@@ -128,6 +128,16 @@ impl Config {
         if !(net.gflops.is_finite() && net.gflops > 0.0) {
             return Err(invalid("network.gflops", format!("must be positive, got {}", net.gflops)));
         }
+        if !(0.0..1.0).contains(&net.loss) {
+            return Err(invalid("network.loss", format!("must be in [0, 1), got {}", net.loss)));
+        }
+        let cl = &self.cluster;
+        if !(cl.timeout_s.is_finite() && cl.timeout_s > 0.0) {
+            return Err(invalid("cluster.timeout_s", format!("must be positive, got {}", cl.timeout_s)));
+        }
+        if !(cl.heartbeat_s.is_finite() && cl.heartbeat_s > 0.0) {
+            return Err(invalid("cluster.heartbeat_s", format!("must be positive, got {}", cl.heartbeat_s)));
+        }
         for (k, l) in self.links.iter().enumerate() {
             let key = format!("links[{k}]");
             if l.a >= n || l.b >= n || l.a == l.b {
@@ -141,6 +151,9 @@ impl Config {
             }
             if l.bandwidth_mbps.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
                 return Err(invalid(&key, "bandwidth_mbps must be positive"));
+            }
+            if l.loss.is_some_and(|v| !(0.0..1.0).contains(&v)) {
+                return Err(invalid(&key, "loss must be in [0, 1)"));
             }
         }
         let mut seen = vec![false; n];
@@ -156,6 +169,14 @@ impl Config {
                 && !(sp.is_finite() && sp > 0.0)
             {
                 return Err(invalid(&key, format!("speed must be positive, got {sp}")));
+            }
+            if let Some(d) = &s.device
+                && d != "cpu"
+            {
+                return Err(invalid(
+                    &format!("{key}.device"),
+                    format!("unknown device `{d}` (this build has: cpu)"),
+                ));
             }
             if let Some(b) = &s.batch_size {
                 check_batch(&format!("{key}.batch_size"), b)?;

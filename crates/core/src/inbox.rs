@@ -65,6 +65,11 @@ impl Inbox {
         self.ahead_present[pos]
     }
 
+    /// The neighbours whose term of the current exchange has not arrived yet.
+    pub(crate) fn missing(&self) -> impl Iterator<Item = usize> + '_ {
+        (self.cursor..self.peers.len()).filter(|&p| p != self.own && !self.present[p]).map(|p| self.peers[p])
+    }
+
     /// True when every term of the current exchange has been applied.
     pub(crate) fn complete(&self) -> bool {
         self.cursor == self.peers.len()

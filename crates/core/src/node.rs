@@ -184,6 +184,12 @@ impl Node {
         if self.waiting_gradient { Phase::NeedGradient } else { Phase::Exchanging(self.exchange()) }
     }
 
+    /// The neighbours whose message for the current exchange has not arrived yet (for timeouts
+    /// that name the slow or dead neighbour).
+    pub fn missing_peers(&self) -> Vec<usize> {
+        self.inbox.missing().collect()
+    }
+
     /// The neighbours every message goes to (ascending; the node itself excluded).
     pub fn peers(&self) -> impl Iterator<Item = usize> + '_ {
         self.inbox.peers.iter().copied().filter(move |&j| j != self.id)

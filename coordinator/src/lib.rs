@@ -1,0 +1,205 @@
+//! The dprox coordinator: it validates the topology file, registers the nodes, hands each one its
+//! neighbours, their addresses and its mixing weights, starts the run when all are in, watches
+//! heartbeats, collects each node's iterate at evaluation points and turns them into the same
+//! `metrics.csv` / `summary.json` as the simulator. It is never in the gossip path.
+//!
+//! # Layout
+//! - `state`: the bookkeeping, without I/O (time is an argument), unit-tested.
+//! - `service`: the gRPC service over it.
+//! - [`run`]: serve until the run is over (mini-redis style: the caller passes the listener and the
+//!   shutdown future, so tests bind 127.0.0.1:0).
+
+pub mod cli;
+mod service;
+pub mod state;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dprox_config::Prepared;
+use dprox_eval::{Evaluator, MetricsRow, MetricsWriter, Summary, write_json};
+use dprox_transport::pb;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use service::{Complete, CoordinatorService, Shared};
+use state::{RunState, State};
+
+/// How the coordinator runs.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Where to write metrics.csv and summary.json.
+    pub out: Option<PathBuf>,
+    /// Cluster secret nodes must present to register (none when empty).
+    pub secret: String,
+}
+
+/// Why the coordinator stopped without a completed run.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The run was aborted: a node failed or went silent.
+    #[error("run aborted: {0}")]
+    Aborted(String),
+    /// Shut down before the run completed.
+    #[error("shut down before the run completed")]
+    Shutdown,
+    /// Serving or writing failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+fn random_token() -> Vec<u8> {
+    use std::io::Read;
+    let mut t = vec![0u8; 16];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut t)).is_err() {
+        let mut s =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+                as u64
+                ^ std::process::id() as u64;
+        for c in t.chunks_mut(8) {
+            c.copy_from_slice(&dprox_rng::splitmix64(&mut s).to_le_bytes());
+        }
+    }
+    t
+}
+
+/// Serves the coordinator of `run` on `listener` until the run completes, is aborted, or
+/// `shutdown` resolves. Returns the run's summary (also written to `opts.out`).
+pub async fn run(
+    run: Arc<Prepared>,
+    opts: Options,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Summary, CoordinatorError> {
+    let n = run.n();
+    let token = random_token();
+    let run_id =
+        format!("{}-{}", run.name, token[..4].iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let (complete_tx, mut complete_rx) = mpsc::unbounded_channel::<Complete>();
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::new(n, run.dim, Instant::now())),
+        run: run.clone(),
+        run_id: run_id.clone(),
+        token,
+        secret: opts.secret.clone(),
+        started: watch::channel(false).0,
+        over: watch::channel(false).0,
+        complete: Mutex::new(Some(complete_tx)),
+        last_row: Mutex::new(String::new()),
+        start: Mutex::new(None),
+    });
+    let io = |e: std::io::Error| CoordinatorError::Io(e.to_string());
+    let mut writer = match &opts.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            Some(MetricsWriter::create(&dir.join("metrics.csv")).map_err(io)?)
+        }
+        None => None,
+    };
+
+    // The evaluator: complete iterations arrive in order; objectives are built once.
+    let eval_shared = shared.clone();
+    let evaluator = tokio::task::spawn_blocking(move || -> Result<Option<MetricsRow>, String> {
+        let run = &eval_shared.run;
+        let mut objectives = (0..run.n())
+            .map(|i| run.objective(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut test = run.test_objective().map_err(|e| e.to_string())?;
+        let mut ev = Evaluator::new(run.dim, run.config.regularizer, run.config.optimizer.lr);
+        let mut last = None;
+        while let Some(c) = complete_rx.blocking_recv() {
+            let xs: Vec<&[f32]> = c.reports.iter().map(|r| r.x.as_slice()).collect();
+            let eval = ev.evaluate(&xs, &mut objectives, test.as_mut());
+            let start = *eval_shared.start.lock().unwrap();
+            let row = MetricsRow {
+                iter: c.iteration,
+                eval,
+                bytes_sent: c.reports.iter().map(|r| r.payload).sum(),
+                sim_time_s: c.reports.iter().map(|r| r.elapsed).fold(0.0, f64::max),
+                wall_time_s: start.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+            };
+            if let Some(w) = writer.as_mut() {
+                w.write(&row).map_err(|e| e.to_string())?;
+            }
+            *eval_shared.last_row.lock().unwrap() = row.to_csv();
+            last = Some(row);
+        }
+        Ok(last)
+    });
+
+    // Liveness: a node silent for 10 heartbeats is declared dead.
+    let live = shared.clone();
+    let limit = Duration::from_secs_f64(run.config.cluster.heartbeat_s * 10.0);
+    let watchdog = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            let aborted = live.state.lock().unwrap().check_liveness(Instant::now(), limit);
+            if aborted {
+                live.note_over();
+            }
+        }
+    });
+
+    let mut over = shared.over.subscribe();
+    let mut shutdown = Box::pin(shutdown);
+    let server_shared = shared.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = over.wait_for(|&v| v) => {
+                // Let nodes read the abort in their next heartbeat before the server goes away.
+                let aborted = matches!(server_shared.state.lock().unwrap().state, RunState::Aborted(_));
+                if aborted {
+                    tokio::time::sleep(Duration::from_secs_f64(server_shared.run.config.cluster.heartbeat_s * 2.0)).await;
+                }
+            }
+            _ = &mut shutdown => {}
+        }
+    };
+    let svc = pb::coordinator_server::CoordinatorServer::new(CoordinatorService(shared.clone()))
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let served = tonic::transport::Server::builder()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
+        .await;
+    watchdog.abort();
+    // Close the evaluator's channel and wait for the rows in flight.
+    let state = shared.state.lock().unwrap().state.clone();
+    drop(shared.complete.lock().unwrap().take());
+    let last =
+        evaluator.await.map_err(|e| CoordinatorError::Io(e.to_string()))?.map_err(CoordinatorError::Io)?;
+    served.map_err(|e| CoordinatorError::Io(e.to_string()))?;
+    let (status, error) = match &state {
+        RunState::Completed => ("completed", None),
+        RunState::Aborted(e) => ("failed", Some(e.clone())),
+        _ => ("failed", Some("shut down before the run completed".to_string())),
+    };
+    let summary = Summary {
+        name: run.name.clone(),
+        algorithm: run.config.run.algorithm.to_string(),
+        status: status.into(),
+        error: error.clone(),
+        nodes: n,
+        edges: run.graph.num_edges(),
+        spectral_gap: run.facts.spectral_gap,
+        dim: run.dim,
+        iterations: last.as_ref().map_or(0, |r| r.iter),
+        bytes_sent: last.as_ref().map_or(0, |r| r.bytes_sent),
+        sim_time_s: last.as_ref().map_or(0.0, |r| r.sim_time_s),
+        wall_time_s: last.as_ref().map_or(0.0, |r| r.wall_time_s),
+        last,
+        config: serde_json::to_value(&run.config).unwrap_or_default(),
+    };
+    if let Some(dir) = &opts.out {
+        write_json(&dir.join("summary.json"), &summary).map_err(io)?;
+    }
+    match state {
+        RunState::Completed => Ok(summary),
+        RunState::Aborted(e) => Err(CoordinatorError::Aborted(e)),
+        _ => Err(CoordinatorError::Shutdown),
+    }
+}

@@ -1,0 +1,246 @@
+//! The coordinator's bookkeeping, free of I/O: who registered, who is alive, how far each node
+//! got, and which evaluation iterations are complete. Time comes in as an argument.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A node as it registered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registration {
+    /// Its gossip address.
+    pub address: String,
+    /// Its compute device.
+    pub device: String,
+    /// Measured gradient throughput, samples per second.
+    pub throughput: f64,
+}
+
+/// What a node sent at an evaluation iteration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// x_i.
+    pub x: Vec<f32>,
+    /// Payload bytes sent so far.
+    pub payload: u64,
+    /// Framed bytes sent so far.
+    pub framed: u64,
+    /// Seconds since the start signal.
+    pub elapsed: f64,
+}
+
+/// Where the run is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunState {
+    /// Waiting for registrations.
+    Registering,
+    /// Every node registered; training.
+    Running,
+    /// Every node finished its iterations.
+    Completed,
+    /// A node failed or went silent; the reason.
+    Aborted(String),
+}
+
+/// The coordinator's view of the run.
+#[derive(Debug)]
+pub struct State {
+    n: usize,
+    dim: usize,
+    /// Registrations by node id.
+    pub registered: Vec<Option<Registration>>,
+    /// Run state.
+    pub state: RunState,
+    /// Last heartbeat time and iteration per node.
+    pub heartbeat: Vec<(Instant, u64)>,
+    /// Per node: `None` running, `Some(None)` completed, `Some(Some(e))` failed.
+    pub finished: Vec<Option<Option<String>>>,
+    /// Latest byte counters per node (payload, framed).
+    pub bytes: Vec<(u64, u64)>,
+    reports: BTreeMap<u64, Vec<Option<Report>>>,
+}
+
+impl State {
+    /// A run of `n` nodes with models of `dim` parameters, started at `now`.
+    pub fn new(n: usize, dim: usize, now: Instant) -> State {
+        State {
+            n,
+            dim,
+            registered: vec![None; n],
+            state: RunState::Registering,
+            heartbeat: vec![(now, 0); n],
+            finished: vec![None; n],
+            bytes: vec![(0, 0); n],
+            reports: BTreeMap::new(),
+        }
+    }
+
+    /// Records a registration; returns true when it was the last one (the run starts).
+    pub fn register(
+        &mut self,
+        id: usize,
+        dim: usize,
+        reg: Registration,
+        now: Instant,
+    ) -> Result<bool, String> {
+        if id >= self.n {
+            return Err(format!("node id {id} is not in the topology, which has nodes 0..{}", self.n));
+        }
+        if dim != self.dim {
+            return Err(format!("node {id} has a model of {dim} parameters, the run's has {}", self.dim));
+        }
+        if self.state != RunState::Registering {
+            return Err(format!("node {id} registered after the run started"));
+        }
+        if let Some(prev) = &self.registered[id] {
+            return Err(format!("node {id} is already registered (at {})", prev.address));
+        }
+        self.registered[id] = Some(reg);
+        self.heartbeat[id] = (now, 0);
+        let all = self.registered.iter().all(Option::is_some);
+        if all {
+            self.state = RunState::Running;
+            for h in &mut self.heartbeat {
+                h.0 = now;
+            }
+        }
+        Ok(all)
+    }
+
+    /// A heartbeat; returns the abort reason if the run was aborted.
+    pub fn heartbeat(&mut self, id: usize, iteration: u64, now: Instant) -> Option<String> {
+        if id < self.n {
+            self.heartbeat[id] = (now, iteration);
+        }
+        match &self.state {
+            RunState::Aborted(why) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    /// A report; returns the reports of `iteration` when every node has sent its own.
+    pub fn report(&mut self, id: usize, iteration: u64, r: Report) -> Result<Option<Vec<Report>>, String> {
+        if id >= self.n {
+            return Err(format!("report from unknown node {id}"));
+        }
+        if r.x.len() != self.dim {
+            return Err(format!("node {id} reported {} parameters, the run has {}", r.x.len(), self.dim));
+        }
+        self.bytes[id] = (r.payload, r.framed);
+        let slot = self.reports.entry(iteration).or_insert_with(|| vec![None; self.n]);
+        slot[id] = Some(r);
+        if slot.iter().all(Option::is_some) {
+            let done = self.reports.remove(&iteration).expect("just inserted");
+            return Ok(Some(done.into_iter().map(|r| r.expect("all present")).collect()));
+        }
+        Ok(None)
+    }
+
+    /// A node finished, or failed with `error`.
+    pub fn finish(&mut self, id: usize, error: Option<String>) {
+        if id >= self.n {
+            return;
+        }
+        if let Some(e) = &error
+            && !matches!(self.state, RunState::Aborted(_))
+        {
+            let addr = self.registered[id].as_ref().map(|r| r.address.clone()).unwrap_or_default();
+            self.state = RunState::Aborted(format!("node {id} ({addr}) failed: {e}"));
+        }
+        self.finished[id] = Some(error);
+        if self.state == RunState::Running && self.finished.iter().all(|f| matches!(f, Some(None))) {
+            self.state = RunState::Completed;
+        }
+    }
+
+    /// Declares running nodes silent for longer than `limit` dead; returns true if that aborted
+    /// the run.
+    pub fn check_liveness(&mut self, now: Instant, limit: Duration) -> bool {
+        if self.state != RunState::Running {
+            return false;
+        }
+        for id in 0..self.n {
+            let (t, it) = self.heartbeat[id];
+            if self.finished[id].is_none() && now.duration_since(t) > limit {
+                let addr = self.registered[id].as_ref().map(|r| r.address.clone()).unwrap_or_default();
+                self.state = RunState::Aborted(format!(
+                    "node {id} ({addr}) stopped sending heartbeats {:.1} s ago, at iteration {it}",
+                    now.duration_since(t).as_secs_f64()
+                ));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// True when the run is over (completed or aborted) and every node that will report has.
+    pub fn is_over(&self) -> bool {
+        matches!(self.state, RunState::Completed | RunState::Aborted(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(a: &str) -> Registration {
+        Registration { address: a.into(), device: "cpu".into(), throughput: 0.0 }
+    }
+
+    #[test]
+    fn registration_refuses_unknown_ids_wrong_dims_and_duplicates() {
+        let t = Instant::now();
+        let mut s = State::new(2, 10, t);
+        assert_eq!(
+            s.register(2, 10, reg("a"), t).unwrap_err(),
+            "node id 2 is not in the topology, which has nodes 0..2"
+        );
+        assert_eq!(
+            s.register(0, 9, reg("a"), t).unwrap_err(),
+            "node 0 has a model of 9 parameters, the run's has 10"
+        );
+        assert_eq!(s.register(0, 10, reg("a:1"), t), Ok(false));
+        assert_eq!(s.register(0, 10, reg("b"), t).unwrap_err(), "node 0 is already registered (at a:1)");
+        assert_eq!(s.register(1, 10, reg("b:2"), t), Ok(true));
+        assert_eq!(s.state, RunState::Running);
+        assert!(s.register(1, 10, reg("c"), t).is_err());
+    }
+
+    #[test]
+    fn reports_complete_when_every_node_sent_one() {
+        let t = Instant::now();
+        let mut s = State::new(2, 1, t);
+        let r = |v| Report { x: vec![v], payload: 1, framed: 2, elapsed: 0.5 };
+        assert_eq!(s.report(1, 10, r(1.0)), Ok(None));
+        assert_eq!(
+            s.report(0, 10, r(0.0)).unwrap().unwrap().iter().map(|r| r.x[0]).collect::<Vec<_>>(),
+            vec![0.0, 1.0]
+        );
+        assert!(
+            s.report(0, 20, Report { x: vec![], ..r(0.0) }).unwrap_err().contains("reported 0 parameters")
+        );
+    }
+
+    #[test]
+    fn a_failure_or_silence_aborts_and_completion_needs_everyone() {
+        let t = Instant::now();
+        let mut s = State::new(2, 1, t);
+        s.register(0, 1, reg("a:1"), t).unwrap();
+        s.register(1, 1, reg("b:2"), t).unwrap();
+        s.finish(0, None);
+        assert_eq!(s.state, RunState::Running);
+        assert!(!s.check_liveness(t + Duration::from_secs(5), Duration::from_secs(10)));
+        assert!(s.check_liveness(t + Duration::from_secs(11), Duration::from_secs(10)));
+        assert!(
+            matches!(&s.state, RunState::Aborted(w) if w.contains("node 1 (b:2) stopped sending heartbeats"))
+        );
+        let mut s = State::new(2, 1, t);
+        s.register(0, 1, reg("a:1"), t).unwrap();
+        s.register(1, 1, reg("b:2"), t).unwrap();
+        s.finish(1, Some("timed out waiting for node 0".into()));
+        assert_eq!(s.heartbeat(0, 3, t), Some("node 1 (b:2) failed: timed out waiting for node 0".into()));
+        let mut s = State::new(1, 1, t);
+        s.register(0, 1, reg("a:1"), t).unwrap();
+        s.finish(0, None);
+        assert_eq!(s.state, RunState::Completed);
+    }
+}

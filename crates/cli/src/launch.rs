@@ -1,0 +1,134 @@
+//! `dprox launch`: the coordinator and every node as separate processes on this machine.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use dprox_transport::pb;
+
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+/// The last lines of a log file, for error reports.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Starts the cluster `config` describes on loopback, shows progress, and waits for the end.
+pub fn launch(config: &Path, out: &Path, quiet: bool) -> anyhow::Result<()> {
+    // Validate before starting anything: a bad config fails here, with its own message.
+    let run = dprox_config::Prepared::from_file(config)?;
+    let n = run.n();
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let exe = std::env::current_exe().context("locating the dprox executable")?;
+    let log_file = |name: &str| -> anyhow::Result<(std::fs::File, PathBuf)> {
+        let p = logs.join(format!("{name}.log"));
+        Ok((std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?, p))
+    };
+
+    let mut procs: Vec<Proc> = Vec::new();
+    let (f, log) = log_file("coordinator")?;
+    let mut child = Command::new(&exe)
+        .arg("coordinator")
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0", "--out"])
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(f)
+        .spawn()
+        .context("starting the coordinator")?;
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first)?;
+    let Some(addr) = first.trim().strip_prefix("listening on ").map(String::from) else {
+        let _ = child.kill();
+        bail!("the coordinator did not start:\n{}", tail(&log, 20));
+    };
+    procs.push(Proc { name: "coordinator".into(), child, log });
+    for i in 0..n {
+        let (f, log) = log_file(&format!("node-{i}"))?;
+        let child = Command::new(&exe)
+            .arg("node")
+            .arg(config)
+            .args(["--id", &i.to_string(), "--coordinator", &addr, "--out"])
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .with_context(|| format!("starting node {i}"))?;
+        procs.push(Proc { name: format!("node {i}"), child, log });
+    }
+    if !quiet {
+        eprintln!("launched coordinator at {addr} and {n} nodes; logs in {}", logs.display());
+    }
+    let total = run.config.run.iterations;
+    let bar = crate::progress_bar(total, quiet);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let result = rt.block_on(monitor(&mut procs, &addr, &bar));
+    bar.finish_and_clear();
+    for p in &mut procs {
+        if p.child.try_wait().ok().flatten().is_none() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+    result
+}
+
+async fn monitor(procs: &mut [Proc], addr: &str, bar: &indicatif::ProgressBar) -> anyhow::Result<()> {
+    let channel = dprox_transport::endpoint(addr)?.connect_lazy();
+    let mut status = pb::coordinator_client::CoordinatorClient::new(channel);
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut first_failure: Option<(String, String)> = None;
+    let mut failure_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => bail!("interrupted: stopped the coordinator and every node"),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if let Ok(s) = status.status(pb::StatusRequest {}).await {
+            let s = s.into_inner();
+            let min = s.nodes.iter().map(|n| n.iteration).min().unwrap_or(0);
+            bar.set_position(min);
+            if let Some(obj) = s.last_row.split(',').nth(1) {
+                bar.set_message(format!("objective {obj}"));
+            }
+        }
+        // The coordinator exits when the run is over (completed, or aborted after telling nodes).
+        if let Some(code) = procs[0].child.try_wait()? {
+            if code.success() {
+                return Ok(());
+            }
+            let why = tail(&procs[0].log, 5);
+            match first_failure {
+                Some((name, log)) => bail!(
+                    "{name} failed; the run was aborted.\n{name}'s log ends:\n{log}\ncoordinator:\n{why}"
+                ),
+                None => bail!("the coordinator failed:\n{why}"),
+            }
+        }
+        for p in procs[1..].iter_mut() {
+            if let Some(code) = p.child.try_wait()?
+                && !code.success()
+                && first_failure.is_none()
+            {
+                first_failure = Some((p.name.clone(), tail(&p.log, 8)));
+                failure_at = Some(Instant::now());
+            }
+        }
+        // A failed node normally makes the coordinator abort within a few heartbeats; if it does
+        // not exit on its own, do not hang.
+        if let (Some((name, log)), Some(t)) = (&first_failure, failure_at)
+            && t.elapsed() > Duration::from_secs(15)
+        {
+            bail!("{name} failed and the coordinator did not stop:\n{log}");
+        }
+    }
+}

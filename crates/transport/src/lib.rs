@@ -1,0 +1,29 @@
+//! The network layer of dprox: gRPC gossip between nodes and the coordinator's wire types.
+//!
+//! The sans-IO core never sees this crate's types: a node's driver decodes what arrives here into
+//! `dprox_compress::Compressed` and hands it to `dprox_core::Node::handle_message`.
+//!
+//! # Layout
+//! - [`pb`]: the generated protobuf types and services of `proto/dprox/v1` (for the node and the
+//!   coordinator crates only).
+//! - [`gossip`]: the Gossip server (authenticates, size-limits, reassembles and decodes incoming
+//!   messages) and a peer client (chunked streaming over a reused HTTP/2 connection).
+//! - [`shape`]: per-link delay, bandwidth cap and loss, applied by the sender.
+//!
+//! Large vectors travel as a stream of ~1 MiB chunks with raised HTTP/2 windows; every message is
+//! refused, not crashed on, when it is oversized, malformed, or carries the wrong run or token.
+
+pub mod gossip;
+pub mod shape;
+
+/// Generated protobuf types and services (`dprox.v1`).
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("dprox.v1");
+}
+
+pub use gossip::{
+    Auth, CHUNK_BYTES, GossipService, Inbound, PeerClient, SendStats, TransportError, endpoint,
+    max_message_bytes,
+};
+pub use shape::{LinkShape, Shaper};
