@@ -149,7 +149,8 @@ pub async fn run(
     let server_shared = shared.clone();
     let stop = async move {
         tokio::select! {
-            _ = over.wait_for(|&v| v) => {
+            r = over.wait_for(|&v| v) => {
+                drop(r); // release the watch's read guard before anything else
                 // Let nodes read the abort in their next heartbeat before the server goes away.
                 let aborted = matches!(server_shared.state.lock().unwrap().state, RunState::Aborted(_));
                 if aborted {
@@ -162,10 +163,30 @@ pub async fn run(
     let svc = pb::coordinator_server::CoordinatorServer::new(CoordinatorService(shared.clone()))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    let served = tonic::transport::Server::builder()
-        .add_service(svc)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
-        .await;
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server =
+        tokio::spawn(tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = stopped_rx.await;
+            },
+        ));
+    // Serve until the run is over; then shut down gracefully, but do not wait more than a few
+    // seconds for clients (a status poller, a wedged node) to hang up.
+    let served = tokio::select! {
+        r = &mut server => r,
+        _ = stop => {
+            let _ = stopped_tx.send(());
+            match tokio::time::timeout(Duration::from_secs(3), &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    let served = served.map_err(|e| CoordinatorError::Io(e.to_string()))?;
     watchdog.abort();
     // Close the evaluator's channel and wait for the rows in flight.
     let state = shared.state.lock().unwrap().state.clone();

@@ -36,7 +36,10 @@ pub(crate) struct CoordinatorService(pub Arc<Shared>);
 
 impl Shared {
     pub fn note_over(&self) {
-        if self.state.lock().unwrap().is_over() {
+        // Release the state lock before touching the watch: a receiver holding the watch's read
+        // guard may be waiting for the state lock.
+        let over = self.state.lock().unwrap().is_over();
+        if over {
             self.over.send_replace(true);
         }
     }

@@ -217,7 +217,13 @@ pub async fn run(
             Ok(())
         };
         report(&node, &links, 0.0, 0.0).await?;
+        let fault = fault_exit_at(id);
+        let mut probe = tokio::time::interval(Duration::from_secs(1));
         while node.iteration() < total {
+            if fault == Some(node.iteration()) {
+                tracing::error!(node = id, iteration = node.iteration(), "DPROX_FAULT_EXIT_AT: exiting abruptly");
+                std::process::exit(3);
+            }
             let t0 = Instant::now();
             let batch = sampler.next_batch();
             let batch = batch.map_or(Batch::Full, Batch::Indices);
@@ -252,6 +258,15 @@ pub async fn run(
                             timeout_s: timeout.as_secs_f64(),
                         });
                     }
+                    _ = probe.tick(), if last_progress.elapsed() > Duration::from_secs(1) => {
+                        // Waiting a while: make sure the neighbours we wait for still exist, so a
+                        // dead one fails the run at once instead of after the timeout.
+                        let missing = node.missing_peers();
+                        if let Some((peer, address, message)) = links.probe(&missing).await {
+                            let Phase::Exchanging(exchange) = node.phase() else { unreachable!() };
+                            return Err(TransportError::PeerGone { peer, address, iteration: node.iteration(), exchange, message }.into());
+                        }
+                    }
                     _ = &mut shutdown => return Err(NodeError::Shutdown(id)),
                 }
                 wait_s += w0.elapsed().as_secs_f64();
@@ -285,8 +300,20 @@ pub async fn run(
         .await;
     heartbeat.abort();
     let _ = stop_tx.send(true);
-    let _ = server.await;
+    // Graceful, but bounded: a peer that died mid-stream must not keep this process alive.
+    let mut server = server;
+    if tokio::time::timeout(Duration::from_secs(3), &mut server).await.is_err() {
+        server.abort();
+    }
     outcome
+}
+
+/// Fault injection for tests: `DPROX_FAULT_EXIT_AT=ID:ITER` makes node ID exit abruptly (as if
+/// killed) when it reaches iteration ITER.
+fn fault_exit_at(id: usize) -> Option<u64> {
+    let v = std::env::var("DPROX_FAULT_EXIT_AT").ok()?;
+    let (node, iter) = v.split_once(':')?;
+    (node.parse::<usize>().ok()? == id).then(|| iter.parse().ok())?
 }
 
 /// Gradient samples per second on a small batch, reported at registration (informational).

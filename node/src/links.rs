@@ -16,6 +16,8 @@ use tokio::task::JoinSet;
 use crate::NodeError;
 
 pub(crate) struct Links {
+    /// Clients for liveness probes, by peer id.
+    probes: Vec<PeerClient>,
     queues: Vec<mpsc::UnboundedSender<(pb::Header, Bytes)>>,
     tasks: JoinSet<()>,
     payload: Arc<AtomicU64>,
@@ -39,8 +41,10 @@ impl Links {
         let framed = Arc::new(AtomicU64::new(0));
         let mut tasks = JoinSet::new();
         let mut queues = Vec::new();
+        let mut probes = Vec::new();
         for (peer, address) in peers {
             let mut client = PeerClient::new(*peer, address)?;
+            probes.push(client.clone());
             let mut shaper = run.link_shape(id, *peer).map(|c| {
                 let shape = LinkShape {
                     latency: Duration::from_secs_f64(c.latency_s),
@@ -67,7 +71,7 @@ impl Links {
             });
             queues.push(tx);
         }
-        Ok(Links { queues, tasks, payload, framed, run_id, token, id, buf: Vec::new() })
+        Ok(Links { probes, queues, tasks, payload, framed, run_id, token, id, buf: Vec::new() })
     }
 
     /// Encodes every message the node has ready once and queues it for every neighbour.
@@ -93,7 +97,17 @@ impl Links {
         }
     }
 
-    /// (payload, framed) bytes delivered so far.
+    /// Probes the listed peers; returns the first that does not answer, with the reason.
+    pub(crate) async fn probe(&mut self, peers: &[usize]) -> Option<(usize, String, String)> {
+        for c in self.probes.iter_mut().filter(|c| peers.contains(&c.peer)) {
+            if let Err(why) = c.ping(Duration::from_secs(2)).await {
+                return Some((c.peer, c.address.clone(), why));
+            }
+        }
+        None
+    }
+
+    /// (payload, framed) bytes sent so far.
     pub(crate) fn bytes(&self) -> (u64, u64) {
         (self.payload.load(Ordering::Relaxed), self.framed.load(Ordering::Relaxed))
     }

@@ -52,6 +52,22 @@ pub enum TransportError {
         /// The gRPC status or connection error.
         message: String,
     },
+    /// A neighbour we are waiting for no longer answers.
+    #[error(
+        "node {peer} at {address} is gone (waiting for its {exchange} message of iteration {iteration}): {message}"
+    )]
+    PeerGone {
+        /// Peer id.
+        peer: usize,
+        /// Its address.
+        address: String,
+        /// Iteration waited on.
+        iteration: u64,
+        /// Exchange waited on.
+        exchange: Exchange,
+        /// What the probe found.
+        message: String,
+    },
 }
 
 /// What a node accepts: messages of its run, carrying its token, from its neighbours.
@@ -175,6 +191,10 @@ impl pb::gossip_server::Gossip for GossipService {
         self.tx.send(msg).await.map_err(|_| Status::unavailable("this node is shutting down"))?;
         Ok(Response::new(pb::PushAck {}))
     }
+
+    async fn ping(&self, _: Request<pb::PingRequest>) -> Result<Response<pb::PingReply>, Status> {
+        Ok(Response::new(pb::PingReply {}))
+    }
 }
 
 /// An HTTP/2 endpoint for `address` with the windows large vectors need (16 MiB per stream,
@@ -253,6 +273,16 @@ impl PeerClient {
             message: describe(&status),
         })?;
         Ok(SendStats { payload: n as u64, framed })
+    }
+
+    /// Asks whether the peer is still serving; the error describes why not (connection refused:
+    /// the process is gone).
+    pub async fn ping(&mut self, timeout: Duration) -> Result<(), String> {
+        match tokio::time::timeout(timeout, self.client.ping(pb::PingRequest {})).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(describe(&status)),
+            Err(_) => Err(format!("no answer to a liveness probe within {:.1} s", timeout.as_secs_f64())),
+        }
     }
 }
 
