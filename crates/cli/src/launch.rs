@@ -108,27 +108,39 @@ async fn monitor(procs: &mut [Proc], addr: &str, bar: &indicatif::ProgressBar) -
             }
             let why = tail(&procs[0].log, 5);
             match first_failure {
-                Some((name, log)) => bail!(
-                    "{name} failed; the run was aborted.\n{name}'s log ends:\n{log}\ncoordinator:\n{why}"
-                ),
+                Some((name, log)) => {
+                    bail!("{name}; the run was aborted.\nIts log ends:\n{log}\ncoordinator:\n{why}")
+                }
                 None => bail!("the coordinator failed:\n{why}"),
             }
         }
+        // Among the nodes that exited with an error since the last look, blame one that died
+        // (a signal, or an exit status other than the 1 of a reported error) before the
+        // neighbours that reported losing it.
+        let mut failed: Vec<(bool, String, String)> = Vec::new();
         for p in procs[1..].iter_mut() {
             if let Some(code) = p.child.try_wait()?
                 && !code.success()
-                && first_failure.is_none()
             {
-                first_failure = Some((p.name.clone(), tail(&p.log, 8)));
-                failure_at = Some(Instant::now());
+                let died = code.code() != Some(1);
+                let what =
+                    if died { format!("{} died ({code})", p.name) } else { format!("{} failed", p.name) };
+                failed.push((died, what, tail(&p.log, 8)));
             }
+        }
+        failed.sort_by_key(|f| !f.0);
+        if first_failure.is_none()
+            && let Some((_, what, log)) = failed.into_iter().next()
+        {
+            first_failure = Some((what, log));
+            failure_at = Some(Instant::now());
         }
         // A failed node normally makes the coordinator abort within a few heartbeats; if it does
         // not exit on its own, do not hang.
         if let (Some((name, log)), Some(t)) = (&first_failure, failure_at)
             && t.elapsed() > Duration::from_secs(15)
         {
-            bail!("{name} failed and the coordinator did not stop:\n{log}");
+            bail!("{name}, and the coordinator did not stop:\n{log}");
         }
     }
 }
