@@ -87,8 +87,8 @@ pub async fn run(
         started: watch::channel(false).0,
         over: watch::channel(false).0,
         complete: Mutex::new(Some(complete_tx)),
-        last_row: Mutex::new(String::new()),
-        start: Mutex::new(None),
+        last_row: Arc::new(Mutex::new(String::new())),
+        start: Arc::new(Mutex::new(None)),
     });
     let io = |e: std::io::Error| CoordinatorError::Io(e.to_string());
     let mut writer = match &opts.out {
@@ -99,10 +99,11 @@ pub async fn run(
         None => None,
     };
 
-    // The evaluator: complete iterations arrive in order; objectives are built once.
-    let eval_shared = shared.clone();
+    // The evaluator: complete iterations arrive in order; objectives are built once. It holds no
+    // reference to `shared` (which owns the sender of its channel), so the channel closes.
+    let (eval_run, eval_start, eval_last_row) = (run.clone(), shared.start.clone(), shared.last_row.clone());
     let evaluator = tokio::task::spawn_blocking(move || -> Result<Option<MetricsRow>, String> {
-        let run = &eval_shared.run;
+        let run = &eval_run;
         let mut objectives = (0..run.n())
             .map(|i| run.objective(i))
             .collect::<Result<Vec<_>, _>>()
@@ -113,7 +114,7 @@ pub async fn run(
         while let Some(c) = complete_rx.blocking_recv() {
             let xs: Vec<&[f32]> = c.reports.iter().map(|r| r.x.as_slice()).collect();
             let eval = ev.evaluate(&xs, &mut objectives, test.as_mut());
-            let start = *eval_shared.start.lock().unwrap();
+            let start = *eval_start.lock().unwrap();
             let row = MetricsRow {
                 iter: c.iteration,
                 eval,
@@ -124,7 +125,7 @@ pub async fn run(
             if let Some(w) = writer.as_mut() {
                 w.write(&row).map_err(|e| e.to_string())?;
             }
-            *eval_shared.last_row.lock().unwrap() = row.to_csv();
+            *eval_last_row.lock().unwrap() = row.to_csv();
             last = Some(row);
         }
         Ok(last)
@@ -149,8 +150,9 @@ pub async fn run(
     let server_shared = shared.clone();
     let stop = async move {
         tokio::select! {
-            r = over.wait_for(|&v| v) => {
-                drop(r); // release the watch's read guard before anything else
+            // (The watch's read guard must not outlive this line: it is not Send, and holding it
+            // would block the writer.)
+            _ = async { over.wait_for(|&v| v).await.is_ok() } => {
                 // Let nodes read the abort in their next heartbeat before the server goes away.
                 let aborted = matches!(server_shared.state.lock().unwrap().state, RunState::Aborted(_));
                 if aborted {

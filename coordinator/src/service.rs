@@ -28,8 +28,8 @@ pub(crate) struct Shared {
     pub over: watch::Sender<bool>,
     /// Complete iterations for the evaluator; taken (closed) when the run is over.
     pub complete: Mutex<Option<mpsc::UnboundedSender<Complete>>>,
-    pub last_row: Mutex<String>,
-    pub start: Mutex<Option<Instant>>,
+    pub last_row: Arc<Mutex<String>>,
+    pub start: Arc<Mutex<Option<Instant>>>,
 }
 
 pub(crate) struct CoordinatorService(pub Arc<Shared>);

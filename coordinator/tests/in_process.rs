@@ -1,0 +1,119 @@
+//! The coordinator and nodes started in one process through their library entry points (how tests
+//! and users embedding a custom objective run them), on 127.0.0.1:0.
+
+use std::sync::Arc;
+
+use dprox_config::Prepared;
+use dprox_transport::pb;
+
+fn prepared(nodes: usize) -> Arc<Prepared> {
+    let text = format!(
+        r#"
+        [run]
+        algorithm = "cdproxsgt"
+        iterations = 30
+        eval_every = 10
+        [topology]
+        kind = "ring"
+        nodes = {nodes}
+        [data]
+        synthetic = {{ kind = "least_squares", samples = 300, features = 12 }}
+        [model]
+        kind = "least_squares"
+        [optimizer]
+        lr = 0.05
+        batch_size = 10
+        gamma_x = 0.5
+        gamma_y = 0.5
+        [compression]
+        x = {{ kind = "rand_k", ratio = 0.5 }}
+        y = {{ kind = "qsgd", levels = 4 }}
+        "#
+    );
+    let cfg = dprox_config::parse(&text, "t.toml".as_ref()).unwrap();
+    Arc::new(Prepared::new(cfg, ".".as_ref(), "inproc".into()).unwrap())
+}
+
+async fn start_coordinator(
+    run: Arc<Prepared>,
+    out: Option<std::path::PathBuf>,
+) -> (String, tokio::task::JoinHandle<Result<dprox_eval::Summary, dprox_coordinator::CoordinatorError>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let opts = dprox_coordinator::Options { out, secret: "s3cret".into() };
+    let h = tokio::spawn(dprox_coordinator::run(run, opts, listener, std::future::pending()));
+    (addr, h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_refuses_unknown_ids_wrong_dimensions_and_wrong_secrets() {
+    let run = prepared(2);
+    let (addr, _h) = start_coordinator(run.clone(), None).await;
+    let channel = dprox_transport::endpoint(&addr).unwrap().connect_lazy();
+    let mut c = pb::coordinator_client::CoordinatorClient::new(channel);
+    let req = |id: u32, dim: u64, secret: &str| pb::RegisterRequest {
+        id,
+        address: "127.0.0.1:1".into(),
+        device: "cpu".into(),
+        dim,
+        throughput: 0.0,
+        secret: secret.into(),
+    };
+    // The coordinator may take a moment to come up.
+    let mut e = None;
+    for _ in 0..50 {
+        match c.register(req(7, run.dim as u64, "s3cret")).await {
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            other => {
+                e = Some(other.unwrap_err());
+                break;
+            }
+        }
+    }
+    let e = e.unwrap();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(e.message(), "node id 7 is not in the topology, which has nodes 0..2");
+    let e = c.register(req(0, 3, "s3cret")).await.unwrap_err();
+    assert_eq!(e.message(), format!("node 0 has a model of 3 parameters, the run's has {}", run.dim));
+    let e = c.register(req(0, run.dim as u64, "guess")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    assert_eq!(e.message(), "node 0: wrong or missing cluster secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_process_cluster_matches_the_simulator() {
+    let run = prepared(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, coordinator) = start_coordinator(run.clone(), Some(dir.path().to_path_buf())).await;
+    let mut nodes = Vec::new();
+    for id in 0..3 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let opts = dprox_node::Options { id, coordinator: addr.clone(), out: None, secret: "s3cret".into() };
+        let objective = run.objective(id).unwrap();
+        nodes.push(tokio::spawn(dprox_node::run(
+            run.clone(),
+            objective,
+            opts,
+            listener,
+            std::future::pending::<()>(),
+        )));
+    }
+    for n in nodes {
+        let o = n.await.unwrap().unwrap();
+        assert_eq!(o.iterations, 30);
+    }
+    let summary = coordinator.await.unwrap().unwrap();
+    let sim = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || dprox_sim::simulate(&run, None, |_| {}).unwrap()
+    })
+    .await
+    .unwrap();
+    let (a, b) = (summary.last.unwrap(), sim.last.unwrap());
+    assert_eq!(a.iter, 30);
+    assert_eq!(a.eval.objective, b.eval.objective);
+    assert_eq!(a.eval.consensus_error, b.eval.consensus_error);
+    assert_eq!(a.bytes_sent, b.bytes_sent);
+}

@@ -1,0 +1,126 @@
+//! The gossip receiver refuses bad messages with a clear status and keeps serving.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use dprox_compress::{Compressed, Compressor, CompressorSpec, ValueFormat};
+use dprox_transport::{Auth, GossipService, Inbound, PeerClient, pb};
+use tokio::sync::{mpsc, watch};
+
+const DIM: usize = 1000;
+
+async fn serve() -> (String, mpsc::Receiver<Inbound>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let auth = Auth { run_id: "r1".into(), token: vec![7; 16], peers: vec![1, 2] };
+    let (_tx, rx) = watch::channel(Some(auth));
+    let (in_tx, in_rx) = mpsc::channel(16);
+    let svc = GossipService::new(DIM, rx, in_tx, Duration::from_secs(1)).into_server();
+    tokio::spawn(async move {
+        let _keep = _tx;
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    });
+    (addr, in_rx)
+}
+
+fn header(from: u32, token: u8, length: usize) -> pb::Header {
+    pb::Header {
+        run_id: "r1".into(),
+        token: vec![token; 16].into(),
+        from,
+        iteration: 0,
+        exchange: 1,
+        length: length as u64,
+    }
+}
+
+fn message() -> Bytes {
+    let v: Vec<f32> = (0..DIM).map(|i| (i as f32).sin()).collect();
+    let mut q = Compressor::new(CompressorSpec::TopK { ratio: 0.05, values: ValueFormat::F32 }, DIM).unwrap();
+    let mut m = Compressed::new(DIM);
+    q.compress(&v, 0, &mut m);
+    let mut b = Vec::new();
+    m.encode(&mut b);
+    Bytes::from(b)
+}
+
+#[tokio::test]
+async fn bad_messages_are_refused_and_the_receiver_keeps_working() {
+    let (addr, mut inbox) = serve().await;
+    let mut client = PeerClient::new(0, &addr).unwrap();
+    let good = message();
+    let err = |r: Result<_, dprox_transport::TransportError>| r.unwrap_err().to_string();
+
+    // Wrong token.
+    let e = err(client.send(header(1, 9, good.len()), good.clone(), None).await);
+    assert!(e.contains("does not carry this run's id and token"), "{e}");
+    // Not a neighbour.
+    let e = err(client.send(header(5, 7, good.len()), good.clone(), None).await);
+    assert!(e.contains("node 5 is not a neighbour"), "{e}");
+    // Oversized: refused from the header, before anything is buffered.
+    let huge = 10 * DIM + 1025;
+    let e = err(client.send(header(1, 7, huge), Bytes::from(vec![0u8; 16]), None).await);
+    assert!(
+        e.contains(&format!(
+            "message of {huge} bytes from node 1 exceeds the limit of {} bytes",
+            10 * DIM + 1024
+        )),
+        "{e}"
+    );
+    // Length that does not match the data.
+    let e = err(client.send(header(1, 7, good.len() + 3), good.clone(), None).await);
+    assert!(e.contains(&format!("ended after {} of {} bytes", good.len(), good.len() + 3)), "{e}");
+    // Malformed payload (garbage bytes of a plausible length).
+    let junk = Bytes::from(vec![0xEEu8; 64]);
+    let e = err(client.send(header(1, 7, junk.len()), junk, None).await);
+    assert!(e.contains("malformed message from node 1: invalid flags 0xee"), "{e}");
+    // Wrong model size.
+    let mut other = Vec::new();
+    Compressed {
+        dim: 999,
+        body: dprox_compress::Body::Dense { format: ValueFormat::F32, values: vec![0.0; 999] },
+    }
+    .encode(&mut other);
+    let e = err(client.send(header(2, 7, other.len()), Bytes::from(other), None).await);
+    assert!(e.contains("vector length 999 does not match the model's 1000"), "{e}");
+    assert!(inbox.try_recv().is_err(), "nothing bad reached the node");
+
+    // And a good message still goes through, decoded.
+    let stats = client.send(header(2, 7, good.len()), good.clone(), None).await.unwrap();
+    assert_eq!(stats.payload, good.len() as u64);
+    assert!(stats.framed > stats.payload);
+    let m = inbox.recv().await.unwrap();
+    assert_eq!((m.from, m.iteration, m.bytes), (2, 0, good.len()));
+    assert_eq!(m.payload.nnz(), 50);
+}
+
+#[tokio::test]
+async fn large_messages_stream_in_chunks() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let dim = 700_000; // 2.8 MB dense: three 1 MiB chunks
+    let (_atx, arx) = watch::channel(Some(Auth { run_id: "r1".into(), token: vec![7; 16], peers: vec![1] }));
+    let (in_tx, mut big_inbox) = mpsc::channel(4);
+    let svc = GossipService::new(dim, arx, in_tx, Duration::from_secs(1)).into_server();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .initial_stream_window_size(16 << 20)
+            .initial_connection_window_size(32 << 20)
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let values: Vec<f32> = (0..dim).map(|i| i as f32).collect();
+    let m = Compressed { dim, body: dprox_compress::Body::Dense { format: ValueFormat::F32, values } };
+    let mut b = Vec::new();
+    m.encode(&mut b);
+    let n = b.len();
+    let mut client = PeerClient::new(0, &addr).unwrap();
+    let stats = client.send(header(1, 7, n), Bytes::from(b), None).await.unwrap();
+    assert_eq!(stats.payload, n as u64);
+    assert!(stats.framed >= n as u64 + 3 * 5, "three chunks, each with a gRPC prefix");
+    let got = big_inbox.recv().await.unwrap();
+    assert_eq!(got.payload, m);
+}
