@@ -115,3 +115,52 @@ fn a_node_that_dies_fails_the_run_fast_with_its_name() {
     let rows = columns(&dir.path().join("out/metrics.csv"), &["iter"]);
     assert_eq!(rows, vec![vec!["0".to_string()], vec!["10".to_string()]]);
 }
+
+#[test]
+fn top_k_one_percent_sends_under_three_percent_of_dproxsgt_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |alg: &str, comp: &str| {
+        let text = format!(
+            r#"
+            [run]
+            algorithm = "{alg}"
+            iterations = 10
+            eval_every = 10
+            [topology]
+            kind = "ring"
+            nodes = 4
+            [data]
+            synthetic = {{ kind = "gaussian_mixture", samples = 400, features = 784, classes = 10 }}
+            [model]
+            kind = "softmax"
+            [optimizer]
+            lr = 0.01
+            batch_size = 8
+            gamma_x = 0.2
+            gamma_y = 0.2
+            [compression]
+            {comp}
+            "#
+        );
+        let p = dir.path().join(format!("{alg}.toml"));
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let dense = cfg("dproxsgt", "");
+    let sparse = cfg("cdproxsgt", "x = { kind = \"top_k\", ratio = 0.01 }\ny = { kind = \"top_k\", ratio = 0.01 }");
+    run("launch", &dense, &dir.path().join("dense"));
+    run("launch", &sparse, &dir.path().join("sparse"));
+    let total = |out: &str, col: &str| -> f64 {
+        (0..4)
+            .map(|i| {
+                let rows = columns(&dir.path().join(format!("{out}/nodes/node-{i}.csv")), &[col]);
+                rows.last().unwrap()[0].parse::<f64>().unwrap()
+            })
+            .sum()
+    };
+    for col in ["payload_bytes", "framed_bytes"] {
+        let ratio = total("sparse", col) / total("dense", col);
+        assert!(ratio <= 0.03, "{col}: top-k 1% sends {:.2}% of dproxsgt's bytes", 100.0 * ratio);
+        assert!(ratio > 0.005, "{col}: {ratio} (indices and headers must be counted)");
+    }
+}
