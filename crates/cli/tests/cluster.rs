@@ -147,7 +147,8 @@ fn top_k_one_percent_sends_under_three_percent_of_dproxsgt_bytes() {
         p
     };
     let dense = cfg("dproxsgt", "");
-    let sparse = cfg("cdproxsgt", "x = { kind = \"top_k\", ratio = 0.01 }\ny = { kind = \"top_k\", ratio = 0.01 }");
+    let sparse =
+        cfg("cdproxsgt", "x = { kind = \"top_k\", ratio = 0.01 }\ny = { kind = \"top_k\", ratio = 0.01 }");
     run("launch", &dense, &dir.path().join("dense"));
     run("launch", &sparse, &dir.path().join("sparse"));
     let total = |out: &str, col: &str| -> f64 {

@@ -191,6 +191,8 @@ impl Compressed {
     /// The first non-finite value carried, as (coordinate, value), if any.
     pub fn first_non_finite(&self) -> Option<(usize, f32)> {
         match &self.body {
+            // The all() pass vectorises; the position is looked up only when something is wrong.
+            Body::Dense { values, .. } if values.iter().all(|v| v.is_finite()) => None,
             Body::Dense { values, .. } => values.iter().position(|v| !v.is_finite()).map(|i| (i, values[i])),
             Body::Sparse { indices, values, .. } | Body::RandK { indices, values, .. } => {
                 values.iter().position(|v| !v.is_finite()).map(|p| (indices[p] as usize, values[p]))

@@ -164,9 +164,14 @@ impl pb::gossip_server::Gossip for GossipService {
             .ok()
             .and_then(Exchange::from_code)
             .ok_or_else(|| Status::invalid_argument(format!("unknown exchange code {}", h.exchange)))?;
-        let mut buf = BytesMut::with_capacity(len);
-        buf.extend_from_slice(&first.data);
+        // One chunk (messages up to 1 MiB) is used in place; longer messages are reassembled.
+        let mut buf = BytesMut::new();
+        let mut single = Some(first.data);
         while let Some(chunk) = stream.message().await? {
+            if let Some(d) = single.take() {
+                buf.reserve(len);
+                buf.extend_from_slice(&d);
+            }
             if chunk.header.is_some() {
                 return Err(Status::invalid_argument("a header in a chunk other than the first"));
             }
@@ -177,15 +182,19 @@ impl pb::gossip_server::Gossip for GossipService {
             }
             buf.extend_from_slice(&chunk.data);
         }
-        if buf.len() != len {
+        let data: Bytes = match single {
+            Some(d) => d,
+            None => buf.freeze(),
+        };
+        if data.len() != len {
             return Err(Status::invalid_argument(format!(
                 "message from node {from} ended after {} of {len} bytes",
-                buf.len()
+                data.len()
             )));
         }
         let mut payload = Compressed::new(self.dim);
         payload
-            .decode_from(&buf, self.dim)
+            .decode_from(&data, self.dim)
             .map_err(|e| Status::invalid_argument(format!("malformed message from node {from}: {e}")))?;
         let msg = Inbound { from, iteration: h.iteration, exchange, payload, bytes: len };
         self.tx.send(msg).await.map_err(|_| Status::unavailable("this node is shutting down"))?;

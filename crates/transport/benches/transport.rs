@@ -1,0 +1,146 @@
+//! Transport benchmark: a small exchange's round trip against a bare gRPC round trip, and
+//! throughput for dense vectors of 1e4, 1e6 and 1e7 f32 against raw loopback TCP, all measured in
+//! this run (medians of repeated runs). Run: `cargo bench -p dprox-transport`.
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dprox_compress::{Body, Compressed, Compressor, CompressorSpec, ValueFormat};
+use dprox_transport::{Auth, GossipService, PeerClient, pb};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+async fn gossip_server(dim: usize) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (atx, arx) = watch::channel(Some(Auth { run_id: "b".into(), token: vec![1; 16], peers: vec![1] }));
+    let (tx, mut rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let _keep = atx;
+        while rx.recv().await.is_some() {}
+    });
+    let svc = GossipService::new(dim, arx, tx, Duration::from_secs(5)).into_server();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .initial_stream_window_size(16 << 20)
+            .initial_connection_window_size(32 << 20)
+            .max_frame_size((16 << 20) - 1)
+            .tcp_nodelay(true)
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+/// Raw TCP: the client writes the payload, the server reads it all and answers one byte.
+async fn raw_tcp_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut buf = vec![0u8; 4 << 20];
+        loop {
+            let mut len = [0u8; 8];
+            if s.read_exact(&mut len).await.is_err() {
+                return;
+            }
+            let mut left = u64::from_le_bytes(len) as usize;
+            while left > 0 {
+                let n = s.read(&mut buf[..left.min(4 << 20)]).await.unwrap();
+                left -= n;
+            }
+            s.write_all(&[1]).await.unwrap();
+        }
+    });
+    addr
+}
+
+fn header(len: usize) -> pb::Header {
+    pb::Header {
+        run_id: "b".into(),
+        token: vec![1; 16].into(),
+        from: 1,
+        iteration: 0,
+        exchange: 0,
+        length: len as u64,
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        println!("transport benchmark (loopback, medians)");
+        // Small exchange: a top-k 1% message of a 1e4 model vs a bare gRPC round trip (Ping).
+        let dim = 10_000;
+        let addr = gossip_server(dim).await;
+        let mut client = PeerClient::new(0, &addr).unwrap();
+        let v: Vec<f32> = (0..dim).map(|i| (i as f32).sin()).collect();
+        let mut m = Compressed::new(dim);
+        Compressor::new(CompressorSpec::TopK { ratio: 0.01, values: ValueFormat::F32 }, dim)
+            .unwrap()
+            .compress(&v, 0, &mut m);
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        let small = Bytes::from(b);
+        for _ in 0..50 {
+            client.ping(Duration::from_secs(5)).await.unwrap();
+            client.send(header(small.len()), small.clone(), None).await.unwrap();
+        }
+        let mut ping = Vec::new();
+        let mut exch = Vec::new();
+        for _ in 0..500 {
+            let t = Instant::now();
+            client.ping(Duration::from_secs(5)).await.unwrap();
+            ping.push(t.elapsed());
+            let t = Instant::now();
+            client.send(header(small.len()), small.clone(), None).await.unwrap();
+            exch.push(t.elapsed());
+        }
+        let (p, e) = (median(ping), median(exch));
+        println!(
+            "small exchange ({} bytes, top-k 1% of 1e4): {:.1} us; bare gRPC round trip {:.1} us; ratio {:.2}",
+            small.len(),
+            e.as_secs_f64() * 1e6,
+            p.as_secs_f64() * 1e6,
+            e.as_secs_f64() / p.as_secs_f64()
+        );
+        println!("{:>10} {:>14} {:>14} {:>8}", "f32s", "gRPC GB/s", "raw TCP GB/s", "ratio");
+        for (n, reps) in [(10_000usize, 200), (1_000_000, 30), (10_000_000, 6)] {
+            let addr = gossip_server(n).await;
+            let mut client = PeerClient::new(0, &addr).unwrap();
+            let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let mut b = Vec::new();
+            Compressed { dim: n, body: Body::Dense { format: ValueFormat::F32, values } }.encode(&mut b);
+            let data = Bytes::from(b);
+            client.send(header(data.len()), data.clone(), None).await.unwrap();
+            let mut g = Vec::new();
+            for _ in 0..reps {
+                let t = Instant::now();
+                client.send(header(data.len()), data.clone(), None).await.unwrap();
+                g.push(t.elapsed());
+            }
+            let raw_addr = raw_tcp_server().await;
+            let mut s = tokio::net::TcpStream::connect(&raw_addr).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut r = Vec::new();
+            let mut ack = [0u8; 1];
+            for k in 0..=reps {
+                let t = Instant::now();
+                s.write_all(&(data.len() as u64).to_le_bytes()).await.unwrap();
+                s.write_all(&data).await.unwrap();
+                s.read_exact(&mut ack).await.unwrap();
+                if k > 0 {
+                    r.push(t.elapsed());
+                }
+            }
+            let gbps = |d: Duration| data.len() as f64 / d.as_secs_f64() / 1e9;
+            let (gm, rm) = (median(g), median(r));
+            println!("{:>10} {:>14.2} {:>14.2} {:>8.2}", n, gbps(gm), gbps(rm), gbps(gm) / gbps(rm));
+        }
+    });
+}
