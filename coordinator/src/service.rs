@@ -107,7 +107,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
 
     async fn report(&self, req: Request<pb::ReportRequest>) -> Result<Response<pb::ReportReply>, Status> {
         let r = req.into_inner();
-        if r.x.len() % 4 != 0 {
+        if !r.x.len().is_multiple_of(4) {
             return Err(Status::invalid_argument(format!("node {}: x is not a whole number of f32", r.id)));
         }
         let x = r.x.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
@@ -119,10 +119,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .unwrap()
             .report(r.id as usize, r.iteration, report)
             .map_err(Status::invalid_argument)?;
-        if let Some(reports) = done {
-            if let Some(tx) = self.0.complete.lock().unwrap().as_ref() {
-                let _ = tx.send(Complete { iteration: r.iteration, reports });
-            }
+        if let Some(reports) = done
+            && let Some(tx) = self.0.complete.lock().unwrap().as_ref()
+        {
+            let _ = tx.send(Complete { iteration: r.iteration, reports });
         }
         Ok(Response::new(pb::ReportReply {}))
     }

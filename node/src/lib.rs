@@ -278,7 +278,7 @@ pub async fn run(
         }
         // Every message we sent must be delivered before we go: neighbours may still need them.
         links.close().await?;
-        while let Ok(e) = err_rx.try_recv() {
+        if let Ok(e) = err_rx.try_recv() {
             return Err(e.into());
         }
         let (payload, framed) = links.bytes();
