@@ -9,6 +9,11 @@ use dprox_transport::{Auth, GossipService, PeerClient, pb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
+// The binaries use mimalloc (see crates/cli): glibc's malloc returns large buffers to the kernel
+// and page-faults them back in on every message.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
