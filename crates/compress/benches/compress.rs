@@ -2,7 +2,7 @@
 //! vector (4 MB), so the figures compare directly with memory bandwidth (README: ~10-12 GB/s for
 //! large buffers on the 2-core machine). A `memcpy` of the same vector is measured as the baseline.
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dprox_compress::{Compressed, Compressor, CompressorSpec, Encoder, ValueFormat};
+use dprox_compress::{Compressed, Compressor, CompressorSpec, Encoder, StreamDecoder, ValueFormat};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
@@ -41,6 +41,19 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("decode/{name}"), |b| {
             b.iter(|| back.decode_from(black_box(&buf), d).unwrap())
         });
+        if name == "identity" {
+            // As the transport receives it: 1 MiB pieces fed to the stream decoder.
+            let mut dec = StreamDecoder::default();
+            g.bench_function("decode_stream_1MiB/identity", |b| {
+                b.iter(|| {
+                    dec.begin(d);
+                    for piece in black_box(&buf).chunks(1 << 20) {
+                        dec.feed(piece, &mut back);
+                    }
+                    dec.finish(&mut back).unwrap()
+                })
+            });
+        }
         if name == "top_k_0.01" {
             let mut enc = Encoder::with_zstd(3);
             g.bench_function("encode_zstd/top_k_0.01", |b| {

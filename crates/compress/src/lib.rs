@@ -11,6 +11,7 @@
 //! - [`compressor`]: [`Compressor::compress`], O(d) top-k selection, seeded rand-k indices.
 //! - [`wire`]: [`Compressed::encode`], [`Compressed::encoded_len`], [`Compressed::decode_from`],
 //!   and an [`Encoder`] that zstd-compresses sparse index blocks where that pays.
+//! - [`stream`]: [`StreamDecoder`], the same decoding for a message that arrives in pieces.
 //!
 //! ```
 //! use dprox_compress::{Compressed, Compressor, CompressorSpec, ValueFormat};
@@ -33,11 +34,13 @@
 pub mod compressed;
 pub mod compressor;
 pub mod spec;
+pub mod stream;
 pub mod wire;
 
 pub use compressed::{Body, Compressed};
 pub use compressor::{Compressor, rand_k_indices, top_k};
 pub use spec::{CompressorSpec, ValueFormat, k_of};
+pub use stream::StreamDecoder;
 pub use wire::{Encoder, WireError};
 
 #[cfg(test)]

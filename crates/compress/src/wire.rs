@@ -17,12 +17,12 @@ use crate::compressed::{Body, Compressed};
 use crate::compressor::rand_k_indices;
 use crate::spec::ValueFormat;
 
-const TAG_DENSE: u8 = 1;
+pub(crate) const TAG_DENSE: u8 = 1;
 const TAG_SPARSE: u8 = 2;
 const TAG_RANDK: u8 = 3;
 const TAG_QSGD: u8 = 4;
 const TAG_SIGN: u8 = 5;
-const FLAG_ZSTD: u8 = 4;
+pub(crate) const FLAG_ZSTD: u8 = 4;
 
 /// Why a received message was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -132,6 +132,9 @@ fn put_values(out: &mut Vec<u8>, format: ValueFormat, values: &[f32]) {
     out.resize(start + values.len() * format.width(), 0);
     let dst = &mut out[start..];
     match format {
+        ValueFormat::F32 if cfg!(target_endian = "little") => {
+            dst.copy_from_slice(bytemuck::cast_slice::<f32, u8>(values))
+        }
         ValueFormat::F32 => {
             dst.chunks_exact_mut(4).zip(values).for_each(|(c, v)| c.copy_from_slice(&v.to_le_bytes()))
         }
@@ -174,17 +177,7 @@ impl Compressed {
     /// length, or carrying a non-finite value. On error `self` holds unspecified contents.
     pub fn decode_from(&mut self, bytes: &[u8], expected_dim: usize) -> Result<(), WireError> {
         let mut r = Reader { b: bytes };
-        let tag = r.u8("tag")?;
-        let flags = r.u8("flags")?;
-        if flags & !(3 | FLAG_ZSTD) != 0 || flags & 3 == 3 {
-            return Err(WireError::BadFlags(flags));
-        }
-        let format = [ValueFormat::F32, ValueFormat::F16, ValueFormat::Bf16][(flags & 3) as usize];
-        let zstd = flags & FLAG_ZSTD != 0;
-        let dim = r.varint()? as usize;
-        if dim != expected_dim {
-            return Err(WireError::DimMismatch { got: dim, expected: expected_dim });
-        }
+        let Prefix { tag, format, zstd, dim } = r.prefix(expected_dim)?;
         self.dim = dim;
         match tag {
             TAG_DENSE => {
@@ -287,7 +280,7 @@ impl Compressed {
     }
 }
 
-fn take_dense(body: &mut Body, fmt: ValueFormat) -> &mut Vec<f32> {
+pub(crate) fn take_dense(body: &mut Body, fmt: ValueFormat) -> &mut Vec<f32> {
     if !matches!(body, Body::Dense { .. }) {
         *body = Body::Dense { format: fmt, values: Vec::new() };
     }
@@ -390,11 +383,35 @@ impl Encoder {
     }
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
+/// The fields every message opens with.
+pub(crate) struct Prefix {
+    pub(crate) tag: u8,
+    pub(crate) format: ValueFormat,
+    pub(crate) zstd: bool,
+    pub(crate) dim: usize,
+}
+
+pub(crate) struct Reader<'a> {
+    pub(crate) b: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
+    /// Tag, flags and length, checked in this order (the stream decoder relies on the same order
+    /// to report the same error as [`Compressed::decode_from`]).
+    pub(crate) fn prefix(&mut self, expected_dim: usize) -> Result<Prefix, WireError> {
+        let tag = self.u8("tag")?;
+        let flags = self.u8("flags")?;
+        if flags & !(3 | FLAG_ZSTD) != 0 || flags & 3 == 3 {
+            return Err(WireError::BadFlags(flags));
+        }
+        let format = [ValueFormat::F32, ValueFormat::F16, ValueFormat::Bf16][(flags & 3) as usize];
+        let zstd = flags & FLAG_ZSTD != 0;
+        let dim = self.varint()? as usize;
+        if dim != expected_dim {
+            return Err(WireError::DimMismatch { got: dim, expected: expected_dim });
+        }
+        Ok(Prefix { tag, format, zstd, dim })
+    }
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
         if self.b.len() < n {
             return Err(WireError::Truncated(what));
@@ -448,20 +465,35 @@ impl<'a> Reader<'a> {
         let bytes =
             self.take(n.checked_mul(format.width()).ok_or(WireError::Truncated("values"))?, "values")?;
         out.clear();
-        match format {
-            ValueFormat::F32 => {
-                out.resize(n, 0.0);
-                out.iter_mut()
+        push_values(format, bytes, out);
+        Ok(())
+    }
+}
+
+/// Appends the values encoded in `bytes` (whole values only: `bytes.len()` is a multiple of the
+/// width) to `out`.
+pub(crate) fn push_values(format: ValueFormat, bytes: &[u8], out: &mut Vec<f32>) {
+    match format {
+        ValueFormat::F32 => {
+            let start = out.len();
+            out.resize(start + bytes.len() / 4, 0.0);
+            let dst = &mut out[start..];
+            if cfg!(target_endian = "little") {
+                // The wire's little-endian f32 is the in-memory form: a plain copy into the
+                // (aligned) vector, whatever the alignment of the received bytes.
+                let n = dst.len() * 4;
+                bytemuck::cast_slice_mut::<f32, u8>(dst).copy_from_slice(&bytes[..n]);
+            } else {
+                dst.iter_mut()
                     .zip(bytes.chunks_exact(4))
                     .for_each(|(o, c)| *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
             }
-            ValueFormat::F16 => {
-                out.extend(bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()))
-            }
-            ValueFormat::Bf16 => {
-                out.extend(bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()))
-            }
         }
-        Ok(())
+        ValueFormat::F16 => {
+            out.extend(bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()))
+        }
+        ValueFormat::Bf16 => {
+            out.extend(bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()))
+        }
     }
 }

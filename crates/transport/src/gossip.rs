@@ -1,9 +1,10 @@
 //! The Gossip service (receiving side) and a peer client (sending side).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use dprox_compress::Compressed;
+use bytes::Bytes;
+use dprox_compress::{Compressed, StreamDecoder};
 use dprox_core::Exchange;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
@@ -12,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::pb;
 use crate::shape::Shaper;
+use dprox_telemetry::names;
 
 /// Gossip messages travel in chunks of this many bytes (the last one shorter).
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -94,17 +96,58 @@ pub struct Inbound {
     pub payload: Compressed,
     /// Encoded size.
     pub bytes: usize,
+    /// Bytes it took on the wire (see [`framed_len`]).
+    pub framed: u64,
 }
 
-/// The receiving side of gossip: authenticates, size-limits, reassembles and decodes each
-/// message, then queues it for the node's loop. Anything wrong is answered with an error status
-/// to the sender; the receiver itself never fails on bad input.
+/// Decoded payloads the node has applied, kept for the next messages: a dense 1e7 vector is a
+/// 40 MB buffer, and allocating it afresh for every message costs page faults on every byte.
+/// The receiver takes a buffer here; the node's loop gives it back after `handle_message`.
+#[derive(Clone, Debug, Default)]
+pub struct PayloadPool {
+    free: Arc<Mutex<Vec<Compressed>>>,
+}
+
+impl PayloadPool {
+    /// At most this many buffers are kept (enough for every neighbour's x and y messages of a
+    /// few iterations in flight); more are dropped.
+    pub const KEEP: usize = 64;
+
+    fn take(&self, dim: usize) -> Compressed {
+        let got = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        got.unwrap_or_else(|| Compressed::new(dim))
+    }
+
+    /// Returns a message's payload once it has been applied.
+    pub fn give(&self, payload: Compressed) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < Self::KEEP {
+            free.push(payload);
+        }
+    }
+
+    /// Buffers currently kept.
+    pub fn len(&self) -> usize {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no buffer is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The receiving side of gossip: authenticates, size-limits and decodes each message as its
+/// chunks arrive, then queues it for the node's loop. Anything wrong is answered with an error
+/// status to the sender; the receiver itself never fails on bad input.
 #[derive(Debug)]
 pub struct GossipService {
     dim: usize,
     auth: watch::Receiver<Option<Auth>>,
     tx: mpsc::Sender<Inbound>,
     auth_wait: Duration,
+    pool: PayloadPool,
+    refused: metrics::Counter,
 }
 
 impl GossipService {
@@ -117,7 +160,26 @@ impl GossipService {
         tx: mpsc::Sender<Inbound>,
         auth_wait: Duration,
     ) -> GossipService {
-        GossipService { dim, auth, tx, auth_wait }
+        GossipService {
+            dim,
+            auth,
+            tx,
+            auth_wait,
+            pool: PayloadPool::default(),
+            refused: metrics::Counter::noop(),
+        }
+    }
+
+    /// Counts refused messages as `dprox_errors_total{node, kind="refused"}`.
+    pub fn with_node_metrics(mut self, node: usize) -> GossipService {
+        self.refused = metrics::counter!(names::ERRORS, "node" => node.to_string(), "kind" => "refused");
+        self
+    }
+
+    /// Decodes into buffers from `pool` (give them back with [`PayloadPool::give`]).
+    pub fn with_pool(mut self, pool: PayloadPool) -> GossipService {
+        self.pool = pool;
+        self
     }
 
     /// The tonic service with message limits sized for chunks.
@@ -131,10 +193,32 @@ impl GossipService {
 #[tonic::async_trait]
 impl pb::gossip_server::Gossip for GossipService {
     async fn push(&self, request: Request<Streaming<pb::Chunk>>) -> Result<Response<pb::PushAck>, Status> {
-        let mut stream = request.into_inner();
+        let msg = match self.receive(request.into_inner()).await {
+            Ok(m) => m,
+            Err(status) => {
+                if status.code() != tonic::Code::Unavailable {
+                    self.refused.increment(1);
+                    tracing::warn!(code = ?status.code(), reason = status.message(), "refused a gossip message");
+                }
+                return Err(status);
+            }
+        };
+        self.tx.send(msg).await.map_err(|_| Status::unavailable("this node is shutting down"))?;
+        Ok(Response::new(pb::PushAck {}))
+    }
+
+    async fn ping(&self, _: Request<pb::PingRequest>) -> Result<Response<pb::PingReply>, Status> {
+        Ok(Response::new(pb::PingReply {}))
+    }
+}
+
+impl GossipService {
+    /// Checks, reads and decodes one message.
+    async fn receive(&self, mut stream: Streaming<pb::Chunk>) -> Result<Inbound, Status> {
         let first =
             stream.message().await?.ok_or_else(|| Status::invalid_argument("empty message stream"))?;
         let h = first.header.ok_or_else(|| Status::invalid_argument("the first chunk has no header"))?;
+        let framed = framed_len(&h, h.length as usize);
         let mut auth = self.auth.clone();
         let auth = tokio::time::timeout(self.auth_wait, auth.wait_for(|a| a.is_some()))
             .await
@@ -164,56 +248,111 @@ impl pb::gossip_server::Gossip for GossipService {
             .ok()
             .and_then(Exchange::from_code)
             .ok_or_else(|| Status::invalid_argument(format!("unknown exchange code {}", h.exchange)))?;
-        // One chunk (messages up to 1 MiB) is used in place; longer messages are reassembled.
-        let mut buf = BytesMut::new();
-        let mut single = Some(first.data);
-        while let Some(chunk) = stream.message().await? {
-            if let Some(d) = single.take() {
-                buf.reserve(len);
-                buf.extend_from_slice(&d);
+        let mut payload = self.pool.take(self.dim);
+        let result = if first.data.len() == len {
+            // The whole message in one chunk (up to 1 MiB): decoded in place.
+            match stream.message().await? {
+                Some(_) => Err(Status::invalid_argument(format!(
+                    "message from node {from} is longer than its header's {len} bytes"
+                ))),
+                None => payload.decode_from(&first.data, self.dim).map_err(|e| malformed(from, e)),
             }
-            if chunk.header.is_some() {
-                return Err(Status::invalid_argument("a header in a chunk other than the first"));
-            }
-            if buf.len() + chunk.data.len() > len {
+        } else {
+            // Longer messages are decoded chunk by chunk as they arrive (dense values straight
+            // into the pooled vector): never reassembled, and the decoding overlaps the transfer.
+            self.decode_stream(from, len, first.data, &mut stream, &mut payload).await
+        };
+        if let Err(status) = result {
+            self.pool.give(payload);
+            return Err(status);
+        }
+        Ok(Inbound { from, iteration: h.iteration, exchange, payload, bytes: len, framed })
+    }
+
+    async fn decode_stream(
+        &self,
+        from: usize,
+        len: usize,
+        first: Bytes,
+        stream: &mut Streaming<pb::Chunk>,
+        payload: &mut Compressed,
+    ) -> Result<(), Status> {
+        let mut dec = StreamDecoder::default();
+        dec.begin(self.dim);
+        let mut got = 0;
+        let mut chunk = Some(first);
+        while let Some(data) = chunk {
+            got += data.len();
+            if got > len {
                 return Err(Status::invalid_argument(format!(
                     "message from node {from} is longer than its header's {len} bytes"
                 )));
             }
-            buf.extend_from_slice(&chunk.data);
+            dec.feed(&data, payload);
+            if dec.failed() {
+                break;
+            }
+            // Release the chunk before waiting for the next: tonic's receive buffer can then
+            // reuse its space instead of reallocating (and copying) for every chunk.
+            drop(data);
+            chunk = match stream.message().await? {
+                Some(c) if c.header.is_some() => {
+                    return Err(Status::invalid_argument("a header in a chunk other than the first"));
+                }
+                Some(c) => Some(c.data),
+                None => None,
+            };
         }
-        let data: Bytes = match single {
-            Some(d) => d,
-            None => buf.freeze(),
-        };
-        if data.len() != len {
+        if got < len && !dec.failed() {
             return Err(Status::invalid_argument(format!(
-                "message from node {from} ended after {} of {len} bytes",
-                data.len()
+                "message from node {from} ended after {got} of {len} bytes"
             )));
         }
-        let mut payload = Compressed::new(self.dim);
-        payload
-            .decode_from(&data, self.dim)
-            .map_err(|e| Status::invalid_argument(format!("malformed message from node {from}: {e}")))?;
-        let msg = Inbound { from, iteration: h.iteration, exchange, payload, bytes: len };
-        self.tx.send(msg).await.map_err(|_| Status::unavailable("this node is shutting down"))?;
-        Ok(Response::new(pb::PushAck {}))
-    }
-
-    async fn ping(&self, _: Request<pb::PingRequest>) -> Result<Response<pb::PingReply>, Status> {
-        Ok(Response::new(pb::PingReply {}))
+        dec.finish(payload).map_err(|e| malformed(from, e))
     }
 }
 
-/// An HTTP/2 endpoint for `address` with the windows large vectors need (16 MiB per stream,
-/// 32 MiB per connection) and Nagle off for small exchanges.
+/// Bytes a message with `header` and `n` encoded bytes costs as gRPC chunks: each chunk's
+/// protobuf encoding plus the 5-byte gRPC message prefix (the header rides in the first chunk).
+/// Sender and receiver count the same figure.
+pub fn framed_len(header: &pb::Header, n: usize) -> u64 {
+    let field = |len: usize| 1 + prost::length_delimiter_len(len) + len;
+    let chunks = n.div_ceil(CHUNK_BYTES).max(1);
+    let data: usize = (0..chunks)
+        .map(|k| (n - k * CHUNK_BYTES).min(CHUNK_BYTES))
+        .map(|len| if len == 0 { 0 } else { field(len) })
+        .sum();
+    (field(header.encoded_len()) + data + 5 * chunks) as u64
+}
+
+fn malformed(from: usize, e: dprox_compress::WireError) -> Status {
+    Status::invalid_argument(format!("malformed message from node {from}: {e}"))
+}
+
+/// HTTP/2 flow-control window of one stream (one message): a 1e7-parameter dense message
+/// (40 MB) then needs no window update round trip before its last 8 MiB.
+pub const STREAM_WINDOW: u32 = 32 << 20;
+/// HTTP/2 flow-control window of a connection (a link carries the x and y messages).
+pub const CONNECTION_WINDOW: u32 = 64 << 20;
+
+/// An HTTP/2 endpoint for `address` with the windows large vectors need ([`STREAM_WINDOW`],
+/// [`CONNECTION_WINDOW`]) and Nagle off for small exchanges.
 pub fn endpoint(address: &str) -> Result<Endpoint, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{address}"))?
-        .initial_stream_window_size(16 << 20)
-        .initial_connection_window_size(32 << 20)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5)))
+}
+
+/// A gRPC server with the same windows, and frames of up to 16 MiB so that a 1 MiB chunk travels
+/// in one HTTP/2 frame.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size((16 << 20) - 1)
+        .tcp_nodelay(true)
 }
 
 /// Bytes one message cost.
@@ -274,6 +413,7 @@ impl PeerClient {
             msgs.push(pb::Chunk { header: header.take(), data: part });
         }
         let framed = msgs.iter().map(|m| m.encoded_len() as u64 + 5).sum();
+        debug_assert_eq!(framed, framed_len(msgs[0].header.as_ref().expect("first chunk"), n));
         self.client.push(tokio_stream::iter(msgs)).await.map_err(|status| TransportError::Send {
             peer: self.peer,
             address: self.address.clone(),

@@ -23,7 +23,7 @@ pub mod pb {
 }
 
 pub use gossip::{
-    Auth, CHUNK_BYTES, GossipService, Inbound, PeerClient, SendStats, TransportError, endpoint,
-    max_message_bytes,
+    Auth, CHUNK_BYTES, CONNECTION_WINDOW, GossipService, Inbound, PayloadPool, PeerClient, STREAM_WINDOW,
+    SendStats, TransportError, endpoint, max_message_bytes, server,
 };
 pub use shape::{LinkShape, Shaper};

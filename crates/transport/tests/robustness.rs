@@ -15,7 +15,7 @@ async fn serve() -> (String, mpsc::Receiver<Inbound>) {
     let auth = Auth { run_id: "r1".into(), token: vec![7; 16], peers: vec![1, 2] };
     let (_tx, rx) = watch::channel(Some(auth));
     let (in_tx, in_rx) = mpsc::channel(16);
-    let svc = GossipService::new(DIM, rx, in_tx, Duration::from_secs(1)).into_server();
+    let svc = GossipService::new(DIM, rx, in_tx, Duration::from_secs(1)).with_node_metrics(0).into_server();
     tokio::spawn(async move {
         let _keep = _tx;
         tonic::transport::Server::builder()
@@ -49,6 +49,7 @@ fn message() -> Bytes {
 
 #[tokio::test]
 async fn bad_messages_are_refused_and_the_receiver_keeps_working() {
+    let metrics = dprox_telemetry::install();
     let (addr, mut inbox) = serve().await;
     let mut client = PeerClient::new(0, &addr).unwrap();
     let good = message();
@@ -87,6 +88,8 @@ async fn bad_messages_are_refused_and_the_receiver_keeps_working() {
     let e = err(client.send(header(2, 7, other.len()), Bytes::from(other), None).await);
     assert!(e.contains("vector length 999 does not match the model's 1000"), "{e}");
     assert!(inbox.try_recv().is_err(), "nothing bad reached the node");
+    let page = metrics.render();
+    assert!(page.contains("dprox_errors_total{node=\"0\",kind=\"refused\"} 6"), "{page}");
 
     // And a good message still goes through, decoded.
     let stats = client.send(header(2, 7, good.len()), good.clone(), None).await.unwrap();
@@ -94,6 +97,7 @@ async fn bad_messages_are_refused_and_the_receiver_keeps_working() {
     assert!(stats.framed > stats.payload);
     let m = inbox.recv().await.unwrap();
     assert_eq!((m.from, m.iteration, m.bytes), (2, 0, good.len()));
+    assert_eq!(m.framed, stats.framed, "sender and receiver count the same framed bytes");
     assert_eq!(m.payload.nnz(), 50);
 }
 
@@ -106,9 +110,7 @@ async fn large_messages_stream_in_chunks() {
     let (in_tx, mut big_inbox) = mpsc::channel(4);
     let svc = GossipService::new(dim, arx, in_tx, Duration::from_secs(1)).into_server();
     tokio::spawn(
-        tonic::transport::Server::builder()
-            .initial_stream_window_size(16 << 20)
-            .initial_connection_window_size(32 << 20)
+        dprox_transport::server()
             .add_service(svc)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
@@ -120,7 +122,13 @@ async fn large_messages_stream_in_chunks() {
     let mut client = PeerClient::new(0, &addr).unwrap();
     let stats = client.send(header(1, 7, n), Bytes::from(b), None).await.unwrap();
     assert_eq!(stats.payload, n as u64);
-    assert!(stats.framed >= n as u64 + 3 * 5, "three chunks, each with a gRPC prefix");
+    // Three chunks: each a 5-byte gRPC prefix, a data field (tag and 3-byte length; the last
+    // chunk's length fits in 3 bytes too), and the header field in the first.
+    let h = header(1, 7, n);
+    use prost::Message;
+    let header_field = 1 + 1 + h.encoded_len() as u64;
+    assert_eq!(stats.framed, n as u64 + 3 * (5 + 1 + 3) + header_field);
     let got = big_inbox.recv().await.unwrap();
     assert_eq!(got.payload, m);
+    assert_eq!(got.framed, stats.framed);
 }
