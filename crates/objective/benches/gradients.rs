@@ -3,6 +3,12 @@
 //! case. The baseline in the same run is the raw GEMM the dense models are built on
 //! (256 x 784 times 784 x 10), so `gradient / gemm` shows how close a model gets to the machine's
 //! matrix throughput.
+//!
+//! The LeNet (28 x 28 images, default widths) has its own baseline: `gemm_baseline/lenet_256`
+//! runs, on plain matrices, exactly the 14 GEMMs of one 256-sample gradient (4 chunks of 64:
+//! 5 forward, 9 backward, same shapes and transposes), so `gemm / gradient` throughput is the
+//! share of the LeNet's time spent in matrix products; the rest is im2col, col2im, pooling,
+//! activations and the head.
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -10,6 +16,42 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dprox_data::{Dataset, Features, SyntheticSpec, gaussian_mixture, sparse_logistic};
 use dprox_objective::{Activation, Batch, ModelKind, ModelSpec, Shape, build};
 use ndarray::{Array2, linalg::general_mat_mul};
+
+/// Which operand of a LeNet GEMM is a transposed view, as in the model.
+#[derive(Clone, Copy)]
+enum Op {
+    /// Forward, `out = input W^T`: the right operand is transposed.
+    Forward,
+    /// Weight gradient, `dW = d^T input`: the left operand is transposed.
+    WeightGrad,
+    /// Input gradient, `din = d W`: no transpose.
+    InputGrad,
+}
+
+/// The GEMMs of one LeNet gradient chunk of `b` samples on 28 x 28 images with the default
+/// widths: (m, k, n, op) of each `out (m x n) = A (m x k) B (k x n)`, in the model's order.
+fn lenet_gemm_shapes(b: usize) -> Vec<(usize, usize, usize, Op)> {
+    use Op::*;
+    let (p1, p2) = (b * 28 * 28, b * 10 * 10);
+    vec![
+        // Forward: conv 1, conv 2 (im2col rows x patch times patch x channels), dense 400, 120, 84.
+        (p1, 25, 6, Forward),
+        (p2, 150, 16, Forward),
+        (b, 400, 120, Forward),
+        (b, 120, 84, Forward),
+        (b, 84, 10, Forward),
+        // Backward, top first: weight gradient, then input gradient; conv 1 needs no input gradient.
+        (10, b, 84, WeightGrad),
+        (b, 10, 84, InputGrad),
+        (84, b, 120, WeightGrad),
+        (b, 84, 120, InputGrad),
+        (120, b, 400, WeightGrad),
+        (b, 120, 400, InputGrad),
+        (16, p2, 150, WeightGrad),
+        (p2, 16, 150, InputGrad),
+        (6, p1, 25, WeightGrad),
+    ]
+}
 
 fn bench(c: &mut Criterion) {
     let data = Arc::new(gaussian_mixture(4096, 784, 10, 1.0, 1).unwrap().data);
@@ -22,6 +64,39 @@ fn bench(c: &mut Criterion) {
     let mut out = Array2::<f32>::zeros((256, 10));
     g.throughput(Throughput::Elements(256));
     g.bench_function("256x784x10", |bch| bch.iter(|| general_mat_mul(1.0, &a, &b, 0.0, &mut out)));
+    // The LeNet's GEMMs for 256 samples: 4 chunks of 64.
+    // Operands stored as the model stores them (a transposed operand is a view of a contiguous
+    // matrix of the other shape).
+    let mut mats: Vec<_> = lenet_gemm_shapes(64)
+        .into_iter()
+        .map(|(m, k, n, op)| {
+            let (a, b) = match op {
+                Op::Forward => ((m, k), (n, k)),
+                Op::WeightGrad => ((k, m), (k, n)),
+                Op::InputGrad => ((m, k), (k, n)),
+            };
+            (
+                Array2::<f32>::from_elem(a, 0.5),
+                Array2::<f32>::from_elem(b, 0.25),
+                Array2::<f32>::zeros((m, n)),
+                op,
+            )
+        })
+        .collect();
+    g.throughput(Throughput::Elements(256));
+    g.bench_function("lenet_256", |bch| {
+        bch.iter(|| {
+            for _ in 0..4 {
+                for (a, b, out, op) in mats.iter_mut() {
+                    match op {
+                        Op::Forward => general_mat_mul(1.0, &*a, &b.t(), 0.0, out),
+                        Op::WeightGrad => general_mat_mul(1.0, &a.t(), &*b, 0.0, out),
+                        Op::InputGrad => general_mat_mul(1.0, &*a, &*b, 0.0, out),
+                    }
+                }
+            }
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("gradient");
@@ -40,6 +115,7 @@ fn bench(c: &mut Criterion) {
             ModelSpec { hidden: vec![64], activation: Activation::Relu, ..ModelSpec::new(ModelKind::Mlp) },
             data.clone(),
         ),
+        ("lenet_relu_max", ModelSpec::new(ModelKind::LeNet), data.clone()),
     ];
     for (name, spec, ds) in cases {
         let shape = Shape { classes: ds.classes, ..shape };

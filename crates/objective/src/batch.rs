@@ -53,9 +53,15 @@ pub(crate) fn batch_len(batch: Batch<'_>, n: usize) -> usize {
 
 /// The chunks of `batch`, in order.
 pub(crate) fn chunks<'a>(batch: Batch<'a>, n: usize) -> impl Iterator<Item = Sel<'a>> {
+    chunks_of(batch, n, CHUNK)
+}
+
+/// The chunks of at most `size` samples of `batch`, in order (for models whose per-sample
+/// scratch is too large for [`CHUNK`]).
+pub(crate) fn chunks_of<'a>(batch: Batch<'a>, n: usize, size: usize) -> impl Iterator<Item = Sel<'a>> {
     let len = batch_len(batch, n);
-    (0..len).step_by(CHUNK).map(move |a| {
-        let b = (a + CHUNK).min(len);
+    (0..len).step_by(size).map(move |a| {
+        let b = (a + size).min(len);
         match batch {
             Batch::Full => Sel::Range(a, b),
             Batch::Indices(ix) => Sel::List(&ix[a..b]),
@@ -106,6 +112,41 @@ impl Gather {
             }
             (Features::Sparse(c), sel) => Input::Sparse(c, sel),
         }
+    }
+
+    /// The features of the chunk `sel` as one contiguous row-major (rows x features) slice: a
+    /// contiguous dense range in place, anything else (an index list, a strided matrix, sparse
+    /// rows, which are densified) copied into the scratch.
+    pub(crate) fn dense<'a>(&'a mut self, data: &'a Dataset, sel: Sel<'a>) -> &'a [f32] {
+        let p = data.num_features();
+        match (&data.features, sel) {
+            (Features::Dense(m), Sel::Range(a, b)) if m.slice(s![a..b, ..]).is_standard_layout() => {
+                m.slice(s![a..b, ..]).to_slice().expect("standard layout is contiguous")
+            }
+            (Features::Dense(m), sel) => {
+                let mut buf = scratch(&mut self.buf, sel.len(), p);
+                for (r, mut row) in buf.rows_mut().into_iter().enumerate() {
+                    row.assign(&m.row(sel.get(r)));
+                }
+                self.contiguous(sel.len(), p)
+            }
+            (Features::Sparse(c), sel) => {
+                let mut buf = scratch(&mut self.buf, sel.len(), p);
+                buf.fill(0.0);
+                for (r, mut row) in buf.rows_mut().into_iter().enumerate() {
+                    let (ix, vals) = c.row(sel.get(r));
+                    for (&j, &v) in ix.iter().zip(vals) {
+                        row[j as usize] = v;
+                    }
+                }
+                self.contiguous(sel.len(), p)
+            }
+        }
+    }
+
+    /// The first `rows` rows of the scratch as a slice.
+    fn contiguous(&self, rows: usize, cols: usize) -> &[f32] {
+        &self.buf.as_slice().expect("scratch is standard layout")[..rows * cols]
     }
 }
 

@@ -61,11 +61,56 @@ pub enum ObjectiveError {
     #[error("an mlp needs at least one hidden layer (hidden = []); use softmax for none")]
     NoHiddenLayers,
 
-    /// An MLP hidden layer of width zero.
-    #[error("mlp hidden layer {layer} has width 0")]
+    /// A hidden layer of width zero (an MLP's, or a LeNet's dense layers).
+    #[error("{model} hidden layer {layer} has width 0")]
     ZeroWidth {
+        /// The model, `mlp` or `lenet`.
+        model: &'static str,
         /// Index of the offending layer in `hidden`.
         layer: usize,
+    },
+
+    /// A LeNet's image shape does not match the number of features.
+    #[error(
+        "image = [{}, {}, {}] has {pixels} values per sample, but the data has {features} features",
+        image[0], image[1], image[2]
+    )]
+    ImageSize {
+        /// The configured `[channels, height, width]`.
+        image: [usize; 3],
+        /// channels x height x width.
+        pixels: usize,
+        /// Features of the data.
+        features: usize,
+    },
+
+    /// A LeNet on data whose image shape cannot be guessed.
+    #[error(
+        "cannot infer the image shape of {features} features (neither a square nor 3 channels of a \
+         square); set image = [channels, height, width]"
+    )]
+    UnknownImage {
+        /// Features of the data.
+        features: usize,
+    },
+
+    /// A LeNet's image is too small for its two convolutions and pools.
+    #[error(
+        "a lenet needs images of at least 12x12 pixels (a padded 5x5 convolution, a 2x2 pool, a 5x5 \
+         convolution and a 2x2 pool), got {height}x{width}"
+    )]
+    ImageTooSmall {
+        /// Image height.
+        height: usize,
+        /// Image width.
+        width: usize,
+    },
+
+    /// A LeNet's `channels` is not two positive counts.
+    #[error("a lenet needs channels = [c1, c2], two positive counts, got {channels:?}")]
+    ConvChannels {
+        /// The configured channels.
+        channels: Vec<usize>,
     },
 
     /// A target is not a class index in `0..classes`.
@@ -78,6 +123,14 @@ pub enum ObjectiveError {
         /// The number of classes of the model.
         classes: usize,
     },
+
+    /// `kind = "custom"` was asked to be sized or built from its spec: only the program embedding
+    /// dprox knows that objective, so it has to hand it over.
+    #[error(
+        "model kind `custom`: the objective is supplied by the program embedding dprox — call \
+         `Prepared::with_objective` (see examples/custom-objective)"
+    )]
+    CustomModel,
 
     /// A regression target is NaN or infinite.
     #[error("sample {index} has a non-finite target {value}")]

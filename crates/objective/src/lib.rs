@@ -2,8 +2,9 @@
 //!
 //! This crate owns the [`Objective`] trait (the plug-in point between a model and the
 //! decentralized algorithms), the built-in models — [`Logistic`] and [`LeastSquares`] regression,
-//! [`Softmax`] regression and an [`Mlp`] — and the factory [`build`] that turns a configured
-//! [`ModelSpec`] into a boxed objective on a node's [`Dataset`](dprox_data::Dataset).
+//! [`Softmax`] regression, an [`Mlp`] and a convolutional [`LeNet`] — and the factory [`build`]
+//! that turns a configured [`ModelSpec`] into a boxed objective on a node's
+//! [`Dataset`](dprox_data::Dataset).
 //!
 //! Every model keeps its parameters in one flat `f32` vector, works on dense and sparse (CSR)
 //! features, returns the mean loss as `f64`, and is deterministic: the same `x` and batch give
@@ -13,10 +14,13 @@
 //! # Layout
 //!
 //! - `objective.rs`: [`Batch`] and the [`Objective`] trait.
-//! - `spec.rs`: [`ModelSpec`], [`ModelKind`], [`Activation`], the global [`Shape`] and [`build`].
+//! - `spec.rs`: [`ModelSpec`], [`ModelKind`], [`Activation`], [`Pool`], the global [`Shape`] and
+//!   [`build`].
 //! - `linear.rs`: the shared generalised-linear core, [`Logistic`] and [`LeastSquares`].
 //! - `softmax.rs`: [`Softmax`] and the stable cross-entropy head shared with the MLP.
 //! - `mlp.rs`: [`Mlp`].
+//! - `lenet.rs`: [`LeNet`], its [`LeNetArch`] and parameter layout ([`LeNetLayer`]).
+//! - `conv.rs`: LeNet's kernels: im2col / col2im (convolution as a GEMM) and 2x2 pooling.
 //! - `batch.rs`: chunking of batches, the dense gather scratch, the dense (GEMM) and sparse
 //!   affine maps, and the data checks.
 //! - `error.rs`: [`ObjectiveError`].
@@ -91,7 +95,9 @@
 //! ```
 
 mod batch;
+mod conv;
 mod error;
+mod lenet;
 mod linear;
 mod mlp;
 pub mod objective;
@@ -99,8 +105,9 @@ mod softmax;
 mod spec;
 
 pub use error::ObjectiveError;
+pub use lenet::{LeNet, LeNetArch, LeNetLayer};
 pub use linear::{LeastSquares, Logistic};
 pub use mlp::Mlp;
 pub use objective::{Batch, Objective};
 pub use softmax::Softmax;
-pub use spec::{Activation, ModelKind, ModelSpec, Shape, build};
+pub use spec::{Activation, ModelKind, ModelSpec, Pool, Shape, build};

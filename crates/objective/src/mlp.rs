@@ -62,7 +62,7 @@ impl Mlp {
             return Err(ObjectiveError::NoHiddenLayers);
         }
         if let Some(layer) = hidden.iter().position(|&h| h == 0) {
-            return Err(ObjectiveError::ZeroWidth { layer });
+            return Err(ObjectiveError::ZeroWidth { model: "mlp", layer });
         }
         check_data(&data)?;
         check_labels(&data, classes)?;

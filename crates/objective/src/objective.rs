@@ -12,11 +12,84 @@ pub enum Batch<'a> {
 /// A local objective f_i(x) = mean over samples of F_i(x; xi), on node i's own data.
 ///
 /// The parameters are one flat `f32` vector of length [`Objective::dim`]; the algorithm and the
-/// compressors only ever see that vector, and the objective maps it onto its layers.
+/// compressors only ever see that vector, and the objective maps it onto its layers. The built-in
+/// models implement it, and so can a program embedding dprox: with `[model] kind = "custom"` in
+/// the config, `dprox_config::Prepared::with_objective` takes a factory of your objective and the
+/// simulator, the coordinator and the nodes all use it (`examples/custom-objective` trains a
+/// Huber regression this way, simulated and as an in-process gRPC cluster).
 ///
-/// Determinism: for the same `x` and batch, `loss_grad` must return bit-identical results on every
-/// call. dprox's reproducibility (simulator == cluster, same seed == same iterates) rests on it, so
-/// avoid summing in thread-arrival order.
+/// # Determinism you must provide
+///
+/// - **Same `x` and batch, bit-identical loss and gradient**, on every call, in every process.
+///   Reduce in a fixed order: no sums in thread-arrival order, no reductions whose grouping
+///   depends on the number of threads (a rayon `sum` over a parallel iterator is one), no
+///   unseeded randomness (dropout and the like must draw from a stream keyed by what the call
+///   receives), no reading the clock or other global state.
+/// - **`loss_grad` writes every coordinate of `grad`.** The buffer is reused from the previous
+///   call and is not zeroed for you; a coordinate you skip keeps a stale value.
+/// - **`num_samples` is stable**: the same number on every call, since minibatch indices are drawn
+///   from `0..num_samples()` by a seeded sampler.
+/// - **`init` depends only on its `seed`** (and on `dim`): every node and the coordinator must
+///   arrive at the same x^0 without talking to each other.
+///
+/// Why: dprox promises that a simulated run and a real cluster on the same config produce the
+/// same iterates, column for column, and that a seed reproduces a run. Both only hold if each
+/// node's gradients are a pure function of (x, batch). The coordinator, moreover, builds its own
+/// copies of every node's objective and re-evaluates the loss at the gathered iterates; a
+/// nondeterministic objective makes its metrics disagree with what the nodes trained on.
+///
+/// # Example
+///
+/// The mean of a node's values, f(x) = mean_j 0.5 (x - v_j)^2, with its gradient reduced in index
+/// order in `f64`:
+///
+/// ```
+/// use dprox_objective::{Batch, Objective};
+///
+/// struct Mean {
+///     values: Vec<f32>,
+/// }
+///
+/// impl Objective for Mean {
+///     fn dim(&self) -> usize {
+///         1
+///     }
+///     fn num_samples(&self) -> usize {
+///         self.values.len()
+///     }
+///     fn loss_grad(&mut self, x: &[f32], batch: Batch<'_>, grad: &mut [f32]) -> f64 {
+///         let full: Vec<usize>;
+///         let idx = match batch {
+///             Batch::Full => {
+///                 full = (0..self.values.len()).collect();
+///                 &full[..]
+///             }
+///             Batch::Indices(ix) => ix,
+///         };
+///         let (mut loss, mut g) = (0.0f64, 0.0f64);
+///         // One thread, index order: the same bits on every call and every machine.
+///         for &j in idx {
+///             let r = f64::from(x[0]) - f64::from(self.values[j]);
+///             loss += 0.5 * r * r;
+///             g += r;
+///         }
+///         let n = idx.len() as f64;
+///         grad[0] = (g / n) as f32; // every coordinate, on every call
+///         loss / n
+///     }
+/// }
+///
+/// let mut f = Mean { values: vec![1.0, 3.0] };
+/// let mut g = [f32::NAN];
+/// assert_eq!(f.loss_grad(&[0.0], Batch::Full, &mut g), 2.5);
+/// assert_eq!(g, [-2.0]);
+/// assert_eq!(f.loss(&[3.0], Batch::Indices(&[1, 1])), 0.0);
+/// // The default init is seeded: the same seed gives the same x^0 everywhere.
+/// let (mut a, mut b) = ([0.0f32], [0.0f32]);
+/// f.init(7, &mut a);
+/// f.init(7, &mut b);
+/// assert_eq!(a, b);
+/// ```
 pub trait Objective: Send {
     /// Number of parameters.
     fn dim(&self) -> usize;

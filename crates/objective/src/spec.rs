@@ -5,7 +5,7 @@ use std::sync::Arc;
 use dprox_data::Dataset;
 use serde::{Deserialize, Serialize};
 
-use crate::{LeastSquares, Logistic, Mlp, Objective, ObjectiveError, Softmax};
+use crate::{LeNet, LeNetArch, LeastSquares, Logistic, Mlp, Objective, ObjectiveError, Softmax};
 
 /// The model family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,14 @@ pub enum ModelKind {
     LeastSquares,
     /// Multilayer perceptron with a softmax cross-entropy output.
     Mlp,
+    /// LeNet-5-like convolutional network on images, with a softmax cross-entropy output.
+    #[serde(rename = "lenet")]
+    LeNet,
+    /// An objective dprox does not ship: the program embedding dprox supplies it (through
+    /// `dprox_config::Prepared::with_objective`, see `examples/custom-objective`). dprox cannot
+    /// size or build it from a spec, so [`ModelSpec::dim`] and [`build`] refuse it with
+    /// [`ObjectiveError::CustomModel`].
+    Custom,
 }
 
 /// The nonlinearity of an MLP's hidden layers.
@@ -63,21 +71,46 @@ impl Activation {
     }
 }
 
-/// A model, as configured. `hidden` and `activation` matter only for [`ModelKind::Mlp`].
+/// The 2x2 (stride 2) pooling of a LeNet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pool {
+    /// The largest of the four values (ties to the first in row-major order).
+    #[default]
+    Max,
+    /// The mean of the four values.
+    Average,
+}
+
+/// A model, as configured. `hidden` and `activation` matter only for [`ModelKind::Mlp`] and
+/// [`ModelKind::LeNet`]; `image`, `channels` and `pool` only for [`ModelKind::LeNet`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// The model family.
     pub kind: ModelKind,
-    /// Hidden layer widths of an MLP, input side first (at least one, none zero).
+    /// Hidden layer widths of an MLP, input side first (at least one, none zero). For a LeNet,
+    /// the widths of the dense layers between the convolutions and the output (default
+    /// `[120, 84]` when empty).
     #[serde(default)]
     pub hidden: Vec<usize>,
-    /// Hidden-layer nonlinearity of an MLP.
+    /// Hidden-layer nonlinearity of an MLP or a LeNet.
     #[serde(default)]
     pub activation: Activation,
     /// Whether every layer has a bias (default true); without one, its entries are absent.
     #[serde(default = "yes")]
     pub bias: bool,
+    /// A LeNet's input image as `[channels, height, width]`; each sample's features are the image
+    /// in channel-major (CHW) order. Inferred when absent: a square of one channel
+    /// (784 features: `[1, 28, 28]`) or of three (3072: `[3, 32, 32]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<[usize; 3]>,
+    /// Output channels of a LeNet's two 5x5 convolutions (default `[6, 16]` when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<usize>,
+    /// A LeNet's pooling.
+    #[serde(default)]
+    pub pool: Pool,
 }
 
 fn yes() -> bool {
@@ -87,7 +120,15 @@ fn yes() -> bool {
 impl ModelSpec {
     /// A model of `kind` with a bias, no hidden layers and relu.
     pub fn new(kind: ModelKind) -> Self {
-        ModelSpec { kind, hidden: Vec::new(), activation: Activation::Relu, bias: true }
+        ModelSpec {
+            kind,
+            hidden: Vec::new(),
+            activation: Activation::Relu,
+            bias: true,
+            image: None,
+            channels: Vec::new(),
+            pool: Pool::Max,
+        }
     }
 
     /// The number of parameters on data of `shape`, or why the spec does not fit the shape.
@@ -110,7 +151,7 @@ impl ModelSpec {
                     return Err(ObjectiveError::NoHiddenLayers);
                 }
                 if let Some(layer) = self.hidden.iter().position(|&h| h == 0) {
-                    return Err(ObjectiveError::ZeroWidth { layer });
+                    return Err(ObjectiveError::ZeroWidth { model: "mlp", layer });
                 }
                 let mut inputs = p;
                 let mut dim = 0;
@@ -120,12 +161,15 @@ impl ModelSpec {
                 }
                 Ok(dim)
             }
+            ModelKind::LeNet => Ok(LeNetArch::from_spec(self, shape)?.dim()),
+            // Only the user's code knows its size; say where it has to come from.
+            ModelKind::Custom => Err(ObjectiveError::CustomModel),
         }
     }
 }
 
 /// The number of classes a multinomial model needs from `shape`.
-fn classes_of(model: &'static str, shape: Shape) -> Result<usize, ObjectiveError> {
+pub(crate) fn classes_of(model: &'static str, shape: Shape) -> Result<usize, ObjectiveError> {
     match shape.classes {
         None => Err(ObjectiveError::MissingClasses { model }),
         Some(classes) if classes < 2 => Err(ObjectiveError::TooFewClasses { model, classes }),
@@ -172,5 +216,8 @@ pub fn build(
         ModelKind::LeastSquares => Box::new(LeastSquares::new(data, spec.bias)?),
         ModelKind::Softmax => Box::new(Softmax::new(data, classes, spec.bias)?),
         ModelKind::Mlp => Box::new(Mlp::new(data, classes, &spec.hidden, spec.activation, spec.bias)?),
+        ModelKind::LeNet => Box::new(LeNet::new(data, LeNetArch::from_spec(spec, shape)?)?),
+        // dim() above has already refused it; kept explicit so that the match stays exhaustive.
+        ModelKind::Custom => return Err(ObjectiveError::CustomModel),
     })
 }

@@ -171,3 +171,20 @@ fn spec_reads_from_config() {
     let back: ModelSpec = toml::from_str(&toml::to_string(&s).unwrap()).unwrap();
     assert_eq!(back, s);
 }
+
+#[test]
+fn a_custom_model_is_refused_with_a_pointer_to_with_objective() {
+    let s: ModelSpec = toml::from_str("kind = \"custom\"").unwrap();
+    assert_eq!(s.kind, ModelKind::Custom);
+    let data = Dataset {
+        features: Features::Dense(ndarray::array![[1.0, 0.0], [0.0, 1.0]]),
+        targets: vec![0.5, 1.5],
+        classes: None,
+    };
+    let shape = Shape::of(&data);
+    let message = ObjectiveError::CustomModel.to_string();
+    assert!(message.contains("Prepared::with_objective"), "{message}");
+    assert!(message.contains("examples/custom-objective"), "{message}");
+    assert_eq!(s.dim(shape), Err(ObjectiveError::CustomModel));
+    assert_eq!(err(&s, data, shape), message);
+}

@@ -2,6 +2,9 @@
 //! every model's loss and gradient, written independently of the crate's GEMM/chunk code.
 #![allow(dead_code)]
 
+pub mod lenet;
+pub use lenet::*;
+
 use std::sync::Arc;
 
 use dprox_data::{Csr, Dataset, Features};
@@ -55,7 +58,7 @@ pub fn params(seed: u64, dim: usize) -> Vec<f32> {
 }
 
 pub fn spec(kind: ModelKind, hidden: &[usize], activation: Activation, bias: bool) -> ModelSpec {
-    ModelSpec { kind, hidden: hidden.to_vec(), activation, bias }
+    ModelSpec { kind, hidden: hidden.to_vec(), activation, bias, ..ModelSpec::new(kind) }
 }
 
 pub fn make(spec: &ModelSpec, data: &Dataset) -> Box<dyn Objective> {
@@ -108,6 +111,9 @@ fn act_grad(a: Activation, v: f64) -> f64 {
 
 /// Reference mean loss and gradient over the samples `idx`, all in f64 with plain loops.
 pub fn reference(spec: &ModelSpec, data: &Dataset, x: &[f64], idx: &[usize]) -> (f64, Vec<f64>) {
+    if spec.kind == ModelKind::LeNet {
+        return lenet_reference(spec, data, x, idx);
+    }
     let rows = rows_f64(data);
     let p = data.num_features();
     let classes = data.classes.unwrap_or(0);
@@ -121,6 +127,8 @@ pub fn reference(spec: &ModelSpec, data: &Dataset, x: &[f64], idx: &[usize]) -> 
             sizes.extend(&spec.hidden);
             sizes.push(classes);
         }
+        ModelKind::LeNet => unreachable!("handled above"),
+        ModelKind::Custom => unreachable!("dprox cannot build a custom model from its spec"),
     }
     let nl = sizes.len() - 1;
     let mut offs = Vec::new();
@@ -167,7 +175,8 @@ pub fn reference(spec: &ModelSpec, data: &Dataset, x: &[f64], idx: &[usize]) -> 
                 loss += 0.5 * r * r;
                 vec![r]
             }
-            ModelKind::Softmax | ModelKind::Mlp => {
+            ModelKind::Custom => unreachable!("dprox cannot build a custom model from its spec"),
+            ModelKind::Softmax | ModelKind::Mlp | ModelKind::LeNet => {
                 let den: f64 = out.iter().map(|v| v.exp()).sum();
                 loss += den.ln() - out[y as usize];
                 out.iter()

@@ -1,0 +1,285 @@
+//! The kernels of [`LeNet`](crate::LeNet): convolution as im2col + GEMM, its adjoint col2im, and
+//! 2x2 pooling. Plain sequential loops in a fixed order (deterministic), over flat slices, so that
+//! a GPU port can mirror them one kernel each with the GEMMs on cuBLAS.
+//!
+//! # Layouts
+//!
+//! Feature maps inside the network are NHWC: sample, then row, then column, then channel. One
+//! sample's map is a row-major (h*w) x c matrix, and a chunk of B samples is one (B*h*w) x c
+//! matrix, which is what a GEMM writes. The network's input is the flat image of each sample in
+//! CHW order (channel planes, as data files store images); im2col reads either through strides.
+//!
+//! `im2col` writes, for each output position (b, y, x) in that order, one row of k*k*cin values:
+//! the input patch under the kernel, ordered (ky, kx, ci), with zeros where the patch reaches
+//! into the padding. With the kernel W stored as a row-major cout x (k*k*cin) matrix in the same
+//! (ky, kx, ci) order, the convolution of the whole chunk is one GEMM, `out = cols W^T + b`: the
+//! same affine map as a dense layer, giving NHWC output. Backward, `dW = dout^T cols` and
+//! `dcols = dout W`, and `col2im` (the adjoint of im2col) adds `dcols` back onto the input map.
+
+use crate::Pool;
+
+/// Where the channels sit in a sample's feature map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MapLayout {
+    /// Channel planes: the network's input images.
+    Chw,
+    /// Channels innermost: every map inside the network.
+    Hwc,
+}
+
+/// A stride-1 k x k convolution of a cin x h x w map, zero-padded by `pad` on every side.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Conv {
+    /// Input channels.
+    pub cin: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel size.
+    pub k: usize,
+    /// Zero padding on each side.
+    pub pad: usize,
+    /// How the input map is stored.
+    pub layout: MapLayout,
+}
+
+impl Conv {
+    /// Output height.
+    pub fn hout(&self) -> usize {
+        self.h + 2 * self.pad + 1 - self.k
+    }
+
+    /// Output width.
+    pub fn wout(&self) -> usize {
+        self.w + 2 * self.pad + 1 - self.k
+    }
+
+    /// Output positions per sample: the rows of `cols` per sample.
+    pub fn positions(&self) -> usize {
+        self.hout() * self.wout()
+    }
+
+    /// Values in one patch: the columns of `cols`, and the inputs of each output unit.
+    pub fn patch(&self) -> usize {
+        self.k * self.k * self.cin
+    }
+
+    /// Values of one sample's input map.
+    fn map_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+
+    /// (channel, row, column) strides of the input map.
+    fn strides(&self) -> (usize, usize, usize) {
+        match self.layout {
+            MapLayout::Chw => (self.h * self.w, self.w, 1),
+            MapLayout::Hwc => (1, self.w * self.cin, self.cin),
+        }
+    }
+
+    /// The input row of kernel row `ky` at output row `oy`, if inside the image (and likewise
+    /// for columns with `w`).
+    #[inline]
+    fn source(&self, o: usize, kk: usize, size: usize) -> Option<usize> {
+        (o + kk).checked_sub(self.pad).filter(|&i| i < size)
+    }
+}
+
+/// Runs of input values that one kernel row covers, for output column `ox`: the kernel columns
+/// `kx0..kx1` fall inside the image, starting at input column `ix0`.
+#[inline]
+fn run(conv: &Conv, ox: usize) -> (usize, usize, usize) {
+    let kx0 = conv.pad.saturating_sub(ox);
+    let kx1 = conv.k.min(conv.w + conv.pad - ox);
+    (kx0, kx1, ox + kx0 - conv.pad)
+}
+
+/// Writes the (batch * positions) x patch matrix of the patches of `batch` input maps.
+pub(crate) fn im2col(conv: &Conv, input: &[f32], batch: usize, cols: &mut [f32]) {
+    let (map, patch, cin) = (conv.map_len(), conv.patch(), conv.cin);
+    let (sc, sy, sx) = conv.strides();
+    // With channels innermost (or a single channel), a kernel row's values are one contiguous run.
+    let runs = sc == 1 || cin == 1;
+    debug_assert_eq!(input.len(), batch * map);
+    debug_assert_eq!(cols.len(), batch * conv.positions() * patch);
+    let mut rows = cols.chunks_exact_mut(patch);
+    for img in input.chunks_exact(map) {
+        for oy in 0..conv.hout() {
+            for ox in 0..conv.wout() {
+                let row = rows.next().expect("cols has a row per position");
+                let (kx0, kx1, ix0) = run(conv, ox);
+                for (ky, dst) in row.chunks_exact_mut(conv.k * cin).enumerate() {
+                    let Some(iy) = conv.source(oy, ky, conv.h) else {
+                        dst.fill(0.0);
+                        continue;
+                    };
+                    dst[..kx0 * cin].fill(0.0);
+                    dst[kx1 * cin..].fill(0.0);
+                    let base = iy * sy + ix0 * sx;
+                    let dst = &mut dst[kx0 * cin..kx1 * cin];
+                    if runs {
+                        dst.copy_from_slice(&img[base..base + dst.len()]);
+                    } else {
+                        for (j, px) in dst.chunks_exact_mut(cin).enumerate() {
+                            for (c, d) in px.iter_mut().enumerate() {
+                                *d = img[base + j * sx + c * sc];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: overwrites `input` (batch maps) with the sum, over every patch
+/// that covers each input value, of the matching entry of `cols`. Padding entries are dropped.
+pub(crate) fn col2im(conv: &Conv, cols: &[f32], batch: usize, input: &mut [f32]) {
+    let (map, patch, cin) = (conv.map_len(), conv.patch(), conv.cin);
+    let (sc, sy, sx) = conv.strides();
+    let runs = sc == 1 || cin == 1;
+    debug_assert_eq!(input.len(), batch * map);
+    debug_assert_eq!(cols.len(), batch * conv.positions() * patch);
+    input.fill(0.0);
+    let mut rows = cols.chunks_exact(patch);
+    for img in input.chunks_exact_mut(map) {
+        for oy in 0..conv.hout() {
+            for ox in 0..conv.wout() {
+                let row = rows.next().expect("cols has a row per position");
+                let (kx0, kx1, ix0) = run(conv, ox);
+                for (ky, src) in row.chunks_exact(conv.k * cin).enumerate() {
+                    let Some(iy) = conv.source(oy, ky, conv.h) else { continue };
+                    let base = iy * sy + ix0 * sx;
+                    let src = &src[kx0 * cin..kx1 * cin];
+                    if runs {
+                        for (d, &v) in img[base..base + src.len()].iter_mut().zip(src) {
+                            *d += v;
+                        }
+                    } else {
+                        for (j, px) in src.chunks_exact(cin).enumerate() {
+                            for (c, &v) in px.iter().enumerate() {
+                                img[base + j * sx + c * sc] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A 2x2, stride-2 pooling of NHWC maps of h x w x c; an odd last row or column is dropped.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pooling {
+    /// Max or average.
+    pub kind: Pool,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Channels.
+    pub c: usize,
+}
+
+impl Pooling {
+    /// Output height.
+    pub fn hout(&self) -> usize {
+        self.h / 2
+    }
+
+    /// Output width.
+    pub fn wout(&self) -> usize {
+        self.w / 2
+    }
+
+    /// Offsets, within a sample's input map, of the top-left input of output (y, x), and of the
+    /// bottom-left one (the right ones follow after `c` values).
+    #[inline]
+    fn window(&self, y: usize, x: usize) -> (usize, usize) {
+        let top = (2 * y * self.w + 2 * x) * self.c;
+        (top, top + self.w * self.c)
+    }
+
+    /// Writes the pooled maps of `batch` samples into `out`. A max pool takes the first largest
+    /// of the window in the order top left, top right, bottom left, bottom right.
+    pub fn forward(&self, input: &[f32], batch: usize, out: &mut [f32]) {
+        let (c, map, pooled) = (self.c, self.h * self.w * self.c, self.hout() * self.wout() * self.c);
+        debug_assert_eq!(input.len(), batch * map);
+        debug_assert_eq!(out.len(), batch * pooled);
+        for (img, dst) in input.chunks_exact(map).zip(out.chunks_exact_mut(pooled)) {
+            let mut dst = dst.chunks_exact_mut(c);
+            for y in 0..self.hout() {
+                for x in 0..self.wout() {
+                    let o = dst.next().expect("one output per position");
+                    let (t, b) = self.window(y, x);
+                    let (tl, tr) = img[t..t + 2 * c].split_at(c);
+                    let (bl, br) = img[b..b + 2 * c].split_at(c);
+                    let quads = o.iter_mut().zip(tl).zip(tr).zip(bl).zip(br);
+                    match self.kind {
+                        Pool::Max => {
+                            for ((((v, &a), &b), &c), &d) in quads {
+                                let m = if b > a { b } else { a };
+                                let m = if c > m { c } else { m };
+                                *v = if d > m { d } else { m };
+                            }
+                        }
+                        Pool::Average => {
+                            for ((((v, &a), &b), &c), &d) in quads {
+                                *v = 0.25 * (a + b + c + d);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Overwrites `din` with the gradient wrt the input maps `input`, given the pooled maps
+    /// `out` that [`Pooling::forward`] wrote from them and the gradient `dout` wrt those. A max
+    /// pool routes each gradient to the entry it picked (the first equal to the maximum); inputs
+    /// in a dropped row or column get zero.
+    pub fn backward(&self, input: &[f32], out: &[f32], dout: &[f32], batch: usize, din: &mut [f32]) {
+        let (c, map, pooled) = (self.c, self.h * self.w * self.c, self.hout() * self.wout() * self.c);
+        debug_assert_eq!(dout.len(), batch * pooled);
+        debug_assert_eq!(out.len(), batch * pooled);
+        din.fill(0.0);
+        let maps = input.chunks_exact(map).zip(din.chunks_exact_mut(map));
+        for (((img, dimg), pout), dpout) in maps.zip(out.chunks_exact(pooled)).zip(dout.chunks_exact(pooled))
+        {
+            let mut outs = pout.chunks_exact(c).zip(dpout.chunks_exact(c));
+            for y in 0..self.hout() {
+                for x in 0..self.wout() {
+                    let (m, d) = outs.next().expect("one output per position");
+                    let (t, b) = self.window(y, x);
+                    let (tl, tr) = img[t..t + 2 * c].split_at(c);
+                    let (bl, br) = img[b..b + 2 * c].split_at(c);
+                    let (top, bottom) = dimg[t..b + 2 * c].split_at_mut(b - t);
+                    let (dtl, dtr) = top[..2 * c].split_at_mut(c);
+                    let (dbl, dbr) = bottom.split_at_mut(c);
+                    for ch in 0..c {
+                        let g = d[ch];
+                        match self.kind {
+                            Pool::Max => {
+                                // Branch-free: exactly one of the four takes the gradient.
+                                let m = m[ch];
+                                let (a, bb, cc) = (tl[ch] == m, tr[ch] == m, bl[ch] == m);
+                                let (pa, pb) = (a, !a && bb);
+                                let pc = !a && !bb && cc;
+                                let pd = !(a || bb || cc);
+                                let pick = |p: bool| if p { g } else { 0.0 };
+                                (dtl[ch], dtr[ch], dbl[ch], dbr[ch]) =
+                                    (pick(pa), pick(pb), pick(pc), pick(pd));
+                                debug_assert!(!pd || br[ch] == m, "the maximum is one of the window");
+                            }
+                            Pool::Average => {
+                                let q = 0.25 * g;
+                                (dtl[ch], dtr[ch], dbl[ch], dbr[ch]) = (q, q, q, q);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
