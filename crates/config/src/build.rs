@@ -10,6 +10,7 @@ use dprox_data::{CsvOptions, Dataset, LabelColumn, LibsvmOptions, Partitioner, S
 use dprox_objective::{ModelKind, ModelSpec, Objective, Shape};
 use dprox_topology::{Graph, MixingMatrix, TopologyFacts};
 
+use crate::custom::ObjectiveFactory;
 use crate::error::{ConfigError, invalid};
 use crate::schema::*;
 
@@ -28,11 +29,12 @@ pub struct Prepared {
     pub facts: TopologyFacts,
     /// Global data shape (features, classes).
     pub shape: Shape,
-    /// The model.
+    /// The model, as configured (superseded once [`Prepared::with_objective`] gives one).
     pub model: ModelSpec,
-    /// Number of parameters d.
+    /// Number of parameters d (0 for `kind = "custom"` until [`Prepared::with_objective`]).
     pub dim: usize,
-    /// The initial point x^0, identical on every node.
+    /// The initial point x^0, identical on every node (empty for `kind = "custom"` until
+    /// [`Prepared::with_objective`]).
     pub x0: Vec<f32>,
     /// Node i's local training data.
     pub node_data: Vec<Arc<Dataset>>,
@@ -40,6 +42,9 @@ pub struct Prepared {
     pub test: Option<Arc<Dataset>>,
     /// Warnings from validation (settings without effect).
     pub warnings: Vec<String>,
+    /// The embedding program's objective, once [`Prepared::with_objective`] has supplied it; it
+    /// then builds every objective instead of `model`.
+    pub(crate) custom: Option<ObjectiveFactory>,
 }
 
 /// A link's cost in a shaped cluster.
@@ -103,14 +108,22 @@ impl Prepared {
             hidden: config.model.hidden.clone(),
             activation: config.model.activation,
             bias: config.model.bias,
+            image: config.model.image,
+            channels: config.model.channels.clone(),
+            pool: config.model.pool,
         };
-        let dim = model.dim(data.shape)?;
-        // Build node 0's objective once: it checks that the model fits the data, and gives x^0.
-        let first = dprox_objective::build(&model, data.nodes[0].clone(), data.shape)?;
-        let mut x0 = vec![0.0f32; dim];
-        if config.model.init == InitKind::Seeded {
-            first.init(config.run.seed, &mut x0);
+        // A custom model has no size until `with_objective` supplies it: dim 0, empty x^0.
+        let mut x0 = Vec::new();
+        if model.kind != ModelKind::Custom {
+            let dim = model.dim(data.shape)?;
+            // Build node 0's objective once: it checks that the model fits the data, and gives x^0.
+            let first = dprox_objective::build(&model, data.nodes[0].clone(), data.shape)?;
+            x0 = vec![0.0f32; dim];
+            if config.model.init == InitKind::Seeded {
+                first.init(config.run.seed, &mut x0);
+            }
         }
+        let dim = x0.len();
         Ok(Prepared {
             name,
             graph,
@@ -124,6 +137,7 @@ impl Prepared {
             test: data.test,
             warnings,
             config,
+            custom: None,
         })
     }
 
@@ -155,17 +169,44 @@ impl Prepared {
         }
     }
 
-    /// A fresh objective for node `i` on its local data.
+    /// A fresh objective for node `i` on its local data, on the node's device (see
+    /// [`Prepared::device`]); the embedding program's own, when [`Prepared::with_objective`] gave
+    /// one. With `kind = "custom"` and none given, the error says to call it.
     pub fn objective(&self, i: usize) -> Result<Box<dyn Objective>, ConfigError> {
-        Ok(dprox_objective::build(&self.model, self.node_data[i].clone(), self.shape)?)
+        if let Some(custom) = self.custom_objective(&format!("node {i}"), self.node_data[i].clone()) {
+            return custom;
+        }
+        self.build_on_device(&format!("node {i}"), self.device(i), self.node_data[i].clone())
     }
 
-    /// An objective on the test set (for accuracy), if there is one.
+    /// An objective on the test set (for accuracy), if there is one, on the run-wide device
+    /// (`run.device`, else "cpu"); the embedding program's own, as for [`Prepared::objective`].
     pub fn test_objective(&self) -> Result<Option<Box<dyn Objective>>, ConfigError> {
-        self.test
-            .as_ref()
-            .map(|t| Ok(dprox_objective::build(&self.model, t.clone(), self.shape)?))
-            .transpose()
+        if let Some(custom) =
+            self.test.as_ref().and_then(|t| self.custom_objective("the test set", t.clone()))
+        {
+            return custom.map(Some);
+        }
+        let device = self.config.run.device.as_deref().unwrap_or("cpu");
+        self.test.as_ref().map(|t| self.build_on_device("the test set", device, t.clone())).transpose()
+    }
+
+    /// Builds the model on `data` on the named device, through dprox-compute. Model errors keep
+    /// their `model:` form; device errors name whose objective and which device.
+    fn build_on_device(
+        &self,
+        what: &str,
+        device: &str,
+        data: Arc<Dataset>,
+    ) -> Result<Box<dyn Objective>, ConfigError> {
+        use dprox_compute::ComputeError;
+        let fail =
+            |source| ConfigError::Device { what: what.to_string(), device: device.to_string(), source };
+        let dev = dprox_compute::Device::parse(device).map_err(fail)?;
+        dprox_compute::build(dev, &self.model, data, self.shape).map_err(|e| match e {
+            ComputeError::Objective(e) => ConfigError::Model(e),
+            e => fail(e),
+        })
     }
 
     /// Node `i`'s minibatch size.
@@ -214,9 +255,12 @@ impl Prepared {
         self.node_section(i).and_then(|s| s.address.as_deref())
     }
 
-    /// Node `i`'s device ("cpu" unless configured).
+    /// Node `i`'s device: its `[[nodes]]` entry's, else `run.device`, else "cpu".
     pub fn device(&self, i: usize) -> &str {
-        self.node_section(i).and_then(|s| s.device.as_deref()).unwrap_or("cpu")
+        self.node_section(i)
+            .and_then(|s| s.device.as_deref())
+            .or(self.config.run.device.as_deref())
+            .unwrap_or("cpu")
     }
 
     /// The peers node `i` exchanges messages with (its graph neighbours; every other node for
@@ -285,7 +329,12 @@ fn load_data(c: &Config, base: &Path) -> Result<LoadedData, ConfigError> {
     let d = &c.data;
     let n = c.topology.nodes;
     let seed = c.run.seed;
-    let task = if c.model.kind == ModelKind::LeastSquares { Task::Regression } else { Task::Classification };
+    let task = match c.model.kind {
+        ModelKind::LeastSquares => Task::Regression,
+        // A custom objective may regress or classify: labels are classes only when counted.
+        ModelKind::Custom if d.classes.is_none() => Task::Regression,
+        _ => Task::Classification,
+    };
     let classes = if task == Task::Regression { None } else { d.classes };
     let read =
         |path: &str, labels: Option<&String>, features: Option<usize>| -> Result<Dataset, ConfigError> {

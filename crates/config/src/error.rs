@@ -38,6 +38,16 @@ pub enum ConfigError {
     /// The model does not fit the data.
     #[error("model: {0}")]
     Model(#[from] dprox_objective::ObjectiveError),
+    /// A node's compute device cannot be opened, or cannot run the model.
+    #[error("{what} on device `{device}`: {source}")]
+    Device {
+        /// Whose objective: "node 3" or "the test set".
+        what: String,
+        /// The device name as configured.
+        device: String,
+        /// Why.
+        source: dprox_compute::ComputeError,
+    },
     /// The algorithm core refused a node's configuration.
     #[error("{0}")]
     Core(#[from] dprox_core::CoreError),

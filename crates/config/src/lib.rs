@@ -9,6 +9,8 @@
 //! - [`schema`]: the serde structs, key by key (unknown keys are errors).
 //! - `validate`: [`Config::validate`], the checks that need no files.
 //! - `build`: [`Prepared`] (graph, weights, node data, test set, x^0, core configs).
+//! - `custom`: [`Prepared::with_objective`], for `[model] kind = "custom"`: training an objective
+//!   of the program embedding dprox (see `examples/custom-objective`).
 //! - [`error`]: [`ConfigError`], naming the key or file at fault.
 //!
 //! ```
@@ -39,6 +41,7 @@
 //! ```
 
 mod build;
+mod custom;
 pub mod error;
 pub mod schema;
 mod validate;

@@ -3,7 +3,7 @@
 
 use dprox_compress::CompressorSpec;
 use dprox_core::{Algorithm, Prox};
-use dprox_objective::{Activation, ModelKind};
+use dprox_objective::{Activation, ModelKind, Pool};
 use serde::{Deserialize, Serialize};
 
 /// A whole run: what to train, on which data, over which graph, with which algorithm.
@@ -94,6 +94,10 @@ pub struct RunSection {
     /// A name for the run (defaults to the config file's stem).
     #[serde(default)]
     pub name: Option<String>,
+    /// Compute device of every node: "cpu" (default), "cuda" (= "cuda:0"), "cuda:N" or "auto"
+    /// (CUDA device 0 when one opens, else the CPU). A `[[nodes]]` entry's `device` overrides it.
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 fn default_eval_every() -> u64 {
@@ -324,15 +328,24 @@ pub struct ModelSection {
     /// Initial point.
     #[serde(default)]
     pub init: InitKind,
-    /// MLP hidden widths.
+    /// Hidden widths: of an MLP, or of a LeNet's dense layers (default `[120, 84]`).
     #[serde(default)]
     pub hidden: Vec<usize>,
-    /// MLP activation.
+    /// MLP or LeNet activation.
     #[serde(default)]
     pub activation: Activation,
     /// Bias terms.
     #[serde(default = "yes")]
     pub bias: bool,
+    /// LeNet input image `[channels, height, width]` (inferred from square images when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<[usize; 3]>,
+    /// LeNet convolution channels `[c1, c2]` (default `[6, 16]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<usize>,
+    /// LeNet pooling, `"max"` or `"average"`.
+    #[serde(default)]
+    pub pool: Pool,
 }
 
 fn yes() -> bool {
@@ -468,7 +481,8 @@ pub struct NodeSection {
     /// host:port the node's gossip server listens on (a free loopback port when absent).
     #[serde(default)]
     pub address: Option<String>,
-    /// Compute device: "cpu" (default).
+    /// Compute device of this node: "cpu", "cuda", "cuda:N" or "auto" (default: `run.device`,
+    /// else "cpu").
     #[serde(default)]
     pub device: Option<String>,
 }

@@ -3,6 +3,8 @@
 use dprox_core::Algorithm;
 
 use crate::error::{ConfigError, invalid};
+use dprox_objective::{Activation, ModelKind, Pool};
+
 use crate::schema::{BatchKey, Config, FeatureScale, PartitionSection, TopologyKind, WeightsKind};
 
 impl Config {
@@ -15,6 +17,9 @@ impl Config {
         }
         if r.eval_every == 0 {
             return Err(invalid("run.eval_every", "must be at least 1"));
+        }
+        if let Some(d) = &r.device {
+            check_device("run.device", d)?;
         }
         let t = &self.topology;
         let n = t.nodes;
@@ -85,6 +90,48 @@ impl Config {
                 return Err(invalid("data.partition.alpha", format!("must be positive, got {alpha}")));
             }
             _ => {}
+        }
+        let m = &self.model;
+        if m.kind == ModelKind::LeNet {
+            if let Some(image) = m.image
+                && image.contains(&0)
+            {
+                return Err(invalid(
+                    "model.image",
+                    format!("must be [channels, height, width], all positive, got {image:?}"),
+                ));
+            }
+            if !(m.channels.is_empty() || m.channels.len() == 2 && !m.channels.contains(&0)) {
+                return Err(invalid(
+                    "model.channels",
+                    format!(
+                        "must be [c1, c2], the positive channels of the two convolutions, got {:?}",
+                        m.channels
+                    ),
+                ));
+            }
+        } else if m.kind == ModelKind::Custom {
+            // The embedding program's objective defines the model; these keys would be ignored.
+            if !m.hidden.is_empty()
+                || m.activation != Activation::Relu
+                || !m.bias
+                || m.image.is_some()
+                || !m.channels.is_empty()
+                || m.pool != Pool::Max
+            {
+                warnings.push(
+                    "model.hidden, model.activation, model.bias, model.image, model.channels and \
+                     model.pool have no effect on kind = \"custom\": the objective given to \
+                     Prepared::with_objective defines the model"
+                        .into(),
+                );
+            }
+        } else if m.image.is_some() || !m.channels.is_empty() || m.pool != Pool::Max {
+            warnings.push(
+                "model.image, model.channels and model.pool have no effect: they configure \
+                 kind = \"lenet\" only"
+                    .into(),
+            );
         }
         let o = &self.optimizer;
         if !(o.lr.is_finite() && o.lr > 0.0) {
@@ -170,13 +217,8 @@ impl Config {
             {
                 return Err(invalid(&key, format!("speed must be positive, got {sp}")));
             }
-            if let Some(d) = &s.device
-                && d != "cpu"
-            {
-                return Err(invalid(
-                    &format!("{key}.device"),
-                    format!("unknown device `{d}` (this build has: cpu)"),
-                ));
+            if let Some(d) = &s.device {
+                check_device(&format!("{key}.device"), d)?;
             }
             if let Some(b) = &s.batch_size {
                 check_batch(&format!("{key}.batch_size"), b)?;
@@ -184,6 +226,13 @@ impl Config {
         }
         Ok(warnings)
     }
+}
+
+/// Checks that a device name parses. Whether the device opens is a question for the machine that
+/// runs the node (a coordinator without a GPU validates configs of GPU nodes), so it is asked
+/// when the node's objective is built.
+fn check_device(key: &str, d: &str) -> Result<(), ConfigError> {
+    dprox_compute::Device::parse(d).map(|_| ()).map_err(|e| invalid(key, e.to_string()))
 }
 
 fn check_batch(key: &str, b: &BatchKey) -> Result<(), ConfigError> {

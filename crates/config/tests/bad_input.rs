@@ -357,3 +357,74 @@ fn mnist_ring_example_prepares() {
     assert_eq!(run.test.as_ref().map(|t| t.len()), Some(1000));
     assert!(run.warnings.is_empty(), "{:?}", run.warnings);
 }
+
+/// A tempdir whose `train.csv` holds 20 images of 12 x 12 (144 features), labels 0/1.
+fn image_dir() -> TempDir {
+    let d = TempDir::new().unwrap();
+    std::fs::write(d.path().join("train.csv"), csv(20, 144, |i| (i % 2).to_string())).unwrap();
+    d
+}
+
+#[test]
+fn lenet_image_shape_that_does_not_match_the_features() {
+    let d = image_dir();
+    let lenet = edit(BASE, "kind = \"logistic\"", "kind = \"lenet\"\nimage = [1, 12, 13]");
+    let msg = error(d.path(), &lenet);
+    assert_mentions(&msg, &["model", "image = [1, 12, 13]", "156 values per sample", "144 features"]);
+    // Without `image`, 144 features are a 12 x 12 square: the same config then prepares.
+    let inferred = edit(BASE, "kind = \"logistic\"", "kind = \"lenet\"");
+    let run = prepare(d.path(), &inferred).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.model.image, None);
+    // 12 -> 6 -> 2 -> 1: the first dense layer sees 16 values.
+    assert_eq!(run.dim, (6 * 25 + 6) + (16 * 150 + 16) + (120 * 16 + 120) + (84 * 120 + 84) + (2 * 84 + 2));
+}
+
+#[test]
+fn lenet_on_features_that_are_not_an_image() {
+    let d = TempDir::new().unwrap();
+    std::fs::write(d.path().join("train.csv"), csv(20, 5, |i| (i % 2).to_string())).unwrap();
+    let msg = error(d.path(), &edit(BASE, "kind = \"logistic\"", "kind = \"lenet\""));
+    assert_mentions(
+        &msg,
+        &["model", "cannot infer the image shape of 5 features", "image = [channels, height, width]"],
+    );
+}
+
+#[test]
+fn lenet_image_too_small_zero_or_channels_malformed() {
+    let d = image_dir();
+    let lenet = |extra: &str| edit(BASE, "kind = \"logistic\"", &format!("kind = \"lenet\"\n{extra}"));
+    let msg = error(d.path(), &lenet("image = [4, 6, 6]"));
+    assert_mentions(&msg, &["model", "at least 12x12", "got 6x6"]);
+    let msg = error(d.path(), &lenet("image = [0, 12, 12]"));
+    assert_mentions(&msg, &["model.image", "all positive", "[0, 12, 12]"]);
+    let msg = error(d.path(), &lenet("channels = [6, 16, 32]"));
+    assert_mentions(&msg, &["model.channels", "[c1, c2]", "[6, 16, 32]"]);
+    let msg = error(d.path(), &lenet("pool = \"median\""));
+    assert_mentions(&msg, &["unknown variant `median`", "max", "average"]);
+}
+
+#[test]
+fn lenet_settings_on_another_model_warn() {
+    let d = dir();
+    let run =
+        prepare(d.path(), &edit(BASE, "kind = \"logistic\"", "kind = \"logistic\"\npool = \"average\""))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.warnings.len(), 1, "{:?}", run.warnings);
+    assert!(run.warnings[0].contains("no effect"), "{:?}", run.warnings);
+}
+
+#[test]
+fn mnist_lenet_example_prepares() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples/mnist-lenet.toml");
+    let run = Prepared::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(run.name, "mnist-lenet");
+    assert_eq!(run.n(), 5);
+    assert_eq!(run.dim, 61_706);
+    assert_eq!(run.model.image, Some([1, 28, 28]));
+    assert!(run.x0.iter().any(|&v| v != 0.0), "seeded init");
+    let stats = run.node_stats();
+    let held: Vec<usize> = (0..10).filter(|&c| stats[1].class_counts[c] > 0).collect();
+    assert_eq!(held, [1, 8]);
+    assert!(run.warnings.is_empty(), "{:?}", run.warnings);
+}
