@@ -66,9 +66,11 @@ impl Simulation {
     /// Builds the nodes, objectives and clock of `run`.
     pub fn new(run: &Prepared) -> Result<Simulation, SimError> {
         let n = run.n();
+        // Objectives first: for `kind = "custom"` without `Prepared::with_objective`, their error
+        // says what to do, where the core would only see an empty x^0.
+        let objectives = (0..n).map(|i| run.objective(i)).collect::<Result<Vec<_>, _>>()?;
         let configs: Vec<_> = (0..n).map(|i| run.node_config(i)).collect();
         let cluster = Cluster::new(configs)?;
-        let objectives = (0..n).map(|i| run.objective(i)).collect::<Result<Vec<_>, _>>()?;
         let samplers = (0..n)
             .map(|i| {
                 BatchSampler::new(run.config.run.seed, i, objectives[i].num_samples(), run.batch_size(i))
