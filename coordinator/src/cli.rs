@@ -19,43 +19,80 @@ pub struct Args {
     /// Cluster secret the nodes must present (or env DPROX_SECRET).
     #[arg(long, env = "DPROX_SECRET", default_value = "", hide_env_values = true)]
     pub secret: String,
-    /// Log as JSON lines.
-    #[arg(long)]
-    pub log_json: bool,
+    /// Also serve the live status page (`/`) and its JSON (`/api/status`) over HTTP on this
+    /// address (port 0 picks a free port; `status page: http://ADDR/` is printed second).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_addr: Option<String>,
+    /// Seconds the status page stays up after the run ends, so viewers see the final state.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub http_linger_s: f64,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address (also served on `--http-addr`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = dprox_telemetry::LogFormat::Text)]
+    pub log_format: dprox_telemetry::LogFormat,
 }
 
-/// Parses and serves until the run is over; prints `listening on ADDR` on stdout first.
+/// Parses and serves until the run is over; prints `listening on ADDR` on stdout first, then,
+/// with `--http-addr`, `status page: http://ADDR/` (what `dprox launch` reads).
 pub fn main(args: Args) -> anyhow::Result<()> {
-    init_tracing(args.log_json);
+    dprox_telemetry::init_tracing(args.log_format);
     let run = Arc::new(dprox_config::Prepared::from_file(&args.config)?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
+        let http = match &args.http_addr {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding --http-addr {a}"))?,
+            ),
+            None => None,
+        };
         println!("listening on {}", listener.local_addr()?);
+        if let Some(h) = &http {
+            println!("status page: http://{}/", h.local_addr()?);
+        }
         use std::io::Write;
         std::io::stdout().flush()?;
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        let opts = crate::Options { out: args.out.clone(), secret: args.secret.clone() };
-        let summary = crate::run(run, opts, listener, shutdown).await?;
+        anyhow::ensure!(
+            args.http_linger_s.is_finite() && args.http_linger_s >= 0.0,
+            "--http-linger-s must be a number of seconds >= 0, not {}",
+            args.http_linger_s
+        );
+        let opts = crate::Options {
+            out: args.out.clone(),
+            secret: args.secret.clone(),
+            http,
+            // `GET /metrics` next to the status page.
+            http_routes: Some(dprox_telemetry::router(dprox_telemetry::install())),
+            http_linger: std::time::Duration::from_secs_f64(args.http_linger_s),
+        };
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_server = match &args.metrics_addr {
+            Some(a) => {
+                let l = tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding --metrics-addr {a}"))?;
+                tracing::info!(address = %l.local_addr()?, "metrics endpoint: http://{}/metrics", l.local_addr()?);
+                let router = dprox_telemetry::router(dprox_telemetry::install());
+                Some(tokio::spawn(dprox_telemetry::serve(l, router, async {
+                    let _ = metrics_stopped.await;
+                })))
+            }
+            None => None,
+        };
+        let summary = crate::run(run, opts, listener, shutdown).await;
+        let _ = stop_metrics.send(());
+        if let Some(m) = metrics_server {
+            let _ = m.await;
+        }
+        let summary = summary?;
         eprintln!("run {} completed: {} iterations", summary.name, summary.iterations);
         Ok(())
     })
-}
-
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    use std::io::IsTerminal;
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if json {
-        let _ = b.json().try_init();
-    } else {
-        let _ = b.try_init();
-    }
 }

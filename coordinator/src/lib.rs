@@ -6,14 +6,18 @@
 //! # Layout
 //! - `state`: the bookkeeping, without I/O (time is an argument), unit-tested.
 //! - `service`: the gRPC service over it.
-//! - [`run`]: serve until the run is over (mini-redis style: the caller passes the listener and the
-//!   shutdown future, so tests bind 127.0.0.1:0).
+//! - [`status`]: the run's status (the JSON of `GET /api/status`), a pure function of the state.
+//! - `web`: the optional HTTP server: the live status page, `/api/status`, and the `/metrics` hook.
+//! - [`run`]: serve until the run is over (mini-redis style: the caller passes the listeners and
+//!   the shutdown future, so tests bind 127.0.0.1:0).
 
 pub mod cli;
 mod service;
 pub mod state;
+pub mod status;
+mod web;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,12 +32,21 @@ use service::{Complete, CoordinatorService, Shared};
 use state::{RunState, State};
 
 /// How the coordinator runs.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Options {
     /// Where to write metrics.csv and summary.json.
     pub out: Option<PathBuf>,
     /// Cluster secret nodes must present to register (none when empty).
     pub secret: String,
+    /// Serve the live status page (`GET /`) and its JSON (`GET /api/status`, see [`status`]) on
+    /// this listener; none when absent. A listener rather than an address so that tests bind
+    /// 127.0.0.1:0 and know the port before the run starts.
+    pub http: Option<TcpListener>,
+    /// Extra routes merged into the HTTP server, e.g. `GET /metrics` (ignored without `http`).
+    pub http_routes: Option<axum::Router>,
+    /// How long the HTTP server outlives the run, so that pollers (the page, `dprox status
+    /// --watch`) see its final state and last curve point; cut short by the shutdown future.
+    pub http_linger: Duration,
 }
 
 /// Why the coordinator stopped without a completed run.
@@ -48,6 +61,31 @@ pub enum CoordinatorError {
     /// Serving or writing failed.
     #[error("{0}")]
     Io(String),
+}
+
+/// The run's metrics at an evaluation point, for Prometheus (names in `dprox_telemetry::names`).
+fn publish(row: &MetricsRow, contributions: impl Iterator<Item = f64>) {
+    use dprox_telemetry::names;
+    metrics::gauge!(names::OBJECTIVE).set(row.eval.objective);
+    metrics::gauge!(names::CONSENSUS_ERROR).set(row.eval.consensus_error);
+    if let Some(a) = row.eval.test_accuracy {
+        metrics::gauge!(names::TEST_ACCURACY).set(a);
+    }
+    metrics::gauge!(names::EVAL_ITERATION).set(row.iter as f64);
+    for (i, c) in contributions.enumerate() {
+        metrics::gauge!(names::CONSENSUS_CONTRIBUTION, "node" => i.to_string()).set(c);
+    }
+}
+
+/// Registered nodes and how long since each was heard from.
+fn publish_health(state: &State, now: Instant) {
+    use dprox_telemetry::names;
+    let registered = state.registered.iter().filter(|r| r.is_some()).count();
+    metrics::gauge!(names::NODES_REGISTERED).set(registered as f64);
+    for (i, (seen, _)) in state.heartbeat.iter().enumerate() {
+        let age = now.saturating_duration_since(*seen).as_secs_f64();
+        metrics::gauge!(names::HEARTBEAT_AGE_SECONDS, "node" => i.to_string()).set(age);
+    }
 }
 
 fn random_token() -> Vec<u8> {
@@ -65,8 +103,18 @@ fn random_token() -> Vec<u8> {
     t
 }
 
-/// Serves the coordinator of `run` on `listener` until the run completes, is aborted, or
-/// `shutdown` resolves. Returns the run's summary (also written to `opts.out`).
+/// A task that is cancelled when its handle goes away, so no early return leaves a server behind.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves the coordinator of `run` on `listener` (and, with `opts.http`, its status page) until
+/// the run completes, is aborted, or `shutdown` resolves. Returns the run's summary (also written
+/// to `opts.out`).
 pub async fn run(
     run: Arc<Prepared>,
     opts: Options,
@@ -79,7 +127,9 @@ pub async fn run(
         format!("{}-{}", run.name, token[..4].iter().map(|b| format!("{b:02x}")).collect::<String>());
     let (complete_tx, mut complete_rx) = mpsc::unbounded_channel::<Complete>();
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::new(n, run.dim, Instant::now())),
+        state: Arc::new(Mutex::new(State::new(n, run.dim, Instant::now()))),
+        info: status::RunInfo::of(&run, run_id.clone()),
+        edges: status::edges_of(&run),
         run: run.clone(),
         run_id: run_id.clone(),
         token,
@@ -102,6 +152,7 @@ pub async fn run(
     // The evaluator: complete iterations arrive in order; objectives are built once. It holds no
     // reference to `shared` (which owns the sender of its channel), so the channel closes.
     let (eval_run, eval_start, eval_last_row) = (run.clone(), shared.start.clone(), shared.last_row.clone());
+    let eval_state = shared.state.clone();
     let evaluator = tokio::task::spawn_blocking(move || -> Result<Option<MetricsRow>, String> {
         let run = &eval_run;
         let mut objectives = (0..run.n())
@@ -126,6 +177,15 @@ pub async fn run(
                 w.write(&row).map_err(|e| e.to_string())?;
             }
             *eval_last_row.lock().unwrap() = row.to_csv();
+            publish(&row, ev.consensus_contributions());
+            eval_state.lock().unwrap().record_point(status::CurvePoint {
+                iteration: row.iter,
+                time_s: row.wall_time_s,
+                objective: row.eval.objective,
+                consensus_error: row.eval.consensus_error,
+                test_accuracy: row.eval.test_accuracy,
+                bytes_sent: row.bytes_sent,
+            });
             last = Some(row);
         }
         Ok(last)
@@ -138,15 +198,45 @@ pub async fn run(
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tick.tick().await;
-            let aborted = live.state.lock().unwrap().check_liveness(Instant::now(), limit);
+            let aborted = {
+                let mut state = live.state.lock().unwrap();
+                publish_health(&state, Instant::now());
+                state.check_liveness(Instant::now(), limit)
+            };
             if aborted {
                 live.note_over();
             }
         }
     });
 
+    // The shutdown signal is needed twice (to stop serving gRPC, and to cut the HTTP linger
+    // short), so a task turns the caller's future into a watch.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let _forward = AbortOnDrop(tokio::spawn(async move {
+        shutdown.await;
+        shutdown_tx.send_replace(true);
+    }));
+    let shutdown_signal = move || {
+        let mut rx = shutdown_rx.clone();
+        // (As below: the watch's read guard must not live across an await.)
+        async move {
+            let _ = rx.wait_for(|&v| v).await.map(drop);
+        }
+    };
+    let http = match opts.http {
+        Some(listener) => {
+            let app = web::router(shared.clone(), opts.http_routes);
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            });
+            Some((stop_tx, AbortOnDrop(tokio::spawn(serve.into_future()))))
+        }
+        None => None,
+    };
+
     let mut over = shared.over.subscribe();
-    let mut shutdown = Box::pin(shutdown);
+    let mut shutdown = Box::pin(shutdown_signal());
     let server_shared = shared.clone();
     let stop = async move {
         tokio::select! {
@@ -219,6 +309,17 @@ pub async fn run(
     };
     if let Some(dir) = &opts.out {
         write_json(&dir.join("summary.json"), &summary).map_err(io)?;
+    }
+    if let Some((stop, mut server)) = http {
+        tokio::select! {
+            _ = tokio::time::sleep(opts.http_linger) => {}
+            _ = shutdown_signal() => {}
+        }
+        let _ = stop.send(());
+        // Graceful, but a browser holding a keep-alive connection must not keep us here.
+        if tokio::time::timeout(Duration::from_secs(1), &mut server.0).await.is_err() {
+            server.0.abort();
+        }
     }
     match state {
         RunState::Completed => Ok(summary),

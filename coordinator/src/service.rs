@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use crate::state::{Registration, Report, RunState, State};
+use crate::status::{RunInfo, Status as RunStatus, Traffic};
 
 /// A complete evaluation iteration, for the evaluator task.
 pub(crate) struct Complete {
@@ -17,7 +18,11 @@ pub(crate) struct Complete {
 }
 
 pub(crate) struct Shared {
-    pub state: Mutex<State>,
+    /// Shared with the evaluator task, which records the curve points in it.
+    pub state: Arc<Mutex<State>>,
+    /// The run's fixed facts and links, for the status page.
+    pub info: RunInfo,
+    pub edges: Vec<(usize, usize)>,
     pub run: Arc<Prepared>,
     pub run_id: String,
     pub token: Vec<u8>,
@@ -42,6 +47,12 @@ impl Shared {
         if over {
             self.over.send_replace(true);
         }
+    }
+
+    /// The run's status now (what `GET /api/status` serves).
+    pub fn status(&self) -> RunStatus {
+        let st = self.state.lock().unwrap();
+        crate::status::compute(&self.info, &self.edges, &st, Instant::now())
     }
 }
 
@@ -111,7 +122,22 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             return Err(Status::invalid_argument(format!("node {}: x is not a whole number of f32", r.id)));
         }
         let x = r.x.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let report = Report { x, payload: r.payload_bytes, framed: r.framed_bytes, elapsed: r.elapsed_s };
+        let links = r
+            .links
+            .iter()
+            .map(|l| {
+                let t = Traffic { payload_bytes: l.payload_bytes, framed_bytes: l.framed_bytes };
+                (l.peer as usize, t)
+            })
+            .collect();
+        let report = Report {
+            x,
+            payload: r.payload_bytes,
+            framed: r.framed_bytes,
+            elapsed: r.elapsed_s,
+            loss: r.loss,
+            links,
+        };
         let done = self
             .0
             .state
@@ -135,7 +161,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         } else {
             tracing::info!(node = r.id, iteration = r.iteration, "finished");
         }
-        self.0.state.lock().unwrap().finish(r.id as usize, error);
+        self.0.state.lock().unwrap().finish(r.id as usize, error, Instant::now());
         self.0.note_over();
         Ok(Response::new(pb::FinishReply {}))
     }

@@ -1,8 +1,15 @@
 //! The coordinator's bookkeeping, free of I/O: who registered, who is alive, how far each node
-//! got, and which evaluation iterations are complete. Time comes in as an argument.
+//! got, what each sent to each neighbour, which evaluation iterations are complete, and the
+//! evaluated curve so far. Time comes in as an argument.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+use crate::status::{CurvePoint, Traffic};
+
+/// At most this many curve points are kept: beyond it every other point is dropped, so a long
+/// run's status stays small to serve and draw while still spanning the whole run.
+pub const MAX_POINTS: usize = 4096;
 
 /// A node as it registered.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +33,10 @@ pub struct Report {
     pub framed: u64,
     /// Seconds since the start signal.
     pub elapsed: f64,
+    /// Minibatch loss of the node's latest gradient, if it computed one yet.
+    pub loss: Option<f64>,
+    /// Bytes sent to each neighbour so far, by peer id (empty from nodes that predate it).
+    pub links: Vec<(usize, Traffic)>,
 }
 
 /// Where the run is.
@@ -56,6 +67,16 @@ pub struct State {
     pub finished: Vec<Option<Option<String>>>,
     /// Latest byte counters per node (payload, framed).
     pub bytes: Vec<(u64, u64)>,
+    /// Latest minibatch loss per node.
+    pub loss: Vec<Option<f64>>,
+    /// Latest bytes per node and neighbour: `links[i]` is (peer, what i sent to it).
+    pub links: Vec<Vec<(usize, Traffic)>>,
+    /// The evaluated points so far, ascending by iteration (thinned beyond [`MAX_POINTS`]).
+    pub curve: Vec<CurvePoint>,
+    /// When every node had registered (the start signal).
+    pub started: Option<Instant>,
+    /// When the run completed or was aborted.
+    pub ended: Option<Instant>,
     reports: BTreeMap<u64, Vec<Option<Report>>>,
 }
 
@@ -70,6 +91,11 @@ impl State {
             heartbeat: vec![(now, 0); n],
             finished: vec![None; n],
             bytes: vec![(0, 0); n],
+            loss: vec![None; n],
+            links: vec![Vec::new(); n],
+            curve: Vec::new(),
+            started: None,
+            ended: None,
             reports: BTreeMap::new(),
         }
     }
@@ -99,6 +125,7 @@ impl State {
         let all = self.registered.iter().all(Option::is_some);
         if all {
             self.state = RunState::Running;
+            self.started = Some(now);
             for h in &mut self.heartbeat {
                 h.0 = now;
             }
@@ -109,7 +136,8 @@ impl State {
     /// A heartbeat; returns the abort reason if the run was aborted.
     pub fn heartbeat(&mut self, id: usize, iteration: u64, now: Instant) -> Option<String> {
         if id < self.n {
-            self.heartbeat[id] = (now, iteration);
+            // A report may have told us a later iteration already; heartbeats race with it.
+            self.heartbeat[id] = (now, iteration.max(self.heartbeat[id].1));
         }
         match &self.state {
             RunState::Aborted(why) => Some(why.clone()),
@@ -126,6 +154,12 @@ impl State {
             return Err(format!("node {id} reported {} parameters, the run has {}", r.x.len(), self.dim));
         }
         self.bytes[id] = (r.payload, r.framed);
+        self.loss[id] = r.loss.or(self.loss[id]);
+        if !r.links.is_empty() {
+            self.links[id] = r.links.clone();
+        }
+        // Reports are fresher than heartbeats (which come once per `heartbeat_s`).
+        self.heartbeat[id].1 = self.heartbeat[id].1.max(iteration);
         let slot = self.reports.entry(iteration).or_insert_with(|| vec![None; self.n]);
         slot[id] = Some(r);
         if slot.iter().all(Option::is_some) {
@@ -135,8 +169,21 @@ impl State {
         Ok(None)
     }
 
-    /// A node finished, or failed with `error`.
-    pub fn finish(&mut self, id: usize, error: Option<String>) {
+    /// An evaluated point of the curve (they arrive in order of iteration).
+    pub fn record_point(&mut self, p: CurvePoint) {
+        if self.curve.len() >= MAX_POINTS {
+            // Keep the first point and every other one after it: the curve keeps its span.
+            let mut i = 0;
+            self.curve.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+        }
+        self.curve.push(p);
+    }
+
+    /// A node finished, or failed with `error`, at `now`.
+    pub fn finish(&mut self, id: usize, error: Option<String>, now: Instant) {
         if id >= self.n {
             return;
         }
@@ -149,6 +196,9 @@ impl State {
         self.finished[id] = Some(error);
         if self.state == RunState::Running && self.finished.iter().all(|f| matches!(f, Some(None))) {
             self.state = RunState::Completed;
+        }
+        if self.is_over() && self.ended.is_none() {
+            self.ended = Some(now);
         }
     }
 
@@ -166,6 +216,7 @@ impl State {
                     "node {id} ({addr}) stopped sending heartbeats {:.1} s ago, at iteration {it}",
                     now.duration_since(t).as_secs_f64()
                 ));
+                self.ended = Some(now);
                 return true;
             }
         }
@@ -209,7 +260,7 @@ mod tests {
     fn reports_complete_when_every_node_sent_one() {
         let t = Instant::now();
         let mut s = State::new(2, 1, t);
-        let r = |v| Report { x: vec![v], payload: 1, framed: 2, elapsed: 0.5 };
+        let r = |v| Report { x: vec![v], payload: 1, framed: 2, elapsed: 0.5, loss: None, links: vec![] };
         assert_eq!(s.report(1, 10, r(1.0)), Ok(None));
         assert_eq!(
             s.report(0, 10, r(0.0)).unwrap().unwrap().iter().map(|r| r.x[0]).collect::<Vec<_>>(),
@@ -226,7 +277,7 @@ mod tests {
         let mut s = State::new(2, 1, t);
         s.register(0, 1, reg("a:1"), t).unwrap();
         s.register(1, 1, reg("b:2"), t).unwrap();
-        s.finish(0, None);
+        s.finish(0, None, t);
         assert_eq!(s.state, RunState::Running);
         assert!(!s.check_liveness(t + Duration::from_secs(5), Duration::from_secs(10)));
         assert!(s.check_liveness(t + Duration::from_secs(11), Duration::from_secs(10)));
@@ -236,11 +287,11 @@ mod tests {
         let mut s = State::new(2, 1, t);
         s.register(0, 1, reg("a:1"), t).unwrap();
         s.register(1, 1, reg("b:2"), t).unwrap();
-        s.finish(1, Some("timed out waiting for node 0".into()));
+        s.finish(1, Some("timed out waiting for node 0".into()), t);
         assert_eq!(s.heartbeat(0, 3, t), Some("node 1 (b:2) failed: timed out waiting for node 0".into()));
         let mut s = State::new(1, 1, t);
         s.register(0, 1, reg("a:1"), t).unwrap();
-        s.finish(0, None);
+        s.finish(0, None, t);
         assert_eq!(s.state, RunState::Completed);
     }
 }

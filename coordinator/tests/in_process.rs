@@ -40,7 +40,7 @@ async fn start_coordinator(
 ) -> (String, tokio::task::JoinHandle<Result<dprox_eval::Summary, dprox_coordinator::CoordinatorError>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let opts = dprox_coordinator::Options { out, secret: "s3cret".into() };
+    let opts = dprox_coordinator::Options { out, secret: "s3cret".into(), ..Default::default() };
     let h = tokio::spawn(dprox_coordinator::run(run, opts, listener, std::future::pending()));
     (addr, h)
 }

@@ -25,14 +25,18 @@ pub struct Args {
     /// Cluster secret (or env DPROX_SECRET).
     #[arg(long, env = "DPROX_SECRET", default_value = "", hide_env_values = true)]
     pub secret: String,
-    /// Log as JSON lines.
-    #[arg(long)]
-    pub log_json: bool,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address; port 0 picks a free port.
+    /// The address is logged as `metrics endpoint` once bound.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = dprox_telemetry::LogFormat::Text)]
+    pub log_format: dprox_telemetry::LogFormat,
 }
 
 /// Loads the config, builds the node's objective, and runs it to the end of the run.
 pub fn main(args: Args) -> anyhow::Result<()> {
-    init_tracing(args.log_json);
+    dprox_telemetry::init_tracing(args.log_format);
     let run = Arc::new(dprox_config::Prepared::from_file(&args.config)?);
     anyhow::ensure!(args.id < run.n(), "--id {} is not a node of the {}-node topology", args.id, run.n());
     let coordinator = args
@@ -50,27 +54,32 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_server = match &args.metrics_addr {
+            Some(a) => {
+                let l = tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding --metrics-addr {a}"))?;
+                tracing::info!(node = args.id, address = %l.local_addr()?, "metrics endpoint: http://{}/metrics", l.local_addr()?);
+                let router = dprox_telemetry::router(dprox_telemetry::install());
+                Some(tokio::spawn(dprox_telemetry::serve(l, router, async {
+                    let _ = metrics_stopped.await;
+                })))
+            }
+            None => None,
+        };
         let opts =
             crate::Options { id: args.id, coordinator, out: args.out.clone(), secret: args.secret.clone() };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        let outcome = crate::run(run, objective, opts, listener, shutdown).await?;
+        let outcome = crate::run(run, objective, opts, listener, shutdown).await;
+        let _ = stop_metrics.send(());
+        if let Some(m) = metrics_server {
+            let _ = m.await;
+        }
+        let outcome = outcome?;
         tracing::info!(iterations = outcome.iterations, payload = outcome.payload_bytes, "done");
         Ok(())
     })
-}
-
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    use std::io::IsTerminal;
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if json {
-        let _ = b.json().try_init();
-    } else {
-        let _ = b.try_init();
-    }
 }

@@ -11,10 +11,13 @@
 //! - [`run`]: the node (mini-redis style: listener and shutdown come from the caller, so tests and
 //!   users embedding a custom objective start nodes in-process on 127.0.0.1:0).
 //! - `links`: one sender task per neighbour (FIFO, shaping, byte counters).
+//! - `telemetry`: the node's Prometheus series (recorded through the `metrics` facade; the
+//!   `--metrics-addr` endpoint of [`cli`] serves them).
 //! - [`cli`]: the `dprox-node` command line.
 
 pub mod cli;
 mod links;
+mod telemetry;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -26,7 +29,7 @@ use dprox_compress::Encoder;
 use dprox_config::Prepared;
 use dprox_core::{BatchSampler, CoreError, Node, Phase};
 use dprox_objective::{Batch, Objective};
-use dprox_transport::{Auth, GossipService, Inbound, TransportError, pb};
+use dprox_transport::{Auth, GossipService, Inbound, PayloadPool, TransportError, pb};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -121,21 +124,17 @@ pub async fn run(
     let (auth_tx, auth_rx) = watch::channel::<Option<Auth>>(None);
     let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(1024);
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let svc = GossipService::new(run.dim, auth_rx, in_tx, Duration::from_secs(30)).into_server();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .initial_stream_window_size(16 << 20)
-            .initial_connection_window_size(32 << 20)
-            .max_frame_size((16 << 20) - 1)
-            .tcp_nodelay(true)
-            .add_service(svc)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async move {
-                    let _ = stop_rx.wait_for(|&s| s).await;
-                },
-            ),
-    );
+    let pool = PayloadPool::default();
+    let svc = GossipService::new(run.dim, auth_rx, in_tx, Duration::from_secs(30))
+        .with_pool(pool.clone())
+        .with_node_metrics(id)
+        .into_server();
+    let server = tokio::spawn(dprox_transport::server().add_service(svc).serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        async move {
+            let _ = stop_rx.wait_for(|&s| s).await;
+        },
+    ));
 
     let channel =
         dprox_transport::endpoint(&opts.coordinator).map_err(|e| coord_err(e.to_string()))?.connect_lazy();
@@ -196,8 +195,11 @@ pub async fn run(
         let mut sampler = BatchSampler::new(run.config.run.seed, id, objective.num_samples(), run.batch_size(id));
         let mut grad = vec![0.0f32; run.dim];
         let (mut compute_s, mut wait_s) = (0.0f64, 0.0f64);
+        // The minibatch loss of the latest gradient, for the coordinator's status page.
+        let mut loss = None;
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut report = async |node: &Node, links: &Links, compute_s: f64, wait_s: f64| -> Result<(), NodeError> {
+        let mut telemetry = telemetry::Telemetry::new(id, &node.peers().collect::<Vec<_>>());
+        let mut report = async |node: &Node, links: &Links, compute_s: f64, wait_s: f64, loss: Option<f64>| -> Result<(), NodeError> {
             let t = node.iteration();
             let (payload, framed) = links.bytes();
             let elapsed = started.elapsed().as_secs_f64();
@@ -212,11 +214,13 @@ pub async fn run(
                 elapsed_s: elapsed,
                 compute_s,
                 wait_s,
+                links: links.per_peer(),
+                loss,
             };
             coord.clone().report(req).await.map_err(|s| coord_err(format!("report refused: {}", s.message())))?;
             Ok(())
         };
-        report(&node, &links, 0.0, 0.0).await?;
+        report(&node, &links, 0.0, 0.0, loss).await?;
         let fault = fault_exit_at(id);
         let mut probe = tokio::time::interval(Duration::from_secs(1));
         while node.iteration() < total {
@@ -227,9 +231,12 @@ pub async fn run(
             let t0 = Instant::now();
             let batch = sampler.next_batch();
             let batch = batch.map_or(Batch::Full, Batch::Indices);
-            tokio::task::block_in_place(|| objective.loss_grad(node.params(), batch, &mut grad));
-            compute_s += t0.elapsed().as_secs_f64();
+            loss = Some(tokio::task::block_in_place(|| objective.loss_grad(node.params(), batch, &mut grad)));
+            let dt = t0.elapsed().as_secs_f64();
+            compute_s += dt;
+            telemetry.gradient(loss.unwrap_or(f64::NAN), dt);
             node.handle_gradient(&grad)?;
+            telemetry.observe(&node);
             links.flush(&mut node, &mut encoder);
             let mut last_progress = Instant::now();
             while node.phase() != Phase::NeedGradient {
@@ -237,7 +244,10 @@ pub async fn run(
                 tokio::select! {
                     m = in_rx.recv() => {
                         let m = m.ok_or(NodeError::Shutdown(id))?;
+                        telemetry.received(&node, &m);
                         node.handle_message(m.from, m.iteration, m.exchange, &m.payload)?;
+                        telemetry.observe(&node);
+                        pool.give(m.payload);
                         links.flush(&mut node, &mut encoder);
                         last_progress = Instant::now();
                     }
@@ -245,6 +255,7 @@ pub async fn run(
                     _ = abort_rx.changed() => return Err(NodeError::Aborted(abort_rx.borrow().clone())),
                     _ = tokio::time::sleep_until((last_progress + timeout).into()) => {
                         let Phase::Exchanging(ex) = node.phase() else { unreachable!() };
+                        telemetry.timed_out();
                         let missing = node
                             .missing_peers()
                             .into_iter()
@@ -273,7 +284,7 @@ pub async fn run(
             }
             iteration.store(node.iteration(), Ordering::Relaxed);
             if node.iteration() % every == 0 || node.iteration() == total {
-                report(&node, &links, compute_s, wait_s).await?;
+                report(&node, &links, compute_s, wait_s, loss).await?;
             }
         }
         // Every message we sent must be delivered before we go: neighbours may still need them.
@@ -293,7 +304,11 @@ pub async fn run(
 
     let error = match &outcome {
         Ok(_) => String::new(),
-        Err(e) => e.to_string(),
+        Err(e) => {
+            metrics::counter!(dprox_telemetry::names::ERRORS, "node" => id.to_string(), "kind" => "fatal")
+                .increment(1);
+            e.to_string()
+        }
     };
     let _ = coord
         .finish(pb::FinishRequest { id: id as u32, iteration: iteration.load(Ordering::Relaxed), error })

@@ -14,18 +14,33 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::NodeError;
+use dprox_telemetry::names;
+
+/// Bytes sent to one neighbour: payload counted when queued, framed when acknowledged (also
+/// published as `dprox_bytes_sent_total` and `dprox_messages_sent_total`).
+struct LinkCounters {
+    peer: usize,
+    payload: Arc<AtomicU64>,
+    framed: Arc<AtomicU64>,
+    sent_payload: metrics::Counter,
+    messages: metrics::Counter,
+}
 
 pub(crate) struct Links {
     /// Clients for liveness probes, by peer id.
     probes: Vec<PeerClient>,
     queues: Vec<mpsc::UnboundedSender<(pb::Header, Bytes)>>,
     tasks: JoinSet<()>,
-    payload: Arc<AtomicU64>,
-    framed: Arc<AtomicU64>,
+    /// Per neighbour, in the order of `queues`: its id and what was sent to it. The totals are
+    /// their sums, so the per-link and per-node figures can never disagree.
+    counters: Vec<LinkCounters>,
     run_id: String,
     token: Bytes,
     id: usize,
     buf: Vec<u8>,
+    /// Dense f32 size over encoded size of the last message.
+    ratio: metrics::Gauge,
+    dim: usize,
 }
 
 impl Links {
@@ -37,8 +52,7 @@ impl Links {
         token: Bytes,
         errors: mpsc::UnboundedSender<TransportError>,
     ) -> Result<Links, NodeError> {
-        let payload = Arc::new(AtomicU64::new(0));
-        let framed = Arc::new(AtomicU64::new(0));
+        let mut counters = Vec::new();
         let mut tasks = JoinSet::new();
         let mut queues = Vec::new();
         let mut probes = Vec::new();
@@ -55,14 +69,27 @@ impl Links {
                 Shaper::new(shape, run.config.run.seed, id, *peer)
             });
             let (tx, mut rx) = mpsc::unbounded_channel::<(pb::Header, Bytes)>();
-            let (f, errors) = (framed.clone(), errors.clone());
+            let (node, to) = (id.to_string(), peer.to_string());
+            let c = LinkCounters {
+                peer: *peer,
+                payload: Arc::default(),
+                framed: Arc::default(),
+                sent_payload: metrics::counter!(names::BYTES_SENT, "node" => node.clone(), "peer" => to.clone(), "kind" => "payload"),
+                messages: metrics::counter!(names::MESSAGES_SENT, "node" => node.clone(), "peer" => to.clone()),
+            };
+            let sent_framed = metrics::counter!(names::BYTES_SENT, "node" => node.clone(), "peer" => to, "kind" => "framed");
+            let send_errors = metrics::counter!(names::ERRORS, "node" => node, "kind" => "send");
+            let (f, errors) = (c.framed.clone(), errors.clone());
+            counters.push(c);
             tasks.spawn(async move {
                 while let Some((header, data)) = rx.recv().await {
                     match client.send(header, data, shaper.as_mut()).await {
                         Ok(s) => {
                             f.fetch_add(s.framed, Ordering::Relaxed);
+                            sent_framed.increment(s.framed);
                         }
                         Err(e) => {
+                            send_errors.increment(1);
                             let _ = errors.send(e);
                             return;
                         }
@@ -71,7 +98,8 @@ impl Links {
             });
             queues.push(tx);
         }
-        Ok(Links { probes, queues, tasks, payload, framed, run_id, token, id, buf: Vec::new() })
+        let ratio = metrics::gauge!(names::COMPRESSION_RATIO, "node" => id.to_string());
+        Ok(Links { probes, queues, tasks, counters, run_id, token, id, buf: Vec::new(), ratio, dim: run.dim })
     }
 
     /// Encodes every message the node has ready once and queues it for every neighbour.
@@ -90,7 +118,12 @@ impl Links {
             };
             // Payload bytes count when a message is sent (as in the simulator); framed bytes when
             // the peer has acknowledged it.
-            self.payload.fetch_add(data.len() as u64 * self.queues.len() as u64, Ordering::Relaxed);
+            for c in &self.counters {
+                c.payload.fetch_add(data.len() as u64, Ordering::Relaxed);
+                c.sent_payload.increment(data.len() as u64);
+                c.messages.increment(1);
+            }
+            self.ratio.set((4 * self.dim) as f64 / data.len().max(1) as f64);
             for q in &self.queues {
                 let _ = q.send((header.clone(), data.clone()));
             }
@@ -107,9 +140,25 @@ impl Links {
         None
     }
 
-    /// (payload, framed) bytes sent so far.
+    /// (payload, framed) bytes sent so far, to all neighbours.
     pub(crate) fn bytes(&self) -> (u64, u64) {
-        (self.payload.load(Ordering::Relaxed), self.framed.load(Ordering::Relaxed))
+        self.per_peer().iter().fold((0, 0), |(p, f), l| (p + l.payload_bytes, f + l.framed_bytes))
+    }
+
+    /// Bytes sent so far to each neighbour, ascending by peer id (the coordinator's status page
+    /// shows them per edge and direction).
+    pub(crate) fn per_peer(&self) -> Vec<pb::LinkBytes> {
+        let mut v: Vec<pb::LinkBytes> = self
+            .counters
+            .iter()
+            .map(|c| pb::LinkBytes {
+                peer: c.peer as u32,
+                payload_bytes: c.payload.load(Ordering::Relaxed),
+                framed_bytes: c.framed.load(Ordering::Relaxed),
+            })
+            .collect();
+        v.sort_by_key(|l| l.peer);
+        v
     }
 
     /// Waits until every queued message has been delivered (or failed).

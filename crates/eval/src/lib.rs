@@ -25,6 +25,8 @@
 //! assert_eq!(e.objective, 0.0);
 //! assert_eq!(e.consensus_error, 0.25);
 //! assert_eq!(e.density, 1.0);
+//! // Each node's share of the consensus error: (0.5^2) / 2.
+//! assert_eq!(ev.consensus_contributions().collect::<Vec<_>>(), [0.125, 0.125]);
 //! ```
 
 pub mod metrics;

@@ -33,6 +33,8 @@ pub struct Evaluator {
     /// One gradient buffer per node evaluated concurrently.
     bufs: Vec<Vec<f32>>,
     mapped: Vec<f32>,
+    /// ||x_i - xbar||^2 of the last evaluation, node order.
+    contributions: Vec<f64>,
 }
 
 impl Evaluator {
@@ -47,7 +49,15 @@ impl Evaluator {
             grad_sum: vec![0.0; dim],
             bufs: Vec::new(),
             mapped: vec![0.0; dim],
+            contributions: Vec::new(),
         }
+    }
+
+    /// Each node's share of the last consensus error, ||x_i - xbar||^2 / n (they sum to it):
+    /// which node is furthest from the others.
+    pub fn consensus_contributions(&self) -> impl ExactSizeIterator<Item = f64> + '_ {
+        let n = self.contributions.len() as f64;
+        self.contributions.iter().map(move |d| d / n)
     }
 
     /// The average model of the last evaluation.
@@ -75,11 +85,11 @@ impl Evaluator {
             *a /= n as f64;
             *b = *a as f32;
         }
-        let consensus_error = xs
-            .iter()
-            .map(|x| x.iter().zip(&self.xbar64).map(|(&a, &b)| (a as f64 - b).powi(2)).sum::<f64>())
-            .sum::<f64>()
-            / n as f64;
+        self.contributions.clear();
+        self.contributions.extend(
+            xs.iter().map(|x| x.iter().zip(&self.xbar64).map(|(&a, &b)| (a as f64 - b).powi(2)).sum::<f64>()),
+        );
+        let consensus_error = self.contributions.iter().sum::<f64>() / n as f64;
 
         // f_i(xbar) and grad f_i(xbar): a chunk of nodes at a time in parallel, summed in order.
         let chunk = rayon::current_num_threads().max(1) * 2;
