@@ -22,7 +22,15 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// Starts the cluster `config` describes on loopback, shows progress, and waits for the end.
-pub fn launch(config: &Path, out: &Path, quiet: bool) -> anyhow::Result<()> {
+/// With `http_addr`, the coordinator also serves its status page there, and its URL is printed
+/// on stderr (even when quiet: whoever asked for the page needs the port it got).
+pub fn launch(
+    config: &Path,
+    out: &Path,
+    quiet: bool,
+    http_addr: Option<&str>,
+    metrics_port: Option<u16>,
+) -> anyhow::Result<()> {
     // Validate before starting anything: a bad config fails here, with its own message.
     let run = dprox_config::Prepared::from_file(config)?;
     let n = run.n();
@@ -36,28 +44,46 @@ pub fn launch(config: &Path, out: &Path, quiet: bool) -> anyhow::Result<()> {
 
     let mut procs: Vec<Proc> = Vec::new();
     let (f, log) = log_file("coordinator")?;
-    let mut child = Command::new(&exe)
-        .arg("coordinator")
-        .arg(config)
-        .args(["--listen", "127.0.0.1:0", "--out"])
-        .arg(out)
-        .stdout(Stdio::piped())
-        .stderr(f)
-        .spawn()
-        .context("starting the coordinator")?;
+    let mut coordinator = Command::new(&exe);
+    coordinator.arg("coordinator").arg(config).args(["--listen", "127.0.0.1:0", "--out"]).arg(out);
+    if let Some(p) = metrics_port {
+        coordinator.args(["--metrics-addr", &format!("127.0.0.1:{p}")]);
+    }
+    if let Some(a) = http_addr {
+        coordinator.args(["--http-addr", a]);
+    }
+    let mut child =
+        coordinator.stdout(Stdio::piped()).stderr(f).spawn().context("starting the coordinator")?;
+    // The coordinator prints `listening on ADDR`, then `status page: URL` when asked for one.
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
     let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first)?;
+    stdout.read_line(&mut first)?;
     let Some(addr) = first.trim().strip_prefix("listening on ").map(String::from) else {
         let _ = child.kill();
         bail!("the coordinator did not start:\n{}", tail(&log, 20));
     };
+    if http_addr.is_some() {
+        let mut second = String::new();
+        stdout.read_line(&mut second)?;
+        let Some(url) = second.trim().strip_prefix("status page: ") else {
+            let _ = child.kill();
+            bail!("the coordinator did not start its status page:\n{}", tail(&log, 20));
+        };
+        eprintln!("status page: {url}");
+    }
+    drop(stdout);
     procs.push(Proc { name: "coordinator".into(), child, log });
     for i in 0..n {
         let (f, log) = log_file(&format!("node-{i}"))?;
-        let child = Command::new(&exe)
-            .arg("node")
-            .arg(config)
-            .args(["--id", &i.to_string(), "--coordinator", &addr, "--out"])
+        let mut node = Command::new(&exe);
+        node.arg("node").arg(config).args(["--id", &i.to_string(), "--coordinator", &addr]);
+        if let Some(p) = metrics_port {
+            let port = usize::from(p) + 1 + i;
+            anyhow::ensure!(port <= 65535, "--metrics-port {p}: node {i} would need port {port}");
+            node.args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
+        }
+        let child = node
+            .arg("--out")
             .arg(out)
             .stdout(Stdio::null())
             .stderr(f)

@@ -4,6 +4,8 @@
 //!   writes `DIR/metrics.csv`, `DIR/summary.json` and a copy of the config.
 //! - `dprox check-config CONFIG.toml`: validates a config, loads its data and prints the topology
 //!   facts (nodes, edges, degrees, spectral gap), the partition and the model size.
+//! - `dprox plot DIR... --out FILE.png|.svg`: the runs' metrics side by side (see [`plot`]).
+//! - `dprox status URL [--watch]`: a running coordinator's status as a table (see [`status`]).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,10 @@ use dprox_sim::Event;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod launch;
+mod metrics_server;
+mod plot;
 mod report;
+mod status;
 
 #[derive(Parser)]
 #[command(name = "dprox", version, about = "Decentralized proximal stochastic gradient methods")]
@@ -46,6 +51,10 @@ enum Command {
         /// Print nothing but the final summary line.
         #[arg(long, short)]
         quiet: bool,
+        /// Serve Prometheus metrics (`GET /metrics`) on this address while the run lasts (port 0
+        /// picks one; the URL is printed on stderr). Off by default.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<String>,
     },
     /// Validate a config and print the facts of its topology, data and model.
     CheckConfig {
@@ -60,10 +69,22 @@ enum Command {
         /// Output folder: metrics.csv, summary.json, nodes/, logs/.
         #[arg(long)]
         out: PathBuf,
-        /// Print nothing but the final summary line.
+        /// Print nothing but the final summary line (and the status page's address, if any).
         #[arg(long, short)]
         quiet: bool,
+        /// Serve the coordinator's live status page on this address (port 0 picks one; the URL
+        /// is printed on stderr). Off by default.
+        #[arg(long, value_name = "HOST:PORT")]
+        http_addr: Option<String>,
+        /// Serve Prometheus metrics: the coordinator on 127.0.0.1:PORT, node i on PORT + 1 + i
+        /// (the targets of deploy/prometheus/prometheus.yml for PORT = 9400). Off by default.
+        #[arg(long, value_name = "PORT")]
+        metrics_port: Option<u16>,
     },
+    /// Show a running coordinator's status (served with `--http-addr`) as a table.
+    Status(status::Args),
+    /// Plot the metrics of run folders side by side into one PNG or SVG figure.
+    Plot(plot::Args),
     /// Run one node (what `launch` starts; also `dprox-node`).
     Node(dprox_node::cli::Args),
     /// Run the coordinator (what `launch` starts; also `dprox-coordinator`).
@@ -72,12 +93,20 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // `node` and `coordinator` set up logging themselves (they take --log-format).
+    if !matches!(cli.command, Command::Node(_) | Command::Coordinator(_)) {
+        dprox_telemetry::init_tracing(dprox_telemetry::LogFormat::Text);
+    }
     let result = match cli.command {
-        Command::Sim { config, out, algorithm, iterations, quiet } => {
-            sim(&config, &out, algorithm.as_deref(), iterations, quiet)
+        Command::Sim { config, out, algorithm, iterations, quiet, metrics_addr } => {
+            sim(&config, &out, algorithm.as_deref(), iterations, quiet, metrics_addr.as_deref())
         }
         Command::CheckConfig { config } => check(&config),
-        Command::Launch { config, out, quiet } => launch_and_report(&config, &out, quiet),
+        Command::Launch { config, out, quiet, http_addr, metrics_port } => {
+            launch_and_report(&config, &out, quiet, http_addr.as_deref(), metrics_port)
+        }
+        Command::Status(args) => status::run(args),
+        Command::Plot(args) => plot::run(args),
         Command::Node(args) => dprox_node::cli::main(args),
         Command::Coordinator(args) => dprox_coordinator::cli::main(args),
     };
@@ -115,8 +144,14 @@ fn sim(
     algorithm: Option<&str>,
     iterations: Option<u64>,
     quiet: bool,
+    metrics_addr: Option<&str>,
 ) -> anyhow::Result<()> {
     let run = prepare(path, algorithm, iterations)?;
+    let server = metrics_addr.map(metrics_server::MetricsServer::start).transpose()?;
+    if let Some(s) = &server {
+        eprintln!("metrics endpoint: http://{}/metrics", s.addr);
+    }
+    let gauges = server.as_ref().map(|_| metrics_server::SimGauges::new(run.n()));
     for w in &run.warnings {
         eprintln!("warning: {w}");
     }
@@ -143,13 +178,23 @@ fn sim(
         );
     }
     let result = dprox_sim::simulate(&run, Some(out), |e| match e {
-        Event::Iteration(t) => bar.set_position(t),
-        Event::Row(r) => bar.set_message(format!(
-            "objective {:.5}  consensus {:.2e}{}",
-            r.eval.objective,
-            r.eval.consensus_error,
-            r.eval.test_accuracy.map(|a| format!("  test acc {:.2}%", 100.0 * a)).unwrap_or_default()
-        )),
+        Event::Iteration(t) => {
+            bar.set_position(t);
+            if let Some(g) = &gauges {
+                g.iteration(t);
+            }
+        }
+        Event::Row(r) => {
+            if let Some(g) = &gauges {
+                g.row(r);
+            }
+            bar.set_message(format!(
+                "objective {:.5}  consensus {:.2e}{}",
+                r.eval.objective,
+                r.eval.consensus_error,
+                r.eval.test_accuracy.map(|a| format!("  test acc {:.2}%", 100.0 * a)).unwrap_or_default()
+            ))
+        }
     });
     bar.finish_and_clear();
     let summary =
@@ -178,8 +223,14 @@ pub(crate) fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
-fn launch_and_report(config: &Path, out: &Path, quiet: bool) -> anyhow::Result<()> {
-    let result = launch::launch(config, out, quiet);
+fn launch_and_report(
+    config: &Path,
+    out: &Path,
+    quiet: bool,
+    http_addr: Option<&str>,
+    metrics_port: Option<u16>,
+) -> anyhow::Result<()> {
+    let result = launch::launch(config, out, quiet, http_addr, metrics_port);
     let summary: Option<serde_json::Value> =
         std::fs::read_to_string(out.join("summary.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
     result.with_context(|| format!("the cluster run failed; what it computed is in {}", out.display()))?;

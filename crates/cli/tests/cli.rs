@@ -1,4 +1,5 @@
-//! The `dprox` binary, run as a subprocess: `sim` outputs, overrides, `check-config`, failures.
+//! The `dprox` binary, run as a subprocess: `sim` outputs, overrides, `check-config`, failures,
+//! `plot`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -241,4 +242,47 @@ fn diverging_run_fails_and_keeps_its_rows() {
     let error = s["error"].as_str().unwrap_or_else(|| panic!("no error string: {s}"));
     assert!(error.contains("non-finite"), "{s}");
     assert!(s["iterations"].as_u64().unwrap() < 30, "{s}");
+}
+
+#[test]
+fn plot_draws_two_sim_runs_into_png_and_svg() {
+    let (dir, cfg) = config(TINY);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (out, algorithm) in [(&a, "dproxsgt"), (&b, "dpsgd")] {
+        let run = dprox(&[&"sim", &cfg, &"--out", out, &"--algorithm", &algorithm, &"--quiet"]);
+        assert!(run.status.success(), "{}", show(&run));
+    }
+
+    let png = dir.path().join("figs/tiny.png");
+    let run = dprox(&[&"plot", &a, &b, &"--out", &png, &"--width", &"900", &"--height", &"500"]);
+    assert!(run.status.success(), "{}", show(&run));
+    assert_plain(&run);
+    let bytes = std::fs::read(&png).expect("the figure is written");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    // IHDR, the first chunk: width and height, big-endian.
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be = |k: usize| u32::from_be_bytes(bytes[k..k + 4].try_into().unwrap());
+    assert_eq!((be(16), be(20)), (900, 500));
+    let stdout = text(&run.stdout);
+    assert!(stdout.contains("tiny-dproxsgt") && stdout.contains("tiny-dpsgd"), "{}", show(&run));
+    // Least squares has no test accuracy: an empty panel, said once, not an error.
+    assert!(stdout.contains("note: test accuracy:"), "{}", show(&run));
+
+    let svg = dir.path().join("tiny.svg");
+    let run = dprox(&[&"plot", &a, &b, &"--out", &svg, &"--title", &"two tiny runs", &"-q"]);
+    assert!(run.status.success(), "{}", show(&run));
+    assert_eq!(text(&run.stdout), "", "--quiet prints nothing");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    for t in ["two tiny runs", "tiny-dproxsgt", "tiny-dpsgd", "consensus error (log)"] {
+        assert!(svg.contains(t), "the SVG lacks {t}");
+    }
+
+    let run = dprox(&[&"plot", &a, &"--out", &dir.path().join("tiny.jpg")]);
+    assert_eq!(run.status.code(), Some(1), "{}", show(&run));
+    assert!(text(&run.stderr).contains("use .png or .svg"), "{}", show(&run));
+    let missing = dir.path().join("nowhere");
+    let run = dprox(&[&"plot", &a, &missing, &"--out", &png]);
+    assert_eq!(run.status.code(), Some(1), "{}", show(&run));
+    let stderr = text(&run.stderr);
+    assert!(stderr.contains(&format!("run folder {} does not exist", missing.display())), "{}", show(&run));
 }
