@@ -72,24 +72,13 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             http_routes: Some(dprox_telemetry::router(dprox_telemetry::install())),
             http_linger: std::time::Duration::from_secs_f64(args.http_linger_s),
         };
-        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-        let metrics_server = match &args.metrics_addr {
-            Some(a) => {
-                let l = tokio::net::TcpListener::bind(a)
-                    .await
-                    .with_context(|| format!("binding --metrics-addr {a}"))?;
-                tracing::info!(address = %l.local_addr()?, "metrics endpoint: http://{}/metrics", l.local_addr()?);
-                let router = dprox_telemetry::router(dprox_telemetry::install());
-                Some(tokio::spawn(dprox_telemetry::serve(l, router, async {
-                    let _ = metrics_stopped.await;
-                })))
-            }
+        let metrics = match &args.metrics_addr {
+            Some(a) => Some(dprox_telemetry::Endpoint::start(a).await?),
             None => None,
         };
         let summary = crate::run(run, opts, listener, shutdown).await;
-        let _ = stop_metrics.send(());
-        if let Some(m) = metrics_server {
-            let _ = m.await;
+        if let Some(m) = metrics {
+            m.stop().await;
         }
         let summary = summary?;
         eprintln!("run {} completed: {} iterations", summary.name, summary.iterations);

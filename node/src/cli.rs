@@ -54,18 +54,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
-        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-        let metrics_server = match &args.metrics_addr {
-            Some(a) => {
-                let l = tokio::net::TcpListener::bind(a)
-                    .await
-                    .with_context(|| format!("binding --metrics-addr {a}"))?;
-                tracing::info!(node = args.id, address = %l.local_addr()?, "metrics endpoint: http://{}/metrics", l.local_addr()?);
-                let router = dprox_telemetry::router(dprox_telemetry::install());
-                Some(tokio::spawn(dprox_telemetry::serve(l, router, async {
-                    let _ = metrics_stopped.await;
-                })))
-            }
+        let metrics = match &args.metrics_addr {
+            Some(a) => Some(dprox_telemetry::Endpoint::start(a).await?),
             None => None,
         };
         let opts =
@@ -74,9 +64,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         };
         let outcome = crate::run(run, objective, opts, listener, shutdown).await;
-        let _ = stop_metrics.send(());
-        if let Some(m) = metrics_server {
-            let _ = m.await;
+        if let Some(m) = metrics {
+            m.stop().await;
         }
         let outcome = outcome?;
         tracing::info!(iterations = outcome.iterations, payload = outcome.payload_bytes, "done");

@@ -104,6 +104,39 @@ pub fn router(handle: PrometheusHandle) -> axum::Router {
     )
 }
 
+/// A `/metrics` endpoint running on a task of the current runtime (what `--metrics-addr` starts).
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The address it serves on.
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Endpoint {
+    /// Binds `addr` (port 0 picks a free port), installs the recorder, serves `/metrics` there
+    /// and logs `metrics endpoint: http://ADDR/metrics` (with the address as the `address`
+    /// field, which tests read from JSON logs).
+    pub async fn start(addr: &str) -> std::io::Result<Endpoint> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("binding the metrics address {addr}: {e}")))?;
+        let bound = listener.local_addr()?;
+        tracing::info!(address = %bound, "metrics endpoint: http://{bound}/metrics");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, router(install()), async {
+            let _ = stopped.await;
+        }));
+        Ok(Endpoint { addr: bound, stop, task })
+    }
+
+    /// Stops serving (after the requests in flight) and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
