@@ -38,6 +38,11 @@ pub struct Args {
 /// with `--http-addr`, `status page: http://ADDR/` (what `dprox launch` reads).
 pub fn main(args: Args) -> anyhow::Result<()> {
     dprox_telemetry::init_tracing(args.log_format);
+    anyhow::ensure!(
+        args.http_linger_s.is_finite() && args.http_linger_s >= 0.0,
+        "--http-linger-s must be a number of seconds >= 0, not {}",
+        args.http_linger_s
+    );
     let run = Arc::new(dprox_config::Prepared::from_file(&args.config)?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -59,11 +64,6 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        anyhow::ensure!(
-            args.http_linger_s.is_finite() && args.http_linger_s >= 0.0,
-            "--http-linger-s must be a number of seconds >= 0, not {}",
-            args.http_linger_s
-        );
         let opts = crate::Options {
             out: args.out.clone(),
             secret: args.secret.clone(),

@@ -58,6 +58,9 @@ pub enum CoordinatorError {
     /// Shut down before the run completed.
     #[error("shut down before the run completed")]
     Shutdown,
+    /// The objectives to evaluate the run with could not be built.
+    #[error("cannot evaluate the run: {0}")]
+    Evaluation(String),
     /// Serving or writing failed.
     #[error("{0}")]
     Io(String),
@@ -72,6 +75,7 @@ fn publish(row: &MetricsRow, contributions: impl Iterator<Item = f64>) {
         metrics::gauge!(names::TEST_ACCURACY).set(a);
     }
     metrics::gauge!(names::EVAL_ITERATION).set(row.iter as f64);
+    metrics::gauge!(names::RUN_BYTES_SENT).set(row.bytes_sent as f64);
     for (i, c) in contributions.enumerate() {
         metrics::gauge!(names::CONSENSUS_CONTRIBUTION, "node" => i.to_string()).set(c);
     }
@@ -122,6 +126,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Summary, CoordinatorError> {
     let n = run.n();
+    // The objectives phi(xbar) is evaluated with, on the CPU whatever the nodes' devices, built
+    // before anything is served: a run that could not be evaluated fails now, not after training.
+    let evaluation = {
+        let run = run.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, dprox_config::ConfigError> {
+            let objectives = (0..run.n()).map(|i| run.objective_on_cpu(i)).collect::<Result<Vec<_>, _>>()?;
+            Ok((objectives, run.test_objective_on_cpu()?))
+        })
+        .await
+        .map_err(|e| CoordinatorError::Io(e.to_string()))?
+        .map_err(|e| CoordinatorError::Evaluation(e.to_string()))?
+    };
     let token = random_token();
     let run_id =
         format!("{}-{}", run.name, token[..4].iter().map(|b| format!("{b:02x}")).collect::<String>());
@@ -155,11 +171,7 @@ pub async fn run(
     let eval_state = shared.state.clone();
     let evaluator = tokio::task::spawn_blocking(move || -> Result<Option<MetricsRow>, String> {
         let run = &eval_run;
-        let mut objectives = (0..run.n())
-            .map(|i| run.objective(i))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        let mut test = run.test_objective().map_err(|e| e.to_string())?;
+        let (mut objectives, mut test) = evaluation;
         let mut ev = Evaluator::new(run.dim, run.config.regularizer, run.config.optimizer.lr);
         let mut last = None;
         while let Some(c) = complete_rx.blocking_recv() {

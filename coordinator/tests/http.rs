@@ -31,7 +31,7 @@ fn prepared() -> Arc<Prepared> {
         latency_ms = 10
         [cluster]
         shape = true
-        heartbeat_s = 0.1
+        heartbeat_s = 0.3
         "#;
     let cfg = dprox_config::parse(text, "t.toml".as_ref()).unwrap();
     Arc::new(Prepared::new(cfg, ".".as_ref(), "web".into()).unwrap())

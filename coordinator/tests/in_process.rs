@@ -117,3 +117,54 @@ async fn an_in_process_cluster_matches_the_simulator() {
     assert_eq!(a.eval.consensus_error, b.eval.consensus_error);
     assert_eq!(a.bytes_sent, b.bytes_sent);
 }
+
+/// The coordinator evaluates on the CPU whatever the nodes' devices: a run whose node 1 computes
+/// on `cuda:0` needs no GPU (nor the `cuda` feature) on the coordinator's host. Here the node's
+/// own objective is also built on the CPU, standing in for its GPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_evaluates_gpu_nodes_on_the_cpu() {
+    let text = r#"
+        [run]
+        algorithm = "dproxsgt"
+        iterations = 10
+        eval_every = 5
+        [topology]
+        kind = "ring"
+        nodes = 3
+        [data]
+        synthetic = { kind = "least_squares", samples = 90, features = 6 }
+        [model]
+        kind = "least_squares"
+        [optimizer]
+        lr = 0.05
+        [[nodes]]
+        id = 1
+        device = "cuda:0"
+        "#;
+    let cfg = dprox_config::parse(text, "t.toml".as_ref()).unwrap();
+    let run = Arc::new(Prepared::new(cfg, ".".as_ref(), "gpu-node".into()).unwrap());
+    // Without a GPU (or without the cuda feature, as here) node 1's own objective cannot be
+    // built, and the error names its device.
+    if let Err(e) = run.objective(1) {
+        assert!(e.to_string().contains("cuda:0"), "{e}");
+    }
+    let (addr, coordinator) = start_coordinator(run.clone(), None).await;
+    let mut nodes = Vec::new();
+    for id in 0..3 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let opts = dprox_node::Options { id, coordinator: addr.clone(), out: None, secret: "s3cret".into() };
+        let objective = run.objective_on_cpu(id).unwrap();
+        nodes.push(tokio::spawn(dprox_node::run(
+            run.clone(),
+            objective,
+            opts,
+            listener,
+            std::future::pending::<()>(),
+        )));
+    }
+    for n in nodes {
+        assert_eq!(n.await.unwrap().unwrap().iterations, 10);
+    }
+    let summary = coordinator.await.unwrap().unwrap();
+    assert_eq!(summary.last.unwrap().iter, 10);
+}

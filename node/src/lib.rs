@@ -201,7 +201,11 @@ pub async fn run(
         let mut telemetry = telemetry::Telemetry::new(id, &node.peers().collect::<Vec<_>>());
         let mut report = async |node: &Node, links: &Links, compute_s: f64, wait_s: f64, loss: Option<f64>| -> Result<(), NodeError> {
             let t = node.iteration();
-            let (payload, framed) = links.bytes();
+            // One reading of the counters (the sender tasks keep adding framed bytes), so the
+            // totals are exactly the sum of the per-link figures.
+            let per_peer = links.per_peer();
+            let payload = per_peer.iter().map(|l| l.payload_bytes).sum();
+            let framed = per_peer.iter().map(|l| l.framed_bytes).sum();
             let elapsed = started.elapsed().as_secs_f64();
             metrics.row(t, elapsed, compute_s, wait_s, payload, framed)?;
             let x = node.params().iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
@@ -214,7 +218,7 @@ pub async fn run(
                 elapsed_s: elapsed,
                 compute_s,
                 wait_s,
-                links: links.per_peer(),
+                links: per_peer,
                 loss,
             };
             coord.clone().report(req).await.map_err(|s| coord_err(format!("report refused: {}", s.message())))?;

@@ -134,10 +134,20 @@ fn a_node_endpoint_shows_the_run_as_it_trains() {
         assert_eq!(value(page, "dprox_compression_ratio{node=\"0\"}"), 4.0 * dim as f64 / msg);
         assert!(value(page, "dprox_local_loss{node=\"0\"}").is_finite());
         assert!(value(page, "dprox_gradient_seconds_count{node=\"0\"}") >= it1);
-        // The 10 ms shaped latency shows in the waits: most exchanges wait at least that long.
-        let waits = value(page, "dprox_wait_seconds_count{node=\"0\",peer=\"1\"}");
-        let quick = value(page, "dprox_wait_seconds_bucket{node=\"0\",peer=\"1\",le=\"0.003\"}");
-        assert!(waits >= 2.0 * it1 && quick < waits / 2.0, "{quick} of {waits} waits under 3 ms");
+        // One wait per message applied, every one in the histogram, and some time spent
+        // waiting (messages take at least the shaped 10 ms; how much a given node waits depends
+        // on the scheduling, so only its presence is asserted).
+        for peer in [1, 2] {
+            let waits = value(page, &format!("dprox_wait_seconds_count{{node=\"0\",peer=\"{peer}\"}}"));
+            let all =
+                value(page, &format!("dprox_wait_seconds_bucket{{node=\"0\",peer=\"{peer}\",le=\"+Inf\"}}"));
+            assert!(waits >= 2.0 * it - 2.0 && all == waits, "{waits} waits at iteration {it}");
+        }
+        let waited: f64 = [1, 2]
+            .iter()
+            .map(|p| value(page, &format!("dprox_wait_seconds_sum{{node=\"0\",peer=\"{p}\"}}")))
+            .sum();
+        assert!(waited > 0.0, "node 0 never waited");
     }
 
     for n in &mut nodes {

@@ -34,6 +34,14 @@ pub fn launch(
     // Validate before starting anything: a bad config fails here, with its own message.
     let run = dprox_config::Prepared::from_file(config)?;
     let n = run.n();
+    if let Some(p) = metrics_port {
+        anyhow::ensure!(
+            usize::from(p) + n <= 65535,
+            "--metrics-port {p}: the {n} nodes need ports {} to {}, past 65535",
+            usize::from(p) + 1,
+            usize::from(p) + n
+        );
+    }
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let exe = std::env::current_exe().context("locating the dprox executable")?;
@@ -78,9 +86,7 @@ pub fn launch(
         let mut node = Command::new(&exe);
         node.arg("node").arg(config).args(["--id", &i.to_string(), "--coordinator", &addr]);
         if let Some(p) = metrics_port {
-            let port = usize::from(p) + 1 + i;
-            anyhow::ensure!(port <= 65535, "--metrics-port {p}: node {i} would need port {port}");
-            node.args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
+            node.args(["--metrics-addr", &format!("127.0.0.1:{}", usize::from(p) + 1 + i)]);
         }
         let child = node
             .arg("--out")

@@ -61,7 +61,7 @@ impl SimGauges {
             iteration: (0..nodes)
                 .map(|i| metrics::gauge!(names::ITERATION, "node" => i.to_string()))
                 .collect(),
-            bytes: metrics::gauge!("dprox_sim_bytes_sent", "kind" => "payload"),
+            bytes: metrics::gauge!(names::RUN_BYTES_SENT),
         }
     }
 

@@ -50,7 +50,7 @@ fn config(dir: &Path, iterations: u64, latency_ms: u64) -> PathBuf {
         latency_ms = {latency_ms}
         [cluster]
         shape = true
-        heartbeat_s = 0.2
+        heartbeat_s = 0.4
         "#
     );
     let p = dir.join("slow.toml");

@@ -103,6 +103,18 @@ impl Compressed {
         }
     }
 
+    /// Heap bytes its buffers hold (their capacity): what keeping it in a pool costs.
+    pub fn capacity_bytes(&self) -> usize {
+        match &self.body {
+            Body::Dense { values, .. } => 4 * values.capacity(),
+            Body::Sparse { indices, values, .. } | Body::RandK { indices, values, .. } => {
+                4 * (indices.capacity() + values.capacity())
+            }
+            Body::Qsgd { q, .. } => 2 * q.capacity(),
+            Body::Sign { negative, .. } => 8 * negative.capacity(),
+        }
+    }
+
     /// Number of coordinates whose value is carried explicitly (d for dense formats, k for sparse).
     pub fn nnz(&self) -> usize {
         match &self.body {

@@ -191,6 +191,26 @@ impl Prepared {
         self.test.as_ref().map(|t| self.build_on_device("the test set", device, t.clone())).transpose()
     }
 
+    /// Node `i`'s objective on the CPU whatever its device (the embedding program's own for a
+    /// custom model): what the coordinator evaluates phi(xbar) with, so that it needs no GPU and
+    /// does not load every node's data onto the nodes' devices.
+    pub fn objective_on_cpu(&self, i: usize) -> Result<Box<dyn Objective>, ConfigError> {
+        if let Some(custom) = self.custom_objective(&format!("node {i}"), self.node_data[i].clone()) {
+            return custom;
+        }
+        self.build_on_device(&format!("node {i}"), "cpu", self.node_data[i].clone())
+    }
+
+    /// The test-set objective on the CPU (see [`Prepared::objective_on_cpu`]).
+    pub fn test_objective_on_cpu(&self) -> Result<Option<Box<dyn Objective>>, ConfigError> {
+        if let Some(custom) =
+            self.test.as_ref().and_then(|t| self.custom_objective("the test set", t.clone()))
+        {
+            return custom.map(Some);
+        }
+        self.test.as_ref().map(|t| self.build_on_device("the test set", "cpu", t.clone())).transpose()
+    }
+
     /// Builds the model on `data` on the named device, through dprox-compute. Model errors keep
     /// their `model:` form; device errors name whose objective and which device.
     fn build_on_device(

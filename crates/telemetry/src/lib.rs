@@ -124,9 +124,27 @@ impl Endpoint {
         let bound = listener.local_addr()?;
         tracing::info!(address = %bound, "metrics endpoint: http://{bound}/metrics");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, router(install()), async {
-            let _ = stopped.await;
-        }));
+        let handle = install();
+        // Histogram samples wait in the recorder until an upkeep drains them; without a scraper
+        // that would be memory growing with the run, so drain them every few seconds anyway.
+        let upkeep = {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    handle.run_upkeep();
+                }
+            })
+        };
+        let task = tokio::spawn(async move {
+            let served = serve(listener, router(handle), async {
+                let _ = stopped.await;
+            })
+            .await;
+            upkeep.abort();
+            served
+        });
         Ok(Endpoint { addr: bound, stop, task })
     }
 

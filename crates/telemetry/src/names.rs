@@ -30,7 +30,7 @@ pub const COMPRESSION_RATIO: &str = "dprox_compression_ratio";
 pub const ERRORS: &str = "dprox_errors_total";
 
 /// Gauge {node}: the node's share of the consensus error, ||x_i - xbar||^2 / n, at the last
-/// evaluation point (published by the coordinator and the simulator, which see every x_i).
+/// evaluation point (published by the coordinator, which sees every x_i).
 pub const CONSENSUS_CONTRIBUTION: &str = "dprox_consensus_contribution";
 /// Gauge: the global objective phi(xbar) at the last evaluation point.
 pub const OBJECTIVE: &str = "dprox_objective";
@@ -38,6 +38,9 @@ pub const OBJECTIVE: &str = "dprox_objective";
 pub const CONSENSUS_ERROR: &str = "dprox_consensus_error";
 /// Gauge: test accuracy of xbar at the last evaluation point (when there is a test set).
 pub const TEST_ACCURACY: &str = "dprox_test_accuracy";
+/// Gauge: payload bytes all nodes had sent at the last evaluation point (the `bytes_sent`
+/// column; coordinator and simulator).
+pub const RUN_BYTES_SENT: &str = "dprox_run_bytes_sent";
 /// Gauge: the iteration of the last evaluation point.
 pub const EVAL_ITERATION: &str = "dprox_eval_iteration";
 /// Gauge: nodes registered with the coordinator.
@@ -69,6 +72,11 @@ pub fn describe() {
     describe_gauge!(CONSENSUS_ERROR, "Consensus error at the last evaluation point");
     describe_gauge!(TEST_ACCURACY, "Test accuracy of xbar at the last evaluation point");
     describe_gauge!(EVAL_ITERATION, "Iteration of the last evaluation point");
+    describe_gauge!(
+        RUN_BYTES_SENT,
+        Unit::Bytes,
+        "Payload bytes all nodes had sent at the last evaluation point"
+    );
     describe_gauge!(NODES_REGISTERED, "Nodes registered with the coordinator");
     describe_gauge!(HEARTBEAT_AGE_SECONDS, Unit::Seconds, "Seconds since the node was last heard from");
 }

@@ -112,6 +112,8 @@ impl PayloadPool {
     /// At most this many buffers are kept (enough for every neighbour's x and y messages of a
     /// few iterations in flight); more are dropped.
     pub const KEEP: usize = 64;
+    /// And at most this many bytes of them (sixteen dense 1e6-parameter vectors, six of 1e7).
+    pub const KEEP_BYTES: usize = 256 << 20;
 
     fn take(&self, dim: usize) -> Compressed {
         let got = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -121,7 +123,8 @@ impl PayloadPool {
     /// Returns a message's payload once it has been applied.
     pub fn give(&self, payload: Compressed) {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if free.len() < Self::KEEP {
+        let held: usize = free.iter().map(Compressed::capacity_bytes).sum();
+        if free.len() < Self::KEEP && held + payload.capacity_bytes() <= Self::KEEP_BYTES {
             free.push(payload);
         }
     }
@@ -218,7 +221,6 @@ impl GossipService {
         let first =
             stream.message().await?.ok_or_else(|| Status::invalid_argument("empty message stream"))?;
         let h = first.header.ok_or_else(|| Status::invalid_argument("the first chunk has no header"))?;
-        let framed = framed_len(&h, h.length as usize);
         let mut auth = self.auth.clone();
         let auth = tokio::time::timeout(self.auth_wait, auth.wait_for(|a| a.is_some()))
             .await
@@ -244,6 +246,8 @@ impl GossipService {
                 h.length, self.dim
             )));
         }
+        // Only now that the length is known to be within the limit.
+        let framed = framed_len(&h, len);
         let exchange = u8::try_from(h.exchange)
             .ok()
             .and_then(Exchange::from_code)
@@ -251,11 +255,12 @@ impl GossipService {
         let mut payload = self.pool.take(self.dim);
         let result = if first.data.len() == len {
             // The whole message in one chunk (up to 1 MiB): decoded in place.
-            match stream.message().await? {
-                Some(_) => Err(Status::invalid_argument(format!(
+            match stream.message().await {
+                Err(status) => Err(status),
+                Ok(Some(_)) => Err(Status::invalid_argument(format!(
                     "message from node {from} is longer than its header's {len} bytes"
                 ))),
-                None => payload.decode_from(&first.data, self.dim).map_err(|e| malformed(from, e)),
+                Ok(None) => payload.decode_from(&first.data, self.dim).map_err(|e| malformed(from, e)),
             }
         } else {
             // Longer messages are decoded chunk by chunk as they arrive (dense values straight
@@ -316,13 +321,16 @@ impl GossipService {
 /// protobuf encoding plus the 5-byte gRPC message prefix (the header rides in the first chunk).
 /// Sender and receiver count the same figure.
 pub fn framed_len(header: &pb::Header, n: usize) -> u64 {
-    let field = |len: usize| 1 + prost::length_delimiter_len(len) + len;
-    let chunks = n.div_ceil(CHUNK_BYTES).max(1);
-    let data: usize = (0..chunks)
-        .map(|k| (n - k * CHUNK_BYTES).min(CHUNK_BYTES))
-        .map(|len| if len == 0 { 0 } else { field(len) })
-        .sum();
-    (field(header.encoded_len()) + data + 5 * chunks) as u64
+    let field =
+        |len: u64| if len == 0 { 0 } else { 1 + prost::length_delimiter_len(len as usize) as u64 + len };
+    let (n, chunk) = (n as u64, CHUNK_BYTES as u64);
+    let (full, last) = (n / chunk, n % chunk);
+    let chunks = (full + u64::from(last > 0)).max(1);
+    // Saturating: a length this large is refused anyway (it is priced only after the limit check).
+    field(header.encoded_len() as u64)
+        .saturating_add(full.saturating_mul(field(chunk)))
+        .saturating_add(field(last))
+        .saturating_add(chunks.saturating_mul(5))
 }
 
 fn malformed(from: usize, e: dprox_compress::WireError) -> Status {

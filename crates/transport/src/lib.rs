@@ -24,6 +24,6 @@ pub mod pb {
 
 pub use gossip::{
     Auth, CHUNK_BYTES, CONNECTION_WINDOW, GossipService, Inbound, PayloadPool, PeerClient, STREAM_WINDOW,
-    SendStats, TransportError, endpoint, max_message_bytes, server,
+    SendStats, TransportError, endpoint, framed_len, max_message_bytes, server,
 };
 pub use shape::{LinkShape, Shaper};

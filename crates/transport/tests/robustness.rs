@@ -71,6 +71,9 @@ async fn bad_messages_are_refused_and_the_receiver_keeps_working() {
         )),
         "{e}"
     );
+    // An absurd length is refused from the header alone, at once.
+    let e = err(client.send(header(1, 7, usize::MAX), Bytes::from(vec![0u8; 16]), None).await);
+    assert!(e.contains(&format!("message of {} bytes from node 1 exceeds the limit", u64::MAX)), "{e}");
     // Length that does not match the data.
     let e = err(client.send(header(1, 7, good.len() + 3), good.clone(), None).await);
     assert!(e.contains(&format!("ended after {} of {} bytes", good.len(), good.len() + 3)), "{e}");
@@ -89,7 +92,7 @@ async fn bad_messages_are_refused_and_the_receiver_keeps_working() {
     assert!(e.contains("vector length 999 does not match the model's 1000"), "{e}");
     assert!(inbox.try_recv().is_err(), "nothing bad reached the node");
     let page = metrics.render();
-    assert!(page.contains("dprox_errors_total{node=\"0\",kind=\"refused\"} 6"), "{page}");
+    assert!(page.contains("dprox_errors_total{node=\"0\",kind=\"refused\"} 7"), "{page}");
 
     // And a good message still goes through, decoded.
     let stats = client.send(header(2, 7, good.len()), good.clone(), None).await.unwrap();
@@ -131,4 +134,23 @@ async fn large_messages_stream_in_chunks() {
     let got = big_inbox.recv().await.unwrap();
     assert_eq!(got.payload, m);
     assert_eq!(got.framed, stats.framed);
+}
+
+#[test]
+fn framed_len_is_the_protobuf_size_of_the_chunks_plus_prefixes() {
+    use prost::Message;
+    let chunk = dprox_transport::CHUNK_BYTES;
+    for n in [0, 1, 127, 128, chunk - 1, chunk, chunk + 1, 3 * chunk, 3 * chunk + 17] {
+        let h = header(1, 7, n);
+        let data = Bytes::from(vec![0u8; n]);
+        let parts = n.div_ceil(chunk).max(1);
+        let mut head = Some(h.clone());
+        let real: u64 = (0..parts)
+            .map(|k| pb::Chunk { header: head.take(), data: data.slice(k * chunk..((k + 1) * chunk).min(n)) })
+            .map(|c| c.encoded_len() as u64 + 5)
+            .sum();
+        assert_eq!(dprox_transport::framed_len(&h, n), real, "{n} bytes");
+    }
+    // Closed form: an absurd length costs nothing to price.
+    assert!(dprox_transport::framed_len(&header(1, 7, 0), usize::MAX) > u32::MAX as u64);
 }
