@@ -45,6 +45,22 @@ async fn start_coordinator(
     (addr, h)
 }
 
+/// Every node of `run` in-process on 127.0.0.1:0, with the objective `objective(id)`.
+async fn start_nodes(
+    run: &Arc<Prepared>,
+    addr: &str,
+    objective: impl Fn(usize) -> Box<dyn dprox_objective::Objective>,
+) -> Vec<tokio::task::JoinHandle<Result<dprox_node::Outcome, dprox_node::NodeError>>> {
+    let mut nodes = Vec::new();
+    for id in 0..run.n() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let opts = dprox_node::Options { id, coordinator: addr.into(), out: None, secret: "s3cret".into() };
+        let node = dprox_node::run(run.clone(), objective(id), opts, listener, std::future::pending::<()>());
+        nodes.push(tokio::spawn(node));
+    }
+    nodes
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_refuses_unknown_ids_wrong_dimensions_and_wrong_secrets() {
     let run = prepared(2);
@@ -87,19 +103,7 @@ async fn an_in_process_cluster_matches_the_simulator() {
     let run = prepared(3);
     let dir = tempfile::tempdir().unwrap();
     let (addr, coordinator) = start_coordinator(run.clone(), Some(dir.path().to_path_buf())).await;
-    let mut nodes = Vec::new();
-    for id in 0..3 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let opts = dprox_node::Options { id, coordinator: addr.clone(), out: None, secret: "s3cret".into() };
-        let objective = run.objective(id).unwrap();
-        nodes.push(tokio::spawn(dprox_node::run(
-            run.clone(),
-            objective,
-            opts,
-            listener,
-            std::future::pending::<()>(),
-        )));
-    }
+    let nodes = start_nodes(&run, &addr, |id| run.objective(id).unwrap()).await;
     for n in nodes {
         let o = n.await.unwrap().unwrap();
         assert_eq!(o.iterations, 30);
@@ -149,19 +153,7 @@ async fn the_coordinator_evaluates_gpu_nodes_on_the_cpu() {
         assert!(e.to_string().contains("cuda:0"), "{e}");
     }
     let (addr, coordinator) = start_coordinator(run.clone(), None).await;
-    let mut nodes = Vec::new();
-    for id in 0..3 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let opts = dprox_node::Options { id, coordinator: addr.clone(), out: None, secret: "s3cret".into() };
-        let objective = run.objective_on_cpu(id).unwrap();
-        nodes.push(tokio::spawn(dprox_node::run(
-            run.clone(),
-            objective,
-            opts,
-            listener,
-            std::future::pending::<()>(),
-        )));
-    }
+    let nodes = start_nodes(&run, &addr, |id| run.objective_on_cpu(id).unwrap()).await;
     for n in nodes {
         assert_eq!(n.await.unwrap().unwrap().iterations, 10);
     }
