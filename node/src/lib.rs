@@ -226,7 +226,7 @@ pub async fn run(
         };
         report(&node, &links, 0.0, 0.0, loss).await?;
         let fault = fault_exit_at(id);
-        let mut probe = tokio::time::interval(Duration::from_secs(1));
+        const PROBE_AFTER: Duration = Duration::from_secs(1);
         while node.iteration() < total {
             if fault == Some(node.iteration()) {
                 tracing::error!(node = id, iteration = node.iteration(), "DPROX_FAULT_EXIT_AT: exiting abruptly");
@@ -243,6 +243,10 @@ pub async fn run(
             telemetry.observe(&node);
             links.flush(&mut node, &mut encoder);
             let mut last_progress = Instant::now();
+            // When to check that the neighbours we still wait for exist: a second after the last
+            // progress, then every second. (A deadline, not a guard on an interval: a guard is
+            // read only when `select!` starts, so an idle wait would never probe.)
+            let mut probe_at = last_progress + PROBE_AFTER;
             while node.phase() != Phase::NeedGradient {
                 let w0 = Instant::now();
                 tokio::select! {
@@ -254,6 +258,7 @@ pub async fn run(
                         pool.give(m.payload);
                         links.flush(&mut node, &mut encoder);
                         last_progress = Instant::now();
+                        probe_at = last_progress + PROBE_AFTER;
                     }
                     Some(e) = err_rx.recv() => return Err(e.into()),
                     _ = abort_rx.changed() => return Err(NodeError::Aborted(abort_rx.borrow().clone())),
@@ -273,7 +278,7 @@ pub async fn run(
                             timeout_s: timeout.as_secs_f64(),
                         });
                     }
-                    _ = probe.tick(), if last_progress.elapsed() > Duration::from_secs(1) => {
+                    _ = tokio::time::sleep_until(probe_at.into()) => {
                         // Waiting a while: make sure the neighbours we wait for still exist, so a
                         // dead one fails the run at once instead of after the timeout.
                         let missing = node.missing_peers();
@@ -281,6 +286,7 @@ pub async fn run(
                             let Phase::Exchanging(exchange) = node.phase() else { unreachable!() };
                             return Err(TransportError::PeerGone { peer, address, iteration: node.iteration(), exchange, message }.into());
                         }
+                        probe_at = Instant::now() + PROBE_AFTER;
                     }
                     _ = &mut shutdown => return Err(NodeError::Shutdown(id)),
                 }
