@@ -17,6 +17,8 @@ fn prepared() -> Arc<Prepared> {
         algorithm = "dproxsgt"
         iterations = 60
         eval_every = 5
+        # Resolved by each node before it registers: this build has no CUDA, so "cpu".
+        device = "auto"
         [topology]
         kind = "ring"
         nodes = 4
@@ -124,7 +126,7 @@ async fn the_status_api_follows_a_real_run_to_its_end() {
     .await;
     for n in &first.nodes {
         assert!(n.address.as_deref().is_some_and(|a| a.starts_with("127.0.0.1:")), "{n:?}");
-        assert_eq!(n.device.as_deref(), Some("cpu"));
+        assert_eq!(n.device.as_deref(), Some("cpu"), "the resolved device, not the configured \"auto\"");
     }
     assert!(first.elapsed_s.is_some());
     let top = first.nodes.iter().map(|n| n.iteration).max().unwrap();

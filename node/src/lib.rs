@@ -145,7 +145,7 @@ pub async fn run(
     let request = pb::RegisterRequest {
         id: id as u32,
         address: address.clone(),
-        device: run.device(id).into(),
+        device: objective.device(),
         dim: run.dim as u64,
         throughput,
         secret: opts.secret.clone(),

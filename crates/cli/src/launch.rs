@@ -14,6 +14,29 @@ struct Proc {
     log: PathBuf,
 }
 
+/// Set by `launch` on every process it starts: its own pid. A process that finds it has another
+/// parent (the launcher was killed without a chance to stop it) exits instead of living on.
+const LAUNCHER_PID: &str = "DPROX_LAUNCHER_PID";
+
+/// In a node or coordinator started by `launch`: exits this process, with a line on stderr (its
+/// log), once the launcher is gone. `launch` stops its processes itself on completion, on
+/// Ctrl-C, on SIGTERM and on any failure; this covers SIGKILL and crashes of the launcher, which
+/// would otherwise leave a cluster running with nobody to read its results.
+pub fn exit_with_launcher() {
+    let Some(pid) = std::env::var(LAUNCHER_PID).ok().and_then(|v| v.parse::<u32>().ok()) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        loop {
+            if std::os::unix::process::parent_id() != pid {
+                eprintln!("error: the launcher (pid {pid}) is gone; stopping");
+                std::process::exit(1);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+}
+
 /// The last lines of a log file, for error reports.
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -54,6 +77,7 @@ pub fn launch(
     let (f, log) = log_file("coordinator")?;
     let mut coordinator = Command::new(&exe);
     coordinator.arg("coordinator").arg(config).args(["--listen", "127.0.0.1:0", "--out"]).arg(out);
+    coordinator.env(LAUNCHER_PID, std::process::id().to_string());
     if let Some(p) = metrics_port {
         coordinator.args(["--metrics-addr", &format!("127.0.0.1:{p}")]);
     }
@@ -85,6 +109,7 @@ pub fn launch(
         let (f, log) = log_file(&format!("node-{i}"))?;
         let mut node = Command::new(&exe);
         node.arg("node").arg(config).args(["--id", &i.to_string(), "--coordinator", &addr]);
+        node.env(LAUNCHER_PID, std::process::id().to_string());
         if let Some(p) = metrics_port {
             node.args(["--metrics-addr", &format!("127.0.0.1:{}", usize::from(p) + 1 + i)]);
         }
@@ -118,11 +143,14 @@ async fn monitor(procs: &mut [Proc], addr: &str, bar: &indicatif::ProgressBar) -
     let channel = dprox_transport::endpoint(addr)?.connect_lazy();
     let mut status = pb::coordinator_client::CoordinatorClient::new(channel);
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     let mut first_failure: Option<(String, String)> = None;
     let mut failure_at: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = &mut ctrl_c => bail!("interrupted: stopped the coordinator and every node"),
+            _ = terminate.recv() => bail!("terminated (SIGTERM): stopped the coordinator and every node"),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
         if let Ok(s) = status.status(pb::StatusRequest {}).await {

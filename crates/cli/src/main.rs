@@ -96,6 +96,8 @@ fn main() {
     // `node` and `coordinator` set up logging themselves (they take --log-format).
     if !matches!(cli.command, Command::Node(_) | Command::Coordinator(_)) {
         dprox_telemetry::init_tracing(dprox_telemetry::LogFormat::Text);
+    } else {
+        launch::exit_with_launcher();
     }
     let result = match cli.command {
         Command::Sim { config, out, algorithm, iterations, quiet, metrics_addr } => {

@@ -170,3 +170,84 @@ fn top_k_one_percent_sends_under_three_percent_of_dproxsgt_bytes() {
         assert!(ratio > 0.005, "{col}: {ratio} (indices and headers must be counted)");
     }
 }
+
+/// The processes `pid` started (from /proc; needs no extra tool).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let text = std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
+        v.extend(text.split_whitespace().map(|c| c.parse::<u32>().unwrap()));
+    }
+    v
+}
+
+/// Alive: present in /proc and not a zombie (a container's init may not reap orphans).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Starts a long `dprox launch` and returns it with the pids of the coordinator and its 4 nodes
+/// once all five run.
+fn long_launch(dir: &Path) -> (std::process::Child, Vec<u32>) {
+    let text = std::fs::read_to_string(config(dir, "dproxsgt", "")).unwrap();
+    let cfg = dir.join("long.toml");
+    std::fs::write(&cfg, text.replace("iterations = 40", "iterations = 10000000")).unwrap();
+    let child = dprox()
+        .arg("launch")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let kids = children_of(child.id());
+        if kids.len() == 5 {
+            return (child, kids);
+        }
+        assert!(std::time::Instant::now() < deadline, "launch started {kids:?}, not 5 processes");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits (at most 30 s) for every pid in `pids` to be gone.
+fn all_gone(pids: &[u32]) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigterm_to_launch_stops_every_process_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, kids) = long_launch(dir.path());
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("terminated (SIGTERM): stopped the coordinator and every node"), "{err}");
+    assert_eq!(all_gone(&kids), Vec::<u32>::new(), "still running after the launcher's SIGTERM");
+}
+
+#[test]
+fn a_killed_launcher_leaves_no_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, kids) = long_launch(dir.path());
+    child.kill().unwrap(); // SIGKILL: the launcher cannot stop anything itself
+    child.wait().unwrap();
+    assert_eq!(all_gone(&kids), Vec::<u32>::new(), "orphans of a SIGKILLed launcher");
+    // The coordinator depends on nobody else, so only the launcher check stops it.
+    let log = std::fs::read_to_string(dir.path().join("out/logs/coordinator.log")).unwrap();
+    assert!(log.contains("the launcher (pid"), "{log}");
+}

@@ -117,6 +117,13 @@ pub trait Objective: Send {
         6.0 * self.dim() as f64
     }
 
+    /// Where `loss_grad` runs, for logs and the coordinator's status page: `"cpu"` (the default),
+    /// or for example `"cuda:0 (NVIDIA H200)"`. A node registers this resolved name, so a node
+    /// configured with `device = "auto"` shows what it fell back to.
+    fn device(&self) -> String {
+        "cpu".to_string()
+    }
+
     /// Writes a seeded random initial point into `x` (used when `init = "seeded"`). The default
     /// is small uniform noise in [-0.01, 0.01].
     fn init(&self, seed: u64, x: &mut [f32]) {

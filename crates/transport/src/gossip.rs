@@ -443,14 +443,63 @@ impl PeerClient {
     }
 }
 
-/// A readable account of a gRPC failure (connection errors hide in the source chain).
+/// A readable account of a gRPC failure: connection errors hide in the source chain, whose
+/// layers (tonic, hyper, the connector) often repeat one another's words, so a layer that says
+/// nothing new is left out ("tcp connect error: transport error: Connection refused").
 fn describe(status: &Status) -> String {
     use std::error::Error;
-    let mut s = format!("{}: {}", status.code(), status.message());
+    let mut parts = vec![status.code().to_string(), status.message().to_string()];
     let mut src = status.source();
     while let Some(e) = src {
-        s.push_str(&format!(": {e}"));
+        let text = e.to_string();
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
         src = e.source();
     }
-    s
+    parts.retain(|p| !p.is_empty());
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error layer with a message and an optional cause.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn describe_keeps_each_layer_once_and_the_root_cause() {
+        // The shape of tonic's connection-refused status: the repeated layers go, the cause stays.
+        let chain = Layer(
+            "transport error",
+            Some(Box::new(Layer(
+                "tcp connect error",
+                Some(Box::new(Layer(
+                    "tcp connect error",
+                    Some(Box::new(Layer("Connection refused (os error 111)", None))),
+                ))),
+            ))),
+        );
+        let mut status = Status::unavailable("tcp connect error");
+        status.set_source(std::sync::Arc::new(chain));
+        assert_eq!(
+            describe(&status),
+            "The service is currently unavailable: tcp connect error: transport error: Connection refused (os error 111)"
+        );
+        assert_eq!(describe(&Status::unavailable("")), "The service is currently unavailable");
+    }
 }

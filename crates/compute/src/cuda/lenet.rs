@@ -521,6 +521,10 @@ impl Objective for GpuLeNet {
         self.cpu.flops_per_sample()
     }
 
+    fn device(&self) -> String {
+        format!("{} ({})", self.dev, self.dev.name())
+    }
+
     fn init(&self, seed: u64, x: &mut [f32]) {
         self.cpu.init(seed, x)
     }
