@@ -44,16 +44,43 @@ fn tail(path: &Path, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Starts the cluster `config` describes on loopback, shows progress, and waits for the end.
-/// With `http_addr`, the coordinator also serves its status page there, and its URL is printed
-/// on stderr (even when quiet: whoever asked for the page needs the port it got).
-pub fn launch(
-    config: &Path,
-    out: &Path,
-    quiet: bool,
-    http_addr: Option<&str>,
-    metrics_port: Option<u16>,
-) -> anyhow::Result<()> {
+/// `dprox launch`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The run config / topology file (TOML).
+    pub config: PathBuf,
+    /// Output folder: metrics.csv, summary.json, nodes/, logs/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print nothing but the final summary line (and the status page's address, if any).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Serve the coordinator's live status page on this address (port 0 picks one; the URL
+    /// is printed on stderr). Off by default.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_addr: Option<String>,
+    /// Seconds the status page stays up after the run ends, so that viewers see the final
+    /// state (the coordinator's default is 2).
+    #[arg(long, value_name = "SECONDS", requires = "http_addr")]
+    pub http_linger_s: Option<f64>,
+    /// Serve Prometheus metrics: the coordinator on 127.0.0.1:PORT, node i on PORT + 1 + i
+    /// (the targets of deploy/prometheus/prometheus.yml for PORT = 9400). Off by default.
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+}
+
+/// Starts the cluster `args.config` describes on loopback, shows progress, and waits for the
+/// end. With `http_addr`, the coordinator also serves its status page there, and its URL is
+/// printed on stderr (even when quiet: whoever asked for the page needs the port it got).
+pub fn launch(args: &Args) -> anyhow::Result<()> {
+    let (config, out, quiet, metrics_port) = (&args.config, &args.out, args.quiet, args.metrics_port);
+    let http_addr = args.http_addr.as_deref();
+    if let Some(s) = args.http_linger_s {
+        anyhow::ensure!(
+            s.is_finite() && s >= 0.0,
+            "--http-linger-s must be a number of seconds >= 0, not {s}"
+        );
+    }
     // Validate before starting anything: a bad config fails here, with its own message.
     let run = dprox_config::Prepared::from_file(config)?;
     let n = run.n();
@@ -83,6 +110,9 @@ pub fn launch(
     }
     if let Some(a) = http_addr {
         coordinator.args(["--http-addr", a]);
+    }
+    if let Some(s) = args.http_linger_s {
+        coordinator.args(["--http-linger-s", &s.to_string()]);
     }
     let mut child =
         coordinator.stdout(Stdio::piped()).stderr(f).spawn().context("starting the coordinator")?;

@@ -63,24 +63,7 @@ enum Command {
     },
     /// Start the coordinator and every node as separate processes on this machine (loopback),
     /// and gather the metrics into DIR like `sim` does.
-    Launch {
-        /// The run config / topology file (TOML).
-        config: PathBuf,
-        /// Output folder: metrics.csv, summary.json, nodes/, logs/.
-        #[arg(long)]
-        out: PathBuf,
-        /// Print nothing but the final summary line (and the status page's address, if any).
-        #[arg(long, short)]
-        quiet: bool,
-        /// Serve the coordinator's live status page on this address (port 0 picks one; the URL
-        /// is printed on stderr). Off by default.
-        #[arg(long, value_name = "HOST:PORT")]
-        http_addr: Option<String>,
-        /// Serve Prometheus metrics: the coordinator on 127.0.0.1:PORT, node i on PORT + 1 + i
-        /// (the targets of deploy/prometheus/prometheus.yml for PORT = 9400). Off by default.
-        #[arg(long, value_name = "PORT")]
-        metrics_port: Option<u16>,
-    },
+    Launch(launch::Args),
     /// Show a running coordinator's status (served with `--http-addr`) as a table.
     Status(status::Args),
     /// Plot the metrics of run folders side by side into one PNG or SVG figure.
@@ -104,9 +87,7 @@ fn main() {
             sim(&config, &out, algorithm.as_deref(), iterations, quiet, metrics_addr.as_deref())
         }
         Command::CheckConfig { config } => check(&config),
-        Command::Launch { config, out, quiet, http_addr, metrics_port } => {
-            launch_and_report(&config, &out, quiet, http_addr.as_deref(), metrics_port)
-        }
+        Command::Launch(args) => launch_and_report(&args),
         Command::Status(args) => status::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Node(args) => dprox_node::cli::main(args),
@@ -225,14 +206,9 @@ pub(crate) fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
-fn launch_and_report(
-    config: &Path,
-    out: &Path,
-    quiet: bool,
-    http_addr: Option<&str>,
-    metrics_port: Option<u16>,
-) -> anyhow::Result<()> {
-    let result = launch::launch(config, out, quiet, http_addr, metrics_port);
+fn launch_and_report(args: &launch::Args) -> anyhow::Result<()> {
+    let out = &args.out;
+    let result = launch::launch(args);
     let summary: Option<serde_json::Value> =
         std::fs::read_to_string(out.join("summary.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
     result.with_context(|| format!("the cluster run failed; what it computed is in {}", out.display()))?;

@@ -165,6 +165,29 @@ fn sim_unknown_algorithm_fails() {
 }
 
 #[test]
+fn launch_refuses_bad_flags_before_starting_anything() {
+    let (dir, cfg) = config(TINY);
+    let out = dir.path().join("out");
+    let refused = |args: &[&dyn AsRef<std::ffi::OsStr>], says: &str| {
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"launch", &cfg, &"--out", &out];
+        all.extend_from_slice(args);
+        let run = dprox(&all);
+        assert!(!run.status.success(), "{}", show(&run));
+        assert!(text(&run.stderr).contains(says), "expected {says:?}: {}", show(&run));
+        assert!(!out.exists(), "nothing may start: {}", show(&run));
+    };
+    refused(
+        &[&"--http-addr", &"127.0.0.1:0", &"--http-linger-s=-1"],
+        "--http-linger-s must be a number of seconds >= 0, not -1",
+    );
+    refused(&[&"--http-linger-s", &"3"], "--http-addr");
+    refused(
+        &[&"--metrics-port", &"65533"],
+        "--metrics-port 65533: the 4 nodes need ports 65534 to 65537, past 65535",
+    );
+}
+
+#[test]
 fn check_config_on_the_mnist_example() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples/mnist-ring.toml");
     let run = dprox(&[&"check-config", &path]);
