@@ -9,7 +9,7 @@ use bytes::Bytes;
 use dprox_compress::Encoder;
 use dprox_config::Prepared;
 use dprox_core::Node;
-use dprox_transport::{LinkShape, PeerClient, Shaper, TransportError, pb};
+use dprox_transport::{LinkShape, PeerClient, PingError, Shaper, TransportError, pb};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -130,10 +130,12 @@ impl Links {
         }
     }
 
-    /// Probes the listed peers; returns the first that does not answer, with the reason.
+    /// Probes the listed peers; returns the first that cannot be reached, with the reason.
     pub(crate) async fn probe(&mut self, peers: &[usize]) -> Option<(usize, String, String)> {
         for c in self.probes.iter_mut().filter(|c| peers.contains(&c.peer)) {
-            if let Err(why) = c.ping(Duration::from_secs(2)).await {
+            // Only a peer that cannot be reached is gone; one that is slow to answer (a loaded
+            // machine) is left to the message timeout.
+            if let Err(PingError::Unreachable(why)) = c.ping(Duration::from_secs(2)).await {
                 return Some((c.peer, c.address.clone(), why));
             }
         }

@@ -432,15 +432,27 @@ impl PeerClient {
         Ok(SendStats { payload: n as u64, framed })
     }
 
-    /// Asks whether the peer is still serving; the error describes why not (connection refused:
-    /// the process is gone).
-    pub async fn ping(&mut self, timeout: Duration) -> Result<(), String> {
+    /// Asks whether the peer is still serving. [`PingError::Unreachable`] says why it is not
+    /// (connection refused: the process is gone); [`PingError::NoAnswer`] only that it did not
+    /// answer in time, which a busy machine can cause too.
+    pub async fn ping(&mut self, timeout: Duration) -> Result<(), PingError> {
         match tokio::time::timeout(timeout, self.client.ping(pb::PingRequest {})).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(status)) => Err(describe(&status)),
-            Err(_) => Err(format!("no answer to a liveness probe within {:.1} s", timeout.as_secs_f64())),
+            Ok(Err(status)) => Err(PingError::Unreachable(describe(&status))),
+            Err(_) => Err(PingError::NoAnswer(timeout)),
         }
     }
+}
+
+/// Why a liveness probe failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PingError {
+    /// The peer cannot be reached or refused the probe: the description of the failure.
+    #[error("{0}")]
+    Unreachable(String),
+    /// No answer within the probe's timeout.
+    #[error("no answer to a liveness probe within {:.1} s", .0.as_secs_f64())]
+    NoAnswer(Duration),
 }
 
 /// A readable account of a gRPC failure: connection errors hide in the source chain, whose

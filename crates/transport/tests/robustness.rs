@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dprox_compress::{Compressed, Compressor, CompressorSpec, ValueFormat};
-use dprox_transport::{Auth, GossipService, Inbound, PeerClient, pb};
+use dprox_transport::{Auth, GossipService, Inbound, PeerClient, PingError, pb};
 use tokio::sync::{mpsc, watch};
 
 const DIM: usize = 1000;
@@ -153,4 +153,32 @@ fn framed_len_is_the_protobuf_size_of_the_chunks_plus_prefixes() {
     }
     // Closed form: an absurd length costs nothing to price.
     assert!(dprox_transport::framed_len(&header(1, 7, 0), usize::MAX) > u32::MAX as u64);
+}
+
+/// A liveness probe tells a peer that is gone (nothing listens: the process exited) from one that
+/// is only slow (it accepts the connection but does not answer in time): the node fails the run at
+/// once on the first and leaves the second to the message timeout.
+#[tokio::test]
+async fn ping_tells_a_gone_peer_from_a_slow_one() {
+    let (addr, _rx) = serve().await;
+    let mut alive = PeerClient::new(1, &addr).unwrap();
+    assert_eq!(alive.ping(Duration::from_secs(5)).await, Ok(()));
+
+    // Gone: a port that was bound and released.
+    let closed = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut gone = PeerClient::new(2, &closed).unwrap();
+    match gone.ping(Duration::from_secs(5)).await {
+        Err(PingError::Unreachable(why)) => assert!(why.contains("Connection refused"), "{why}"),
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+
+    // Slow: the TCP connection is accepted (the kernel does it) but nobody speaks HTTP/2.
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut slow = PeerClient::new(3, &mute.local_addr().unwrap().to_string()).unwrap();
+    let e = slow.ping(Duration::from_millis(300)).await.unwrap_err();
+    assert_eq!(e, PingError::NoAnswer(Duration::from_millis(300)));
+    assert_eq!(e.to_string(), "no answer to a liveness probe within 0.3 s");
 }
