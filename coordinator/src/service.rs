@@ -138,13 +138,13 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             loss: r.loss,
             links,
         };
-        let done = self
-            .0
-            .state
-            .lock()
-            .unwrap()
-            .report(r.id as usize, r.iteration, report)
-            .map_err(Status::invalid_argument)?;
+        let done = {
+            let mut state = self.0.state.lock().unwrap();
+            let done = state.report(r.id as usize, r.iteration, report).map_err(Status::invalid_argument)?;
+            // A report is a sign of life too.
+            state.heartbeat(r.id as usize, r.iteration, std::time::Instant::now());
+            done
+        };
         if let Some(reports) = done
             && let Some(tx) = self.0.complete.lock().unwrap().as_ref()
         {

@@ -10,12 +10,13 @@ use dprox_coordinator::status::{NodeState, Phase, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A 4-node ring slowed by link shaping (10 ms a message, two exchanges an iteration: about
-/// 1.2 s in all) so that the run can be watched while it runs.
+/// 2.4 s in all) so that the run can be watched while it runs, even by a poller that a loaded
+/// machine stalls for a second.
 fn prepared() -> Arc<Prepared> {
     let text = r#"
         [run]
         algorithm = "dproxsgt"
-        iterations = 60
+        iterations = 120
         eval_every = 5
         # Resolved by each node before it registers: this build has no CUDA, so "cpu".
         device = "auto"
@@ -98,7 +99,7 @@ async fn the_status_api_follows_a_real_run_to_its_end() {
     // Before any node: every node listed, unregistered; the links are known.
     let s = status(&web).await;
     assert_eq!(s.phase, Phase::Waiting);
-    assert_eq!((s.run.name.as_str(), s.run.algorithm.as_str(), s.run.iterations), ("web", "dproxsgt", 60));
+    assert_eq!((s.run.name.as_str(), s.run.algorithm.as_str(), s.run.iterations), ("web", "dproxsgt", 120));
     assert!(s.run.id.starts_with("web-"), "{}", s.run.id);
     assert_eq!(s.nodes.iter().map(|n| n.state).collect::<Vec<_>>(), [NodeState::Unregistered; 4]);
     let links: Vec<(usize, usize)> = s.edges.iter().map(|e| (e.a, e.b)).collect();
@@ -137,14 +138,14 @@ async fn the_status_api_follows_a_real_run_to_its_end() {
     assert!(later.nodes.iter().all(|n| n.loss.is_some_and(f64::is_finite)), "{:?}", later.nodes);
 
     for n in nodes {
-        assert_eq!(n.await.unwrap().unwrap().iterations, 60);
+        assert_eq!(n.await.unwrap().unwrap().iterations, 120);
     }
-    // The last point is evaluated after the nodes finish: wait for it (iterations 0, 5, ..., 60).
-    let end = wait_for(&web, "the final state", |s| s.phase == Phase::Done && s.points.len() == 13).await;
+    // The last point is evaluated after the nodes finish: wait for it (iterations 0, 5, ..., 120).
+    let end = wait_for(&web, "the final state", |s| s.phase == Phase::Done && s.points.len() == 25).await;
     assert_eq!(end.reason, None);
-    assert!(end.nodes.iter().all(|n| n.state == NodeState::Done && n.iteration == 60), "{:?}", end.nodes);
+    assert!(end.nodes.iter().all(|n| n.state == NodeState::Done && n.iteration == 120), "{:?}", end.nodes);
     let iters: Vec<u64> = end.points.iter().map(|p| p.iteration).collect();
-    assert_eq!(iters, (0..=60).step_by(5).collect::<Vec<u64>>());
+    assert_eq!(iters, (0..=120).step_by(5).collect::<Vec<u64>>());
     // Every byte a node sent went over one of its links, in one direction.
     let last = end.points.last().unwrap();
     let per_node: u64 = end.nodes.iter().map(|n| n.sent.payload_bytes).sum();
@@ -159,6 +160,6 @@ async fn the_status_api_follows_a_real_run_to_its_end() {
     // The page stays up for the linger; the shutdown future cuts it short.
     stop_tx.send(()).unwrap();
     let summary = tokio::time::timeout(Duration::from_secs(10), coordinator).await.unwrap().unwrap().unwrap();
-    assert_eq!(summary.iterations, 60);
+    assert_eq!(summary.iterations, 120);
     assert!(tokio::net::TcpStream::connect(&web).await.is_err(), "the HTTP server has stopped");
 }

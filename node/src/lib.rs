@@ -103,6 +103,16 @@ pub enum NodeError {
     Io(String),
 }
 
+/// A spawned task that is aborted when this is dropped, so that no early return of [`run`] leaves
+/// a gossip server or a heartbeat loop running in an embedding program.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn describe_missing(m: &[(usize, String)]) -> String {
     m.iter().map(|(id, a)| format!("node {id} ({a})")).collect::<Vec<_>>().join(", ")
 }
@@ -129,12 +139,13 @@ pub async fn run(
         .with_pool(pool.clone())
         .with_node_metrics(id)
         .into_server();
-    let server = tokio::spawn(dprox_transport::server().add_service(svc).serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        async move {
-            let _ = stop_rx.wait_for(|&s| s).await;
-        },
-    ));
+    let mut server =
+        AbortOnDrop(tokio::spawn(dprox_transport::server().add_service(svc).serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = stop_rx.wait_for(|&s| s).await;
+            },
+        )));
 
     let channel =
         dprox_transport::endpoint(&opts.coordinator).map_err(|e| coord_err(e.to_string()))?.connect_lazy();
@@ -176,13 +187,13 @@ pub async fn run(
 
     let iteration = Arc::new(AtomicU64::new(0));
     let (abort_tx, mut abort_rx) = watch::channel(String::new());
-    let heartbeat = tokio::spawn(heartbeat_loop(
+    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat_loop(
         coord.clone(),
         id,
         iteration.clone(),
         Duration::from_secs_f64(run.config.cluster.heartbeat_s),
         abort_tx,
-    ));
+    )));
     let (err_tx, mut err_rx) = mpsc::unbounded_channel::<TransportError>();
     let mut links = Links::new(&run, id, &peers, reply.run_id.clone(), reply.token.clone(), err_tx)?;
     let mut encoder = run.config.compression.zstd.map(Encoder::with_zstd).unwrap_or_default();
@@ -221,7 +232,10 @@ pub async fn run(
                 links: per_peer,
                 loss,
             };
-            coord.clone().report(req).await.map_err(|s| coord_err(format!("report refused: {}", s.message())))?;
+            let reply = tokio::time::timeout(timeout, coord.clone().report(req))
+                .await
+                .map_err(|_| coord_err(format!("no answer to the report of iteration {t} within {} s", timeout.as_secs_f64())))?;
+            reply.map_err(|s| coord_err(format!("report refused: {}", s.message())))?;
             Ok(())
         };
         report(&node, &links, 0.0, 0.0, loss).await?;
@@ -249,19 +263,19 @@ pub async fn run(
             let mut probe_at = last_progress + PROBE_AFTER;
             while node.phase() != Phase::NeedGradient {
                 let w0 = Instant::now();
+                // Biased: a message already here is applied before any timer is looked at, so a
+                // neighbour that delivered its last message and left is never taken for dead.
                 tokio::select! {
+                    biased;
                     m = in_rx.recv() => {
                         let m = m.ok_or(NodeError::Shutdown(id))?;
-                        telemetry.received(&node, &m);
-                        node.handle_message(m.from, m.iteration, m.exchange, &m.payload)?;
-                        telemetry.observe(&node);
-                        pool.give(m.payload);
-                        links.flush(&mut node, &mut encoder);
+                        apply(m, &mut node, &mut telemetry, &pool, &mut links, &mut encoder)?;
                         last_progress = Instant::now();
                         probe_at = last_progress + PROBE_AFTER;
                     }
                     Some(e) = err_rx.recv() => return Err(e.into()),
                     _ = abort_rx.changed() => return Err(NodeError::Aborted(abort_rx.borrow().clone())),
+                    _ = &mut shutdown => return Err(NodeError::Shutdown(id)),
                     _ = tokio::time::sleep_until((last_progress + timeout).into()) => {
                         let Phase::Exchanging(ex) = node.phase() else { unreachable!() };
                         telemetry.timed_out();
@@ -283,12 +297,20 @@ pub async fn run(
                         // dead one fails the run at once instead of after the timeout.
                         let missing = node.missing_peers();
                         if let Some((peer, address, message)) = links.probe(&missing).await {
-                            let Phase::Exchanging(exchange) = node.phase() else { unreachable!() };
-                            return Err(TransportError::PeerGone { peer, address, iteration: node.iteration(), exchange, message }.into());
+                            // Its last message may have come in while we probed (it finished and
+                            // left): apply what is here before deciding that it is gone.
+                            while let Ok(m) = in_rx.try_recv() {
+                                apply(m, &mut node, &mut telemetry, &pool, &mut links, &mut encoder)?;
+                                last_progress = Instant::now();
+                            }
+                            if let Phase::Exchanging(exchange) = node.phase()
+                                && node.missing_peers().contains(&peer)
+                            {
+                                return Err(TransportError::PeerGone { peer, address, iteration: node.iteration(), exchange, message }.into());
+                            }
                         }
                         probe_at = Instant::now() + PROBE_AFTER;
                     }
-                    _ = &mut shutdown => return Err(NodeError::Shutdown(id)),
                 }
                 wait_s += w0.elapsed().as_secs_f64();
             }
@@ -298,7 +320,12 @@ pub async fn run(
             }
         }
         // Every message we sent must be delivered before we go: neighbours may still need them.
-        links.close().await?;
+        // Each send is bounded by the transport; an abort or a shutdown still ends the wait.
+        tokio::select! {
+            r = links.close() => r?,
+            _ = abort_rx.changed() => return Err(NodeError::Aborted(abort_rx.borrow().clone())),
+            _ = &mut shutdown => return Err(NodeError::Shutdown(id)),
+        }
         if let Ok(e) = err_rx.try_recv() {
             return Err(e.into());
         }
@@ -320,17 +347,33 @@ pub async fn run(
             e.to_string()
         }
     };
-    let _ = coord
-        .finish(pb::FinishRequest { id: id as u32, iteration: iteration.load(Ordering::Relaxed), error })
-        .await;
-    heartbeat.abort();
+    // Best effort, and bounded: a coordinator that is gone or wedged must not keep the node.
+    let finish = pb::FinishRequest { id: id as u32, iteration: iteration.load(Ordering::Relaxed), error };
+    let _ = tokio::time::timeout(Duration::from_secs(10), coord.finish(finish)).await;
+    drop(heartbeat);
     let _ = stop_tx.send(true);
-    // Graceful, but bounded: a peer that died mid-stream must not keep this process alive.
-    let mut server = server;
-    if tokio::time::timeout(Duration::from_secs(3), &mut server).await.is_err() {
-        server.abort();
-    }
+    // Graceful, but bounded: a peer that died mid-stream must not keep this process alive (the
+    // guard aborts the server when the wait runs out).
+    let _ = tokio::time::timeout(Duration::from_secs(3), &mut server.0).await;
     outcome
+}
+
+/// Applies a received message: the core's update, the node's metrics, the payload back to the
+/// pool, and whatever the core now has to send.
+fn apply(
+    m: Inbound,
+    node: &mut Node,
+    telemetry: &mut telemetry::Telemetry,
+    pool: &PayloadPool,
+    links: &mut Links,
+    encoder: &mut Encoder,
+) -> Result<(), NodeError> {
+    telemetry.received(node, &m);
+    node.handle_message(m.from, m.iteration, m.exchange, &m.payload)?;
+    telemetry.observe(node);
+    pool.give(m.payload);
+    links.flush(node, encoder);
+    Ok(())
 }
 
 /// Fault injection for tests: `DPROX_FAULT_EXIT_AT=ID:ITER` makes node ID exit abruptly (as if
@@ -367,7 +410,9 @@ async fn heartbeat_loop(
     loop {
         tick.tick().await;
         let req = pb::HeartbeatRequest { id: id as u32, iteration: iteration.load(Ordering::Relaxed) };
-        match coord.heartbeat(req).await {
+        // An answer slower than a few beats counts as a failure, like no answer.
+        let reply = tokio::time::timeout(every.max(Duration::from_secs(1)) * 5, coord.heartbeat(req)).await;
+        match reply.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer to a heartbeat"))) {
             Ok(r) => {
                 failures = 0;
                 let r = r.into_inner();

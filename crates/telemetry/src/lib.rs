@@ -148,10 +148,14 @@ impl Endpoint {
         Ok(Endpoint { addr: bound, stop, task })
     }
 
-    /// Stops serving (after the requests in flight) and waits for it.
-    pub async fn stop(self) {
+    /// Stops serving: lets the requests in flight finish for up to a second, then closes. (The
+    /// graceful shutdown alone waits for every request in flight, and a client that stalls in
+    /// the middle of one would keep the process from ever exiting.)
+    pub async fn stop(mut self) {
         let _ = self.stop.send(());
-        let _ = self.task.await;
+        if tokio::time::timeout(std::time::Duration::from_secs(1), &mut self.task).await.is_err() {
+            self.task.abort();
+        }
     }
 }
 

@@ -40,3 +40,20 @@ async fn scrape_shows_counters_gauges_and_histograms_with_help() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// A client that stalls in the middle of a request (a slow or broken scraper) must not keep the
+/// endpoint, and so the node or coordinator process, from stopping.
+#[tokio::test]
+async fn stop_returns_while_a_client_stalls_mid_request() {
+    let ep = dprox_telemetry::Endpoint::start("127.0.0.1:0").await.unwrap();
+    // One finished scrape on its own connection, then half a request on another.
+    let page = get(ep.addr, "/metrics").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    let mut s = tokio::net::TcpStream::connect(ep.addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await; // let the server read it
+    tokio::time::timeout(std::time::Duration::from_secs(10), ep.stop())
+        .await
+        .expect("stop() returned although a request was half sent");
+    drop(s);
+}
