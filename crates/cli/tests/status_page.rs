@@ -354,7 +354,14 @@ fn the_status_page_renders_in_headless_chromium() {
 
     let end = wait_for(&url, "the end of the run", |s| s.phase == Phase::Done);
     assert!(end.nodes.iter().all(|n| n.state == NodeState::Done));
-    let summary = std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap();
+    // The coordinator writes the summary (atomically) just after the page says done.
+    let path = dir.path().join("out/summary.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no summary.json");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let summary = std::fs::read_to_string(&path).unwrap();
     assert!(summary.contains("\"status\": \"completed\""), "{summary}");
     run.stop();
 }

@@ -84,10 +84,14 @@ pub fn read_metrics(path: &Path) -> std::io::Result<Vec<std::collections::BTreeM
         .collect())
 }
 
-/// Writes `value` as pretty JSON to `path`.
+/// Writes `value` as pretty JSON to `path`, atomically (a temporary file renamed into place).
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
-    std::fs::write(path, text + "\n")
+    // Written beside it and renamed into place: whoever watches for the file never reads half.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text + "\n")?;
+    std::fs::rename(&tmp, path)
 }
 
 /// `summary.json`: what ran, how it ended, and the final metrics.
