@@ -56,7 +56,69 @@ pub struct Dataset {
     pub classes: Option<usize>,
 }
 
+/// What [`Dataset::validate`] finds wrong with a data set put together by hand (the loaders and
+/// generators of this crate never produce one of these).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidDataset {
+    /// No samples, so a mean loss is undefined.
+    #[error("the data set has no samples")]
+    Empty,
+    /// The number of feature rows differs from the number of targets.
+    #[error("the features have {rows} rows but there are {targets} targets")]
+    TargetCount {
+        /// Rows of the feature matrix.
+        rows: usize,
+        /// Length of `targets`.
+        targets: usize,
+    },
+    /// The CSR arrays are inconsistent: reading them would go out of bounds or read the wrong
+    /// weights.
+    #[error("malformed sparse features: {reason}")]
+    MalformedCsr {
+        /// What is wrong, in words.
+        reason: String,
+    },
+}
+
 impl Dataset {
+    /// Checks what an objective relies on to index without further checks: as many targets as
+    /// feature rows, at least one sample, and for sparse features offsets that start at 0 and
+    /// never decrease, arrays whose lengths match the last offset, and columns in range. Custom
+    /// objectives call it in their constructor, as the built-in ones do.
+    pub fn validate(&self) -> Result<(), InvalidDataset> {
+        let rows = match &self.features {
+            Features::Dense(m) => m.nrows(),
+            Features::Sparse(c) => {
+                let bad = |reason: String| Err(InvalidDataset::MalformedCsr { reason });
+                if c.indptr.len() != c.rows + 1 {
+                    return bad(format!("indptr has {} entries for {} rows", c.indptr.len(), c.rows));
+                }
+                if c.indptr[0] != 0 || c.indptr.windows(2).any(|w| w[0] > w[1]) {
+                    return bad("indptr does not start at 0 and never decrease".into());
+                }
+                let nnz = c.indptr[c.rows];
+                if c.indices.len() != nnz || c.values.len() != nnz {
+                    return bad(format!(
+                        "indptr ends at {nnz} but there are {} indices and {} values",
+                        c.indices.len(),
+                        c.values.len()
+                    ));
+                }
+                if let Some(&col) = c.indices.iter().find(|&&col| col as usize >= c.cols) {
+                    return bad(format!("column index {col} is out of range for {} columns", c.cols));
+                }
+                c.rows
+            }
+        };
+        if rows != self.targets.len() {
+            return Err(InvalidDataset::TargetCount { rows, targets: self.targets.len() });
+        }
+        if rows == 0 {
+            return Err(InvalidDataset::Empty);
+        }
+        Ok(())
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.targets.len()

@@ -56,7 +56,7 @@ pub mod split;
 pub mod synthetic;
 
 pub use csv::{CsvOptions, LabelColumn, load_csv};
-pub use dataset::{Csr, Dataset, Features, Task};
+pub use dataset::{Csr, Dataset, Features, InvalidDataset, Task};
 pub use error::DataError;
 pub use idx::{IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, load_idx};
 pub use libsvm::{LibsvmOptions, load_libsvm};

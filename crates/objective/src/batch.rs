@@ -231,38 +231,7 @@ pub(crate) fn affine_backward(
 /// Checks the shape of the data and the consistency of its CSR arrays, so that the models can
 /// index without further checks (an out-of-range column would silently read another row of W).
 pub(crate) fn check_data(data: &Dataset) -> Result<(), crate::ObjectiveError> {
-    use crate::ObjectiveError as E;
-    let rows = match &data.features {
-        Features::Dense(m) => m.nrows(),
-        Features::Sparse(c) => {
-            let bad = |reason: String| Err(E::MalformedCsr { reason });
-            if c.indptr.len() != c.rows + 1 {
-                return bad(format!("indptr has {} entries for {} rows", c.indptr.len(), c.rows));
-            }
-            if c.indptr[0] != 0 || c.indptr.windows(2).any(|w| w[0] > w[1]) {
-                return bad("indptr does not start at 0 and never decrease".into());
-            }
-            let nnz = c.indptr[c.rows];
-            if c.indices.len() != nnz || c.values.len() != nnz {
-                return bad(format!(
-                    "indptr ends at {nnz} but there are {} indices and {} values",
-                    c.indices.len(),
-                    c.values.len()
-                ));
-            }
-            if let Some(&col) = c.indices.iter().find(|&&col| col as usize >= c.cols) {
-                return bad(format!("column index {col} is out of range for {} columns", c.cols));
-            }
-            c.rows
-        }
-    };
-    if rows != data.targets.len() {
-        return Err(E::TargetCount { rows, targets: data.targets.len() });
-    }
-    if data.is_empty() {
-        return Err(E::EmptyData);
-    }
-    Ok(())
+    Ok(data.validate()?)
 }
 
 /// Checks that every target is an exact class index in `0..classes`.

@@ -3,25 +3,10 @@
 /// Why a model could not be built on a data set.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ObjectiveError {
-    /// The data set has no samples, so a mean loss is undefined.
-    #[error("the data set has no samples")]
-    EmptyData,
-
-    /// The number of feature rows differs from the number of targets.
-    #[error("the features have {rows} rows but there are {targets} targets")]
-    TargetCount {
-        /// Rows of the feature matrix.
-        rows: usize,
-        /// Length of `targets`.
-        targets: usize,
-    },
-
-    /// The CSR arrays are inconsistent (a model would read the wrong weights or panic).
-    #[error("malformed sparse features: {reason}")]
-    MalformedCsr {
-        /// What is wrong, in words.
-        reason: String,
-    },
+    /// The data set is inconsistent: no samples, targets that do not match the rows, or
+    /// malformed sparse arrays (see [`dprox_data::Dataset::validate`]).
+    #[error(transparent)]
+    Data(#[from] dprox_data::InvalidDataset),
 
     /// The data's feature count differs from the model's input size.
     #[error("the data has {data} features, the model expects {model}")]

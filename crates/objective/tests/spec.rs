@@ -119,7 +119,7 @@ fn malformed_csr_is_rejected() {
     assert!(err(&s, data(few_values), shape).contains("1 values"));
     assert!(matches!(
         dprox_objective::Softmax::new(Arc::new(data(Csr { indices: vec![9, 9], ..Csr::default() })), 2, true),
-        Err(ObjectiveError::MalformedCsr { .. })
+        Err(ObjectiveError::Data(dprox_data::InvalidDataset::MalformedCsr { .. }))
     ));
 }
 

@@ -50,7 +50,7 @@ pub mod cluster;
 
 use std::sync::Arc;
 
-use dprox_data::{Dataset, Features};
+use dprox_data::{Dataset, Features, InvalidDataset};
 use dprox_objective::{Batch, Objective, Shape};
 
 /// Why a [`Huber`] objective cannot be built.
@@ -59,20 +59,10 @@ pub enum HuberError {
     /// The threshold between the quadratic and the linear part must be a positive number.
     #[error("the Huber delta must be positive and finite, got {0}")]
     Delta(f64),
-    /// The data set has no samples, so the mean loss is undefined.
-    #[error("the data set has no samples")]
-    Empty,
-    /// The number of feature rows differs from the number of targets.
-    #[error("the features have {rows} rows but there are {targets} targets")]
-    Targets {
-        /// Rows of the feature matrix.
-        rows: usize,
-        /// Number of targets.
-        targets: usize,
-    },
-    /// The sparse (CSR) features are inconsistent; reading them would go out of bounds.
-    #[error("malformed sparse features: {0}")]
-    Csr(String),
+    /// The data set is inconsistent (no samples, targets that do not match the rows, or
+    /// malformed sparse arrays): what [`Dataset::validate`] found.
+    #[error(transparent)]
+    Data(#[from] InvalidDataset),
 }
 
 /// Robust linear regression: f(w, b) = mean_j h(a_j . w + b - y_j), with the Huber loss
@@ -97,7 +87,8 @@ impl Huber {
     /// Huber regression with threshold `delta` on `data` (its targets are the real responses).
     pub fn new(data: Arc<Dataset>, delta: f64) -> Result<Huber, HuberError> {
         check_delta(delta)?;
-        check_data(&data)?;
+        // The shape and the CSR arrays, so that `loss_grad` indexes without further checks.
+        data.validate()?;
         let dim = data.num_features() + 1;
         Ok(Huber { data, delta, acc: vec![0.0; dim] })
     }
@@ -201,36 +192,4 @@ impl Objective for Huber {
 
 fn check_delta(delta: f64) -> Result<(), HuberError> {
     if delta.is_finite() && delta > 0.0 { Ok(()) } else { Err(HuberError::Delta(delta)) }
-}
-
-/// Checks the shape and the CSR arrays, so that `loss_grad` indexes without further checks.
-fn check_data(data: &Dataset) -> Result<(), HuberError> {
-    let rows = match &data.features {
-        Features::Dense(m) => m.nrows(),
-        Features::Sparse(c) => {
-            let bad = |reason: String| Err(HuberError::Csr(reason));
-            if c.indptr.len() != c.rows + 1 || c.indptr[0] != 0 || c.indptr.windows(2).any(|w| w[0] > w[1]) {
-                return bad(format!("indptr is not {} + 1 nondecreasing offsets from 0", c.rows));
-            }
-            let nnz = c.indptr[c.rows];
-            if c.indices.len() != nnz || c.values.len() != nnz {
-                return bad(format!(
-                    "indptr ends at {nnz} but there are {} indices and {} values",
-                    c.indices.len(),
-                    c.values.len()
-                ));
-            }
-            if let Some(&k) = c.indices.iter().find(|&&k| k as usize >= c.cols) {
-                return bad(format!("column {k} is out of range for {} columns", c.cols));
-            }
-            c.rows
-        }
-    };
-    if rows != data.targets.len() {
-        return Err(HuberError::Targets { rows, targets: data.targets.len() });
-    }
-    if rows == 0 {
-        return Err(HuberError::Empty);
-    }
-    Ok(())
 }

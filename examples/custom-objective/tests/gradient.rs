@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dprox_data::{Csr, Dataset, Features};
+use dprox_data::{Csr, Dataset, Features, InvalidDataset};
 use dprox_example_custom_objective::{Huber, HuberError};
 use dprox_objective::{Batch, Objective};
 
@@ -137,8 +137,13 @@ fn bad_deltas_and_malformed_data_are_errors() {
     let bad = Dataset { features: Features::Sparse(csr), ..sparse.clone() };
     assert_eq!(
         Huber::new(Arc::new(bad), 1.0).unwrap_err(),
-        HuberError::Csr("column 7 is out of range for 3 columns".into())
+        HuberError::Data(InvalidDataset::MalformedCsr {
+            reason: "column index 7 is out of range for 3 columns".into()
+        })
     );
     let short = Dataset { targets: vec![1.0], ..dense };
-    assert_eq!(Huber::new(Arc::new(short), 1.0).unwrap_err(), HuberError::Targets { rows: 8, targets: 1 });
+    assert_eq!(
+        Huber::new(Arc::new(short), 1.0).unwrap_err(),
+        HuberError::Data(InvalidDataset::TargetCount { rows: 8, targets: 1 })
+    );
 }
