@@ -24,8 +24,8 @@ pub struct Args {
     #[arg(long, value_name = "HOST:PORT")]
     pub http_addr: Option<String>,
     /// Seconds the status page stays up after the run ends, so viewers see the final state.
-    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
-    pub http_linger_s: f64,
+    #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub http_linger_s: std::time::Duration,
     /// Serve Prometheus metrics (`GET /metrics`) on this address (also served on `--http-addr`).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
@@ -34,15 +34,21 @@ pub struct Args {
     pub log_format: dprox_telemetry::LogFormat,
 }
 
+/// A flag's number of seconds: a number >= 0 that a [`std::time::Duration`] can hold (what
+/// `--http-linger-s` takes here and in `dprox launch`).
+pub fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if v.is_nan() || v < 0.0 {
+        return Err(format!("must be a number of seconds >= 0, not {s}"));
+    }
+    std::time::Duration::try_from_secs_f64(v)
+        .map_err(|_| format!("{s} seconds is more than a duration can hold"))
+}
+
 /// Parses and serves until the run is over; prints `listening on ADDR` on stdout first, then,
 /// with `--http-addr`, `status page: http://ADDR/` (what `dprox launch` reads).
 pub fn main(args: Args) -> anyhow::Result<()> {
     dprox_telemetry::init_tracing(args.log_format);
-    anyhow::ensure!(
-        args.http_linger_s.is_finite() && args.http_linger_s >= 0.0,
-        "--http-linger-s must be a number of seconds >= 0, not {}",
-        args.http_linger_s
-    );
     let run = Arc::new(dprox_config::Prepared::from_file(&args.config)?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -70,7 +76,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             http,
             // `GET /metrics` next to the status page.
             http_routes: Some(dprox_telemetry::router(dprox_telemetry::install())),
-            http_linger: std::time::Duration::from_secs_f64(args.http_linger_s),
+            http_linger: args.http_linger_s,
         };
         let metrics = match &args.metrics_addr {
             Some(a) => Some(dprox_telemetry::Endpoint::start(a).await?),

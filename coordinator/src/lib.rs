@@ -27,6 +27,7 @@ use dprox_eval::{Evaluator, MetricsRow, MetricsWriter, Summary, write_json};
 use dprox_transport::pb;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::AbortOnDropHandle;
 
 use service::{Complete, CoordinatorService, Shared};
 use state::{RunState, State};
@@ -105,15 +106,6 @@ fn random_token() -> Vec<u8> {
         }
     }
     t
-}
-
-/// A task that is cancelled when its handle goes away, so no early return leaves a server behind.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Serves the coordinator of `run` on `listener` (and, with `opts.http`, its status page) until
@@ -210,12 +202,14 @@ pub async fn run(
         const PERIOD: Duration = Duration::from_millis(200);
         let mut tick = tokio::time::interval(PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = Instant::now();
+        let (mut last, mut skipped) = (Instant::now(), false);
         loop {
             tick.tick().await;
             // When this process itself stalled (a loaded machine), the heartbeats that arrived
-            // meanwhile may not be handled yet: judge liveness on the next, punctual tick.
-            let punctual = last.elapsed() < 5 * PERIOD;
+            // meanwhile may not be handled yet: judge liveness on the next tick instead (one
+            // tick, not every late one, so that a machine that stays loaded is still watched).
+            let punctual = last.elapsed() < 5 * PERIOD || skipped;
+            skipped = !punctual;
             last = Instant::now();
             let aborted = {
                 let mut state = live.state.lock().unwrap();
@@ -231,7 +225,7 @@ pub async fn run(
     // The shutdown signal is needed twice (to stop serving gRPC, and to cut the HTTP linger
     // short), so a task turns the caller's future into a watch.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let _forward = AbortOnDrop(tokio::spawn(async move {
+    let _forward = AbortOnDropHandle::new(tokio::spawn(async move {
         shutdown.await;
         shutdown_tx.send_replace(true);
     }));
@@ -249,7 +243,7 @@ pub async fn run(
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stop_rx.await;
             });
-            Some((stop_tx, AbortOnDrop(tokio::spawn(serve.into_future()))))
+            Some((stop_tx, AbortOnDropHandle::new(tokio::spawn(serve.into_future()))))
         }
         None => None,
     };
@@ -335,10 +329,9 @@ pub async fn run(
             _ = shutdown_signal() => {}
         }
         let _ = stop.send(());
-        // Graceful, but a browser holding a keep-alive connection must not keep us here.
-        if tokio::time::timeout(Duration::from_secs(1), &mut server.0).await.is_err() {
-            server.0.abort();
-        }
+        // Graceful, but a browser holding a keep-alive connection must not keep us here (the
+        // handle aborts the server when the wait runs out).
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut server).await;
     }
     match state {
         RunState::Completed => Ok(summary),

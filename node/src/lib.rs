@@ -32,6 +32,7 @@ use dprox_objective::{Batch, Objective};
 use dprox_transport::{Auth, GossipService, Inbound, PayloadPool, TransportError, pb};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::AbortOnDropHandle;
 
 use links::Links;
 
@@ -103,16 +104,6 @@ pub enum NodeError {
     Io(String),
 }
 
-/// A spawned task that is aborted when this is dropped, so that no early return of [`run`] leaves
-/// a gossip server or a heartbeat loop running in an embedding program.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 fn describe_missing(m: &[(usize, String)]) -> String {
     m.iter().map(|(id, a)| format!("node {id} ({a})")).collect::<Vec<_>>().join(", ")
 }
@@ -139,13 +130,14 @@ pub async fn run(
         .with_pool(pool.clone())
         .with_node_metrics(id)
         .into_server();
-    let mut server =
-        AbortOnDrop(tokio::spawn(dprox_transport::server().add_service(svc).serve_with_incoming_shutdown(
+    let mut server = AbortOnDropHandle::new(tokio::spawn(
+        dprox_transport::server().add_service(svc).serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {
                 let _ = stop_rx.wait_for(|&s| s).await;
             },
-        )));
+        ),
+    ));
 
     let channel =
         dprox_transport::endpoint(&opts.coordinator).map_err(|e| coord_err(e.to_string()))?.connect_lazy();
@@ -187,7 +179,7 @@ pub async fn run(
 
     let iteration = Arc::new(AtomicU64::new(0));
     let (abort_tx, mut abort_rx) = watch::channel(String::new());
-    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat_loop(
+    let heartbeat = AbortOnDropHandle::new(tokio::spawn(heartbeat_loop(
         coord.clone(),
         id,
         iteration.clone(),
@@ -232,9 +224,11 @@ pub async fn run(
                 links: per_peer,
                 loss,
             };
-            let reply = tokio::time::timeout(timeout, coord.clone().report(req))
+            // Bounded, generously: a report carries the whole parameter vector.
+            let limit = timeout.max(Duration::from_secs(120));
+            let reply = tokio::time::timeout(limit, coord.clone().report(req))
                 .await
-                .map_err(|_| coord_err(format!("no answer to the report of iteration {t} within {} s", timeout.as_secs_f64())))?;
+                .map_err(|_| coord_err(format!("no answer to the report of iteration {t} within {} s", limit.as_secs_f64())))?;
             reply.map_err(|s| coord_err(format!("report refused: {}", s.message())))?;
             Ok(())
         };
@@ -263,19 +257,21 @@ pub async fn run(
             let mut probe_at = last_progress + PROBE_AFTER;
             while node.phase() != Phase::NeedGradient {
                 let w0 = Instant::now();
-                // Biased: a message already here is applied before any timer is looked at, so a
-                // neighbour that delivered its last message and left is never taken for dead.
+                // Biased: an abort or a shutdown first (rarely ready, and a node whose messages
+                // are always queued must still see them), then a message already here before
+                // any timer, so a neighbour that delivered its last message and left is never
+                // taken for dead.
                 tokio::select! {
                     biased;
+                    _ = abort_rx.changed() => return Err(NodeError::Aborted(abort_rx.borrow().clone())),
+                    _ = &mut shutdown => return Err(NodeError::Shutdown(id)),
+                    Some(e) = err_rx.recv() => return Err(e.into()),
                     m = in_rx.recv() => {
                         let m = m.ok_or(NodeError::Shutdown(id))?;
                         apply(m, &mut node, &mut telemetry, &pool, &mut links, &mut encoder)?;
                         last_progress = Instant::now();
                         probe_at = last_progress + PROBE_AFTER;
                     }
-                    Some(e) = err_rx.recv() => return Err(e.into()),
-                    _ = abort_rx.changed() => return Err(NodeError::Aborted(abort_rx.borrow().clone())),
-                    _ = &mut shutdown => return Err(NodeError::Shutdown(id)),
                     _ = tokio::time::sleep_until((last_progress + timeout).into()) => {
                         let Phase::Exchanging(ex) = node.phase() else { unreachable!() };
                         telemetry.timed_out();
@@ -320,9 +316,15 @@ pub async fn run(
             }
         }
         // Every message we sent must be delivered before we go: neighbours may still need them.
-        // Each send is bounded by the transport; an abort or a shutdown still ends the wait.
+        // A neighbour that takes them in no longer than the message timeout allows, an abort or
+        // a shutdown ends the wait.
         tokio::select! {
-            r = links.close() => r?,
+            r = tokio::time::timeout(timeout, links.close()) => r.map_err(|_| {
+                NodeError::Io(format!(
+                    "the last messages were not delivered within {} s",
+                    timeout.as_secs_f64()
+                ))
+            })??,
             _ = abort_rx.changed() => return Err(NodeError::Aborted(abort_rx.borrow().clone())),
             _ = &mut shutdown => return Err(NodeError::Shutdown(id)),
         }
@@ -353,8 +355,8 @@ pub async fn run(
     drop(heartbeat);
     let _ = stop_tx.send(true);
     // Graceful, but bounded: a peer that died mid-stream must not keep this process alive (the
-    // guard aborts the server when the wait runs out).
-    let _ = tokio::time::timeout(Duration::from_secs(3), &mut server.0).await;
+    // handle aborts the server when the wait runs out).
+    let _ = tokio::time::timeout(Duration::from_secs(3), &mut server).await;
     outcome
 }
 

@@ -135,7 +135,9 @@ impl Links {
         for c in self.probes.iter_mut().filter(|c| peers.contains(&c.peer)) {
             // Only a peer that cannot be reached is gone; one that is slow to answer (a loaded
             // machine) is left to the message timeout.
-            if let Err(PingError::Unreachable(why)) = c.ping(Duration::from_secs(2)).await {
+            // A refused connection comes back at once; the short timeout keeps a slow peer from
+            // holding up the wait loop.
+            if let Err(PingError::Unreachable(why)) = c.ping(Duration::from_millis(500)).await {
                 return Some((c.peer, c.address.clone(), why));
             }
         }

@@ -95,8 +95,8 @@ pub struct Args {
     pub http_addr: Option<String>,
     /// Seconds the status page stays up after the run ends, so that viewers see the final
     /// state (the coordinator's default is 2).
-    #[arg(long, value_name = "SECONDS", requires = "http_addr")]
-    pub http_linger_s: Option<f64>,
+    #[arg(long, value_name = "SECONDS", requires = "http_addr", value_parser = dprox_coordinator::cli::parse_seconds)]
+    pub http_linger_s: Option<Duration>,
     /// Serve Prometheus metrics: the coordinator on 127.0.0.1:PORT, node i on PORT + 1 + i
     /// (the targets of deploy/prometheus/prometheus.yml for PORT = 9400). Off by default.
     #[arg(long, value_name = "PORT")]
@@ -109,12 +109,6 @@ pub struct Args {
 pub fn launch(args: &Args) -> anyhow::Result<()> {
     let (config, out, quiet, metrics_port) = (&args.config, &args.out, args.quiet, args.metrics_port);
     let http_addr = args.http_addr.as_deref();
-    if let Some(s) = args.http_linger_s {
-        anyhow::ensure!(
-            s.is_finite() && s >= 0.0,
-            "--http-linger-s must be a number of seconds >= 0, not {s}"
-        );
-    }
     // Validate before starting anything: a bad config fails here, with its own message.
     let run = dprox_config::Prepared::from_file(config)?;
     let n = run.n();
@@ -151,29 +145,28 @@ pub fn launch(args: &Args) -> anyhow::Result<()> {
         coordinator.args(["--http-addr", a]);
     }
     if let Some(s) = args.http_linger_s {
-        coordinator.args(["--http-linger-s", &s.to_string()]);
+        coordinator.args(["--http-linger-s", &s.as_secs_f64().to_string()]);
     }
     let mut child =
         coordinator.stdout(Stdio::piped()).stderr(f).spawn().context("starting the coordinator")?;
-    // The coordinator prints `listening on ADDR`, then `status page: URL` when asked for one.
     let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let log_path = log.clone();
+    procs.0.push(Proc { name: "coordinator".into(), child, log }); // stopped on any early return
+    // The coordinator prints `listening on ADDR`, then `status page: URL` when asked for one.
     let mut first = String::new();
     stdout.read_line(&mut first)?;
     let Some(addr) = first.trim().strip_prefix("listening on ").map(String::from) else {
-        let _ = child.kill();
-        bail!("the coordinator did not start:\n{}", tail(&log, 20));
+        bail!("the coordinator did not start:\n{}", tail(&log_path, 20));
     };
     if http_addr.is_some() {
         let mut second = String::new();
         stdout.read_line(&mut second)?;
         let Some(url) = second.trim().strip_prefix("status page: ") else {
-            let _ = child.kill();
-            bail!("the coordinator did not start its status page:\n{}", tail(&log, 20));
+            bail!("the coordinator did not start its status page:\n{}", tail(&log_path, 20));
         };
         eprintln!("status page: {url}");
     }
     drop(stdout);
-    procs.0.push(Proc { name: "coordinator".into(), child, log });
     for i in 0..n {
         let (f, log) = log_file(&format!("node-{i}"))?;
         let mut node = Command::new(&exe);

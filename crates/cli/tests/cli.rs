@@ -178,7 +178,11 @@ fn launch_refuses_bad_flags_before_starting_anything() {
     };
     refused(
         &[&"--http-addr", &"127.0.0.1:0", &"--http-linger-s=-1"],
-        "--http-linger-s must be a number of seconds >= 0, not -1",
+        "invalid value '-1' for '--http-linger-s <SECONDS>': must be a number of seconds >= 0, not -1",
+    );
+    refused(
+        &[&"--http-addr", &"127.0.0.1:0", &"--http-linger-s", &"1e20"],
+        "1e20 seconds is more than a duration can hold",
     );
     refused(&[&"--http-linger-s", &"3"], "--http-addr");
     refused(

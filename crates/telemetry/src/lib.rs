@@ -110,7 +110,8 @@ pub struct Endpoint {
     /// The address it serves on.
     pub addr: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The server (its upkeep inside); aborted when the endpoint is dropped or stop gives up.
+    task: tokio_util::task::AbortOnDropHandle<std::io::Result<()>>,
 }
 
 impl Endpoint {
@@ -129,22 +130,22 @@ impl Endpoint {
         // that would be memory growing with the run, so drain them every few seconds anyway.
         let upkeep = {
             let handle = handle.clone();
-            tokio::spawn(async move {
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
                 loop {
                     tick.tick().await;
                     handle.run_upkeep();
                 }
-            })
+            }))
         };
-        let task = tokio::spawn(async move {
-            let served = serve(listener, router(handle), async {
+        // The upkeep lives as long as this task, however it ends (served out, or aborted).
+        let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+            let _upkeep = upkeep;
+            serve(listener, router(handle), async {
                 let _ = stopped.await;
             })
-            .await;
-            upkeep.abort();
-            served
-        });
+            .await
+        }));
         Ok(Endpoint { addr: bound, stop, task })
     }
 
@@ -153,9 +154,7 @@ impl Endpoint {
     /// the middle of one would keep the process from ever exiting.)
     pub async fn stop(mut self) {
         let _ = self.stop.send(());
-        if tokio::time::timeout(std::time::Duration::from_secs(1), &mut self.task).await.is_err() {
-            self.task.abort();
-        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut self.task).await;
     }
 }
 
