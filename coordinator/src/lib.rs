@@ -195,9 +195,11 @@ pub async fn run(
         Ok(last)
     });
 
-    // Liveness: a node silent for 10 heartbeats is declared dead.
+    // Liveness: a node silent for 10 heartbeats is declared dead, and a run whose nodes do not
+    // all register in time is given up.
     let live = shared.clone();
     let limit = Duration::from_secs_f64(run.config.cluster.heartbeat_s * 10.0);
+    let register_limit = Duration::from_secs_f64(run.config.cluster.register_timeout_s);
     let watchdog = tokio::spawn(async move {
         const PERIOD: Duration = Duration::from_millis(200);
         let mut tick = tokio::time::interval(PERIOD);
@@ -214,7 +216,8 @@ pub async fn run(
             let aborted = {
                 let mut state = live.state.lock().unwrap();
                 publish_health(&state, Instant::now());
-                punctual && state.check_liveness(Instant::now(), limit)
+                (punctual && state.check_liveness(Instant::now(), limit))
+                    || state.check_registration(Instant::now(), register_limit)
             };
             if aborted {
                 live.note_over();

@@ -82,12 +82,21 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             s.started.send_replace(true);
             tracing::info!("all {} nodes registered: run {} starts", s.run.n(), s.run_id);
         }
-        // Hold the reply until every node is in: the reply is the start signal.
-        let mut started = s.started.subscribe();
-        started
-            .wait_for(|&v| v)
-            .await
-            .map_err(|_| Status::unavailable("the coordinator is shutting down"))?;
+        // Hold the reply until every node is in: the reply is the start signal. A run given up
+        // meanwhile (not every node registered in time) answers with its reason instead.
+        let (mut started, mut over) = (s.started.subscribe(), s.over.subscribe());
+        tokio::select! {
+            r = async { started.wait_for(|&v| v).await.map(drop) } => {
+                r.map_err(|_| Status::unavailable("the coordinator is shutting down"))?;
+            }
+            _ = async { over.wait_for(|&v| v).await.map(drop) } => {
+                let why = match &s.state.lock().unwrap().state {
+                    RunState::Aborted(why) => why.clone(),
+                    _ => "the run is over".to_string(),
+                };
+                return Err(Status::aborted(why));
+            }
+        }
         let st = s.state.lock().unwrap();
         let cfg = s.run.node_config(id);
         let peers = s

@@ -77,6 +77,8 @@ pub struct State {
     pub started: Option<Instant>,
     /// When the run completed or was aborted.
     pub ended: Option<Instant>,
+    /// When the coordinator started waiting for registrations.
+    created: Instant,
     reports: BTreeMap<u64, Vec<Option<Report>>>,
 }
 
@@ -96,6 +98,7 @@ impl State {
             curve: Vec::new(),
             started: None,
             ended: None,
+            created: now,
             reports: BTreeMap::new(),
         }
     }
@@ -223,6 +226,29 @@ impl State {
         false
     }
 
+    /// Aborts a run that is still waiting for registrations `limit` after the coordinator
+    /// started, naming the nodes that never came; true when it did.
+    pub fn check_registration(&mut self, now: Instant, limit: Duration) -> bool {
+        if self.state != RunState::Registering || now.duration_since(self.created) <= limit {
+            return false;
+        }
+        let ids = |registered: bool| {
+            let v: Vec<String> = (0..self.n)
+                .filter(|&i| self.registered[i].is_some() == registered)
+                .map(|i| i.to_string())
+                .collect();
+            if v.is_empty() { "none".to_string() } else { v.join(", ") }
+        };
+        self.state = RunState::Aborted(format!(
+            "node(s) {} did not register within {:.0} s (registered: {}); see cluster.register_timeout_s",
+            ids(false),
+            limit.as_secs_f64(),
+            ids(true)
+        ));
+        self.ended = Some(now);
+        true
+    }
+
     /// True when the run is over (completed or aborted) and every node that will report has.
     pub fn is_over(&self) -> bool {
         matches!(self.state, RunState::Completed | RunState::Aborted(_))
@@ -235,6 +261,31 @@ mod tests {
 
     fn reg(a: &str) -> Registration {
         Registration { address: a.into(), device: "cpu".into(), throughput: 0.0 }
+    }
+
+    #[test]
+    fn a_run_not_fully_registered_in_time_is_aborted_naming_the_missing_nodes() {
+        let t = Instant::now();
+        let mut s = State::new(4, 2, t);
+        s.register(1, 2, reg("b:2"), t).unwrap();
+        s.register(3, 2, reg("d:4"), t).unwrap();
+        let limit = Duration::from_secs(60);
+        assert!(!s.check_registration(t + limit, limit), "not past the limit yet");
+        assert_eq!(s.state, RunState::Registering);
+        assert!(s.check_registration(t + limit + Duration::from_millis(1), limit));
+        assert_eq!(
+            s.state,
+            RunState::Aborted(
+                "node(s) 0, 2 did not register within 60 s (registered: 1, 3); see cluster.register_timeout_s"
+                    .into()
+            )
+        );
+        assert!(s.is_over());
+        // A run that started is not concerned.
+        let mut s = State::new(1, 2, t);
+        s.register(0, 2, reg("a:1"), t).unwrap();
+        assert!(!s.check_registration(t + 2 * limit, limit));
+        assert_eq!(s.state, RunState::Running);
     }
 
     #[test]

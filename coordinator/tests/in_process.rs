@@ -7,6 +7,11 @@ use dprox_config::Prepared;
 use dprox_transport::pb;
 
 fn prepared(nodes: usize) -> Arc<Prepared> {
+    prepared_with(nodes, "")
+}
+
+/// As [`prepared`], with `extra` TOML appended (a section of its own).
+fn prepared_with(nodes: usize, extra: &str) -> Arc<Prepared> {
     let text = format!(
         r#"
         [run]
@@ -28,6 +33,7 @@ fn prepared(nodes: usize) -> Arc<Prepared> {
         [compression]
         x = {{ kind = "rand_k", ratio = 0.5 }}
         y = {{ kind = "qsgd", levels = 4 }}
+        {extra}
         "#
     );
     let cfg = dprox_config::parse(&text, "t.toml".as_ref()).unwrap();
@@ -45,14 +51,26 @@ async fn start_coordinator(
     (addr, h)
 }
 
+type NodeTask = tokio::task::JoinHandle<Result<dprox_node::Outcome, dprox_node::NodeError>>;
+
 /// Every node of `run` in-process on 127.0.0.1:0, with the objective `objective(id)`.
 async fn start_nodes(
     run: &Arc<Prepared>,
     addr: &str,
     objective: impl Fn(usize) -> Box<dyn dprox_objective::Objective>,
-) -> Vec<tokio::task::JoinHandle<Result<dprox_node::Outcome, dprox_node::NodeError>>> {
+) -> Vec<NodeTask> {
+    start_some_nodes(run, addr, 0..run.n(), objective).await
+}
+
+/// The nodes `ids` of `run`, as [`start_nodes`].
+async fn start_some_nodes(
+    run: &Arc<Prepared>,
+    addr: &str,
+    ids: std::ops::Range<usize>,
+    objective: impl Fn(usize) -> Box<dyn dprox_objective::Objective>,
+) -> Vec<NodeTask> {
     let mut nodes = Vec::new();
-    for id in 0..run.n() {
+    for id in ids {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let opts = dprox_node::Options { id, coordinator: addr.into(), out: None, secret: "s3cret".into() };
         let node = dprox_node::run(run.clone(), objective(id), opts, listener, std::future::pending::<()>());
@@ -96,6 +114,24 @@ async fn registration_refuses_unknown_ids_wrong_dimensions_and_wrong_secrets() {
     let e = c.register(req(0, run.dim as u64, "guess")).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
     assert_eq!(e.message(), "node 0: wrong or missing cluster secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_nodes_do_not_all_register_in_time_is_given_up_naming_them() {
+    let run = prepared_with(3, "[cluster]\nregister_timeout_s = 1");
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, coordinator) = start_coordinator(run.clone(), Some(dir.path().to_path_buf())).await;
+    // Nodes 0 and 1 come; node 2 never does.
+    let nodes = start_some_nodes(&run, &addr, 0..2, |id| run.objective(id).unwrap()).await;
+    let why = "node(s) 2 did not register within 1 s (registered: 0, 1); see cluster.register_timeout_s";
+    for n in nodes {
+        let e = n.await.unwrap().unwrap_err().to_string();
+        assert!(e.contains(&format!("refused: {why}")), "{e}");
+    }
+    let e = coordinator.await.unwrap().unwrap_err().to_string();
+    assert_eq!(e, format!("run aborted: {why}"));
+    let summary = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
+    assert!(summary.contains("\"status\": \"failed\"") && summary.contains(why), "{summary}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

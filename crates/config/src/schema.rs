@@ -54,6 +54,10 @@ pub struct ClusterSection {
     /// Seconds between heartbeats; the coordinator declares a node dead after 10 missed ones.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_s: f64,
+    /// Seconds the coordinator waits for every node to register before it gives up on the run,
+    /// naming the nodes that never came.
+    #[serde(default = "default_register_timeout")]
+    pub register_timeout_s: f64,
     /// The coordinator's host:port, for nodes started by hand (`dprox-node --coordinator` wins).
     #[serde(default)]
     pub coordinator: Option<String>,
@@ -65,6 +69,7 @@ impl Default for ClusterSection {
             shape: false,
             timeout_s: default_timeout(),
             heartbeat_s: default_heartbeat(),
+            register_timeout_s: default_register_timeout(),
             coordinator: None,
         }
     }
@@ -75,6 +80,9 @@ fn default_timeout() -> f64 {
 }
 fn default_heartbeat() -> f64 {
     1.0
+}
+fn default_register_timeout() -> f64 {
+    600.0
 }
 
 /// `[run]`.

@@ -179,11 +179,16 @@ impl Config {
             return Err(invalid("network.loss", format!("must be in [0, 1), got {}", net.loss)));
         }
         let cl = &self.cluster;
-        if !(cl.timeout_s.is_finite() && cl.timeout_s > 0.0) {
-            return Err(invalid("cluster.timeout_s", format!("must be positive, got {}", cl.timeout_s)));
-        }
-        if !(cl.heartbeat_s.is_finite() && cl.heartbeat_s > 0.0) {
-            return Err(invalid("cluster.heartbeat_s", format!("must be positive, got {}", cl.heartbeat_s)));
+        for (key, v) in [
+            ("cluster.timeout_s", cl.timeout_s),
+            ("cluster.heartbeat_s", cl.heartbeat_s),
+            ("cluster.register_timeout_s", cl.register_timeout_s),
+        ] {
+            // Positive, and a number of seconds a Duration can hold (ten of them, for the
+            // heartbeat limit), so that no later conversion can panic.
+            if !(v > 0.0 && std::time::Duration::try_from_secs_f64(10.0 * v).is_ok()) {
+                return Err(invalid(key, format!("must be a positive number of seconds, got {v}")));
+            }
         }
         for (k, l) in self.links.iter().enumerate() {
             let key = format!("links[{k}]");

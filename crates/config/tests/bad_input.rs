@@ -428,3 +428,21 @@ fn mnist_lenet_example_prepares() {
     assert_eq!(held, [1, 8]);
     assert!(run.warnings.is_empty(), "{:?}", run.warnings);
 }
+
+#[test]
+fn cluster_durations_must_be_positive_numbers_of_seconds_a_duration_holds() {
+    let d = dir();
+    for (key, value) in [
+        ("timeout_s", "0"),
+        ("heartbeat_s", "-1"),
+        ("register_timeout_s", "nan"),
+        ("register_timeout_s", "1e300"),
+        ("timeout_s", "inf"),
+    ] {
+        let msg = error(d.path(), &format!("{BASE}\n[cluster]\n{key} = {value}\n"));
+        assert_mentions(&msg, &[&format!("cluster.{key}"), "must be a positive number of seconds, got"]);
+    }
+    let run = prepare(d.path(), &format!("{BASE}\n[cluster]\nregister_timeout_s = 30\n")).unwrap();
+    assert_eq!(run.config.cluster.register_timeout_s, 30.0);
+    assert_eq!(prepare(d.path(), BASE).unwrap().config.cluster.register_timeout_s, 600.0, "the default");
+}
