@@ -60,11 +60,13 @@ impl Links {
             let mut client = PeerClient::new(*peer, address)?;
             probes.push(client.clone());
             let mut shaper = run.link_shape(id, *peer).map(|c| {
+                // (Saturating: an absurd latency in a config is a very long wait, not a panic.)
+                let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
                 let shape = LinkShape {
-                    latency: Duration::from_secs_f64(c.latency_s),
+                    latency: secs(c.latency_s),
                     bytes_per_s: c.bytes_per_s,
                     loss: c.loss,
-                    retransmit: Duration::from_secs_f64((4.0 * c.latency_s).max(0.01)),
+                    retransmit: secs((4.0 * c.latency_s).max(0.01)),
                 };
                 Shaper::new(shape, run.config.run.seed, id, *peer)
             });

@@ -63,7 +63,8 @@ impl Shaper {
                 d += self.shape.retransmit.as_secs_f64();
             }
         }
-        Duration::from_secs_f64(d)
+        // Saturating: a tiny bandwidth in a config is a very long wait, not a panic.
+        Duration::try_from_secs_f64(d).unwrap_or(Duration::MAX)
     }
 }
 
@@ -87,5 +88,8 @@ mod tests {
         let mean_extra = total / 2000.0 - 0.010;
         assert!((mean_extra - 0.050).abs() < 0.005, "{mean_extra}");
         assert_eq!(Shaper::new(LinkShape::NONE, 0, 0, 1).delay(1 << 20, 1), Duration::ZERO);
+        // A bandwidth so small that the wait overflows a Duration saturates instead of panicking.
+        let mut crawl = Shaper::new(LinkShape { bytes_per_s: 1e-300, ..shape }, 1, 0, 1);
+        assert_eq!(crawl.delay(1000, 1), Duration::MAX);
     }
 }
