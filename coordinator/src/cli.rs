@@ -45,11 +45,12 @@ pub fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("{s} seconds is more than a duration can hold"))
 }
 
-/// Parses and serves until the run is over; prints `listening on ADDR` on stdout first, then,
+/// Parses and serves until the run is over (a registered objective of `objectives` for
+/// `[model] kind = "custom"`); prints `listening on ADDR` on stdout first, then,
 /// with `--http-addr`, `status page: http://ADDR/` (what `dprox launch` reads).
-pub fn main(args: Args) -> anyhow::Result<()> {
+pub fn main(args: Args, objectives: &dprox_prepare::Objectives) -> anyhow::Result<()> {
     dprox_telemetry::init_tracing(args.log_format);
-    let run = Arc::new(dprox_config::Prepared::from_file(&args.config)?);
+    let run = Arc::new(dprox_prepare::Prepared::from_file(&args.config)?.with_registered(objectives)?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -87,7 +88,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             m.stop().await;
         }
         let summary = summary?;
-        eprintln!("run {} completed: {} iterations", summary.name, summary.iterations);
+        eprintln!("run {} completed: {} iterations", summary.run.name, summary.iterations);
         Ok(())
     })
 }

@@ -12,5 +12,5 @@ fn main() -> anyhow::Result<()> {
         #[command(flatten)]
         args: dprox_coordinator::cli::Args,
     }
-    dprox_coordinator::cli::main(Cli::parse().args)
+    dprox_coordinator::cli::main(Cli::parse().args, &dprox_prepare::Objectives::new())
 }

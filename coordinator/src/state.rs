@@ -1,9 +1,12 @@
 //! The coordinator's bookkeeping, free of I/O: who registered, who is alive, how far each node
 //! got, what each sent to each neighbour, which evaluation iterations are complete, and the
-//! evaluated curve so far. Time comes in as an argument.
+//! evaluated curve so far. Time comes in as an argument (tokio's `Instant`, so that drivers over
+//! it run in virtual time).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::status::{CurvePoint, Traffic};
 
@@ -27,16 +30,14 @@ pub struct Registration {
 pub struct Report {
     /// x_i.
     pub x: Vec<f32>,
-    /// Payload bytes sent so far.
-    pub payload: u64,
-    /// Framed bytes sent so far.
-    pub framed: u64,
+    /// Bytes sent so far (to all neighbours).
+    pub sent: Traffic,
     /// Seconds since the start signal.
     pub elapsed: f64,
     /// Minibatch loss of the node's latest gradient, if it computed one yet.
     pub loss: Option<f64>,
-    /// Bytes sent to each neighbour so far, by peer id (empty from nodes that predate it).
-    pub links: Vec<(usize, Traffic)>,
+    /// Bytes sent to each neighbour so far, by peer id.
+    pub links: BTreeMap<usize, Traffic>,
 }
 
 /// Where the run is.
@@ -52,25 +53,109 @@ pub enum RunState {
     Aborted(String),
 }
 
+/// How far a node got.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    /// Registering or training.
+    Running,
+    /// Completed its iterations.
+    Finished,
+    /// Stopped with this error.
+    Failed(String),
+}
+
+/// A node's latest sign of life.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Heartbeat {
+    /// When it came.
+    pub at: Instant,
+    /// The iteration the node was at (the latest of heartbeats and reports).
+    pub iteration: u64,
+}
+
+/// What the coordinator knows of one node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeBook {
+    /// Its registration, once it registered.
+    pub registration: Option<Registration>,
+    /// Its latest sign of life.
+    pub heartbeat: Heartbeat,
+    /// How far it got.
+    pub progress: Progress,
+    /// Bytes it sent, as of its latest report.
+    pub sent: Traffic,
+    /// Its latest minibatch loss.
+    pub loss: Option<f64>,
+    /// Bytes it sent to each neighbour, as of its latest report.
+    pub links: BTreeMap<usize, Traffic>,
+}
+
+/// Why a registration was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// The id is outside the topology.
+    #[error("node id {id} is not in the topology, which has nodes 0..{n}")]
+    UnknownNode {
+        /// The id given.
+        id: usize,
+        /// Nodes in the topology.
+        n: usize,
+    },
+    /// The node's model has another size than the run's.
+    #[error("node {id} has a model of {dim} parameters, the run's has {expected}")]
+    WrongDim {
+        /// The node.
+        id: usize,
+        /// Its model's size.
+        dim: usize,
+        /// The run's.
+        expected: usize,
+    },
+    /// The run already started.
+    #[error("node {id} registered after the run started")]
+    Started {
+        /// The node.
+        id: usize,
+    },
+    /// The id registered already.
+    #[error("node {id} is already registered (at {address})")]
+    Duplicate {
+        /// The node.
+        id: usize,
+        /// The address it registered with.
+        address: String,
+    },
+}
+
+/// Why a report was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// The id is outside the topology.
+    #[error("report from unknown node {id}")]
+    UnknownNode {
+        /// The id given.
+        id: usize,
+    },
+    /// The iterate has another size than the run's.
+    #[error("node {id} reported {got} parameters, the run has {expected}")]
+    WrongDim {
+        /// The node.
+        id: usize,
+        /// The size reported.
+        got: usize,
+        /// The run's.
+        expected: usize,
+    },
+}
+
 /// The coordinator's view of the run.
 #[derive(Debug)]
 pub struct State {
-    n: usize,
     dim: usize,
-    /// Registrations by node id.
-    pub registered: Vec<Option<Registration>>,
+    /// Every node of the topology, by id.
+    pub nodes: Vec<NodeBook>,
     /// Run state.
     pub state: RunState,
-    /// Last heartbeat time and iteration per node.
-    pub heartbeat: Vec<(Instant, u64)>,
-    /// Per node: `None` running, `Some(None)` completed, `Some(Some(e))` failed.
-    pub finished: Vec<Option<Option<String>>>,
-    /// Latest byte counters per node (payload, framed).
-    pub bytes: Vec<(u64, u64)>,
-    /// Latest minibatch loss per node.
-    pub loss: Vec<Option<f64>>,
-    /// Latest bytes per node and neighbour: `links[i]` is (peer, what i sent to it).
-    pub links: Vec<Vec<(usize, Traffic)>>,
     /// The evaluated points so far, ascending by iteration (thinned beyond [`MAX_POINTS`]).
     pub curve: Vec<CurvePoint>,
     /// When every node had registered (the start signal).
@@ -85,22 +170,33 @@ pub struct State {
 impl State {
     /// A run of `n` nodes with models of `dim` parameters, started at `now`.
     pub fn new(n: usize, dim: usize, now: Instant) -> State {
+        let book = NodeBook {
+            registration: None,
+            heartbeat: Heartbeat { at: now, iteration: 0 },
+            progress: Progress::Running,
+            sent: Traffic::default(),
+            loss: None,
+            links: BTreeMap::new(),
+        };
         State {
-            n,
             dim,
-            registered: vec![None; n],
+            nodes: vec![book; n],
             state: RunState::Registering,
-            heartbeat: vec![(now, 0); n],
-            finished: vec![None; n],
-            bytes: vec![(0, 0); n],
-            loss: vec![None; n],
-            links: vec![Vec::new(); n],
             curve: Vec::new(),
             started: None,
             ended: None,
             created: now,
             reports: BTreeMap::new(),
         }
+    }
+
+    fn n(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Node `id`'s address, or "" before it registered (for messages).
+    pub fn address(&self, id: usize) -> &str {
+        self.nodes.get(id).and_then(|b| b.registration.as_ref()).map_or("", |r| r.address.as_str())
     }
 
     /// Records a registration; returns true when it was the last one (the run starts).
@@ -110,27 +206,27 @@ impl State {
         dim: usize,
         reg: Registration,
         now: Instant,
-    ) -> Result<bool, String> {
-        if id >= self.n {
-            return Err(format!("node id {id} is not in the topology, which has nodes 0..{}", self.n));
+    ) -> Result<bool, RegisterError> {
+        if id >= self.n() {
+            return Err(RegisterError::UnknownNode { id, n: self.n() });
         }
         if dim != self.dim {
-            return Err(format!("node {id} has a model of {dim} parameters, the run's has {}", self.dim));
+            return Err(RegisterError::WrongDim { id, dim, expected: self.dim });
         }
         if self.state != RunState::Registering {
-            return Err(format!("node {id} registered after the run started"));
+            return Err(RegisterError::Started { id });
         }
-        if let Some(prev) = &self.registered[id] {
-            return Err(format!("node {id} is already registered (at {})", prev.address));
+        if let Some(prev) = &self.nodes[id].registration {
+            return Err(RegisterError::Duplicate { id, address: prev.address.clone() });
         }
-        self.registered[id] = Some(reg);
-        self.heartbeat[id] = (now, 0);
-        let all = self.registered.iter().all(Option::is_some);
+        self.nodes[id].registration = Some(reg);
+        self.nodes[id].heartbeat = Heartbeat { at: now, iteration: 0 };
+        let all = self.nodes.iter().all(|b| b.registration.is_some());
         if all {
             self.state = RunState::Running;
             self.started = Some(now);
-            for h in &mut self.heartbeat {
-                h.0 = now;
+            for b in &mut self.nodes {
+                b.heartbeat.at = now;
             }
         }
         Ok(all)
@@ -138,9 +234,9 @@ impl State {
 
     /// A heartbeat; returns the abort reason if the run was aborted.
     pub fn heartbeat(&mut self, id: usize, iteration: u64, now: Instant) -> Option<String> {
-        if id < self.n {
+        if let Some(b) = self.nodes.get_mut(id) {
             // A report may have told us a later iteration already; heartbeats race with it.
-            self.heartbeat[id] = (now, iteration.max(self.heartbeat[id].1));
+            b.heartbeat = Heartbeat { at: now, iteration: iteration.max(b.heartbeat.iteration) };
         }
         match &self.state {
             RunState::Aborted(why) => Some(why.clone()),
@@ -149,21 +245,25 @@ impl State {
     }
 
     /// A report; returns the reports of `iteration` when every node has sent its own.
-    pub fn report(&mut self, id: usize, iteration: u64, r: Report) -> Result<Option<Vec<Report>>, String> {
-        if id >= self.n {
-            return Err(format!("report from unknown node {id}"));
-        }
+    pub fn report(
+        &mut self,
+        id: usize,
+        iteration: u64,
+        r: Report,
+    ) -> Result<Option<Vec<Report>>, ReportError> {
+        let n = self.n();
+        let Some(b) = self.nodes.get_mut(id) else { return Err(ReportError::UnknownNode { id }) };
         if r.x.len() != self.dim {
-            return Err(format!("node {id} reported {} parameters, the run has {}", r.x.len(), self.dim));
+            return Err(ReportError::WrongDim { id, got: r.x.len(), expected: self.dim });
         }
-        self.bytes[id] = (r.payload, r.framed);
-        self.loss[id] = r.loss.or(self.loss[id]);
+        b.sent = r.sent;
+        b.loss = r.loss.or(b.loss);
         if !r.links.is_empty() {
-            self.links[id] = r.links.clone();
+            b.links = r.links.clone();
         }
         // Reports are fresher than heartbeats (which come once per `heartbeat_s`).
-        self.heartbeat[id].1 = self.heartbeat[id].1.max(iteration);
-        let slot = self.reports.entry(iteration).or_insert_with(|| vec![None; self.n]);
+        b.heartbeat.iteration = b.heartbeat.iteration.max(iteration);
+        let slot = self.reports.entry(iteration).or_insert_with(|| vec![None; n]);
         slot[id] = Some(r);
         if slot.iter().all(Option::is_some) {
             let done = self.reports.remove(&iteration).expect("just inserted");
@@ -187,17 +287,19 @@ impl State {
 
     /// A node finished, or failed with `error`, at `now`.
     pub fn finish(&mut self, id: usize, error: Option<String>, now: Instant) {
-        if id >= self.n {
+        if id >= self.n() {
             return;
         }
         if let Some(e) = &error
             && !matches!(self.state, RunState::Aborted(_))
         {
-            let addr = self.registered[id].as_ref().map(|r| r.address.clone()).unwrap_or_default();
-            self.state = RunState::Aborted(format!("node {id} ({addr}) failed: {e}"));
+            self.state = RunState::Aborted(format!("node {id} ({}) failed: {e}", self.address(id)));
         }
-        self.finished[id] = Some(error);
-        if self.state == RunState::Running && self.finished.iter().all(|f| matches!(f, Some(None))) {
+        self.nodes[id].progress = match error {
+            None => Progress::Finished,
+            Some(e) => Progress::Failed(e),
+        };
+        if self.state == RunState::Running && self.nodes.iter().all(|b| b.progress == Progress::Finished) {
             self.state = RunState::Completed;
         }
         if self.is_over() && self.ended.is_none() {
@@ -211,30 +313,29 @@ impl State {
         if self.state != RunState::Running {
             return false;
         }
-        for id in 0..self.n {
-            let (t, it) = self.heartbeat[id];
-            if self.finished[id].is_none() && now.duration_since(t) > limit {
-                let addr = self.registered[id].as_ref().map(|r| r.address.clone()).unwrap_or_default();
-                self.state = RunState::Aborted(format!(
-                    "node {id} ({addr}) stopped sending heartbeats {:.1} s ago, at iteration {it}",
-                    now.duration_since(t).as_secs_f64()
-                ));
-                self.ended = Some(now);
-                return true;
-            }
-        }
-        false
+        let silent = self.nodes.iter().position(|b| {
+            b.progress == Progress::Running && now.saturating_duration_since(b.heartbeat.at) > limit
+        });
+        let Some(id) = silent else { return false };
+        let Heartbeat { at, iteration } = self.nodes[id].heartbeat;
+        self.state = RunState::Aborted(format!(
+            "node {id} ({}) stopped sending heartbeats {:.1} s ago, at iteration {iteration}",
+            self.address(id),
+            now.saturating_duration_since(at).as_secs_f64()
+        ));
+        self.ended = Some(now);
+        true
     }
 
     /// Aborts a run that is still waiting for registrations `limit` after the coordinator
     /// started, naming the nodes that never came; true when it did.
     pub fn check_registration(&mut self, now: Instant, limit: Duration) -> bool {
-        if self.state != RunState::Registering || now.duration_since(self.created) <= limit {
+        if self.state != RunState::Registering || now.saturating_duration_since(self.created) <= limit {
             return false;
         }
         let ids = |registered: bool| {
-            let v: Vec<String> = (0..self.n)
-                .filter(|&i| self.registered[i].is_some() == registered)
+            let v: Vec<String> = (0..self.n())
+                .filter(|&i| self.nodes[i].registration.is_some() == registered)
                 .map(|i| i.to_string())
                 .collect();
             if v.is_empty() { "none".to_string() } else { v.join(", ") }
@@ -249,7 +350,7 @@ impl State {
         true
     }
 
-    /// True when the run is over (completed or aborted) and every node that will report has.
+    /// True when the run is over (completed or aborted).
     pub fn is_over(&self) -> bool {
         matches!(self.state, RunState::Completed | RunState::Aborted(_))
     }
@@ -293,15 +394,18 @@ mod tests {
         let t = Instant::now();
         let mut s = State::new(2, 10, t);
         assert_eq!(
-            s.register(2, 10, reg("a"), t).unwrap_err(),
+            s.register(2, 10, reg("a"), t).unwrap_err().to_string(),
             "node id 2 is not in the topology, which has nodes 0..2"
         );
         assert_eq!(
-            s.register(0, 9, reg("a"), t).unwrap_err(),
+            s.register(0, 9, reg("a"), t).unwrap_err().to_string(),
             "node 0 has a model of 9 parameters, the run's has 10"
         );
         assert_eq!(s.register(0, 10, reg("a:1"), t), Ok(false));
-        assert_eq!(s.register(0, 10, reg("b"), t).unwrap_err(), "node 0 is already registered (at a:1)");
+        assert_eq!(
+            s.register(0, 10, reg("b"), t).unwrap_err().to_string(),
+            "node 0 is already registered (at a:1)"
+        );
         assert_eq!(s.register(1, 10, reg("b:2"), t), Ok(true));
         assert_eq!(s.state, RunState::Running);
         assert!(s.register(1, 10, reg("c"), t).is_err());
@@ -311,14 +415,18 @@ mod tests {
     fn reports_complete_when_every_node_sent_one() {
         let t = Instant::now();
         let mut s = State::new(2, 1, t);
-        let r = |v| Report { x: vec![v], payload: 1, framed: 2, elapsed: 0.5, loss: None, links: vec![] };
+        let sent = Traffic { payload_bytes: 1, framed_bytes: 2 };
+        let r = |v| Report { x: vec![v], sent, elapsed: 0.5, loss: None, links: BTreeMap::new() };
         assert_eq!(s.report(1, 10, r(1.0)), Ok(None));
         assert_eq!(
             s.report(0, 10, r(0.0)).unwrap().unwrap().iter().map(|r| r.x[0]).collect::<Vec<_>>(),
             vec![0.0, 1.0]
         );
         assert!(
-            s.report(0, 20, Report { x: vec![], ..r(0.0) }).unwrap_err().contains("reported 0 parameters")
+            s.report(0, 20, Report { x: vec![], ..r(0.0) })
+                .unwrap_err()
+                .to_string()
+                .contains("reported 0 parameters")
         );
     }
 

@@ -8,7 +8,7 @@
 //! - [`RunInfo::of`] and [`edges_of`]: the fixed facts, taken once from the prepared run.
 //!
 //! ```
-//! use std::time::Instant;
+//! use tokio::time::Instant;
 //! use dprox_coordinator::state::State;
 //! use dprox_coordinator::status::{compute, Phase, RunInfo};
 //!
@@ -28,12 +28,14 @@
 //! assert_eq!((s.nodes.len(), s.edges.len(), s.points.len()), (3, 3, 0));
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dprox_config::Prepared;
+use tokio::time::Instant;
+
+use dprox_prepare::Prepared;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::state::{RunState, State};
+use crate::state::{Progress, RunState, State};
 
 /// A running node whose last heartbeat is older than this many heartbeat periods shows as
 /// `silent` (the coordinator aborts the run at 10: this is the early warning).
@@ -61,7 +63,7 @@ pub struct Status {
 /// The fixed facts of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
-    /// The run's name (config `run.name`, else the config file's stem).
+    /// The run's name (config `run.name()`, else the config file's stem).
     pub name: String,
     /// This run's id: its name and 8 hex digits of its token.
     pub id: String,
@@ -180,18 +182,18 @@ fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 impl RunInfo {
     /// The facts of `run`, whose id is `id`.
     pub fn of(run: &Prepared, id: String) -> RunInfo {
-        let topology = serde_json::to_value(run.config.topology.kind)
+        let topology = serde_json::to_value(run.config().topology.kind)
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
         RunInfo {
-            name: run.name.clone(),
+            name: run.name().to_string(),
             id,
-            algorithm: run.config.run.algorithm.to_string(),
+            algorithm: run.config().run.algorithm.to_string(),
             topology,
-            iterations: run.config.run.iterations,
-            eval_every: run.config.run.eval_every,
-            heartbeat_s: run.config.cluster.heartbeat_s,
+            iterations: run.config().run.iterations,
+            eval_every: run.config().run.eval_every,
+            heartbeat_s: run.config().cluster.heartbeat_s,
         }
     }
 }
@@ -209,34 +211,39 @@ pub fn edges_of(run: &Prepared) -> Vec<(usize, usize)> {
 /// The status of the run described by `info`, whose links are `edges`, in `state`, at `now`.
 pub fn compute(info: &RunInfo, edges: &[(usize, usize)], state: &State, now: Instant) -> Status {
     let silent_after = Duration::from_secs_f64(info.heartbeat_s * SILENT_AFTER_HEARTBEATS);
-    let nodes = (0..state.registered.len())
-        .map(|i| {
-            let reg = state.registered[i].as_ref();
-            let (beat, iteration) = state.heartbeat[i];
-            let age = now.saturating_duration_since(beat);
-            let node_state = match (&state.finished[i], reg) {
-                (Some(None), _) => NodeState::Done,
-                (Some(Some(_)), _) => NodeState::Failed,
-                (None, None) => NodeState::Unregistered,
-                (None, Some(_)) if state.state == RunState::Registering => NodeState::Registered,
-                (None, Some(_)) if age > silent_after => NodeState::Silent,
-                (None, Some(_)) => NodeState::Running,
+    let nodes = state
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, book)| {
+            let reg = book.registration.as_ref();
+            let age = now.saturating_duration_since(book.heartbeat.at);
+            let node_state = match (&book.progress, reg) {
+                (Progress::Finished, _) => NodeState::Done,
+                (Progress::Failed(_), _) => NodeState::Failed,
+                (Progress::Running, None) => NodeState::Unregistered,
+                (Progress::Running, Some(_)) if state.state == RunState::Registering => NodeState::Registered,
+                (Progress::Running, Some(_)) if age > silent_after => NodeState::Silent,
+                (Progress::Running, Some(_)) => NodeState::Running,
             };
             NodeStatus {
                 id: i,
                 address: reg.map(|r| r.address.clone()),
                 device: reg.map(|r| r.device.clone()),
                 state: node_state,
-                iteration,
+                iteration: book.heartbeat.iteration,
                 heartbeat_age_s: reg.map(|_| age.as_secs_f64()),
-                loss: state.loss[i],
-                sent: Traffic { payload_bytes: state.bytes[i].0, framed_bytes: state.bytes[i].1 },
-                error: state.finished[i].clone().flatten(),
+                loss: book.loss,
+                sent: book.sent,
+                error: match &book.progress {
+                    Progress::Failed(e) => Some(e.clone()),
+                    _ => None,
+                },
             }
         })
         .collect();
     let sent = |from: usize, to: usize| {
-        state.links.get(from).and_then(|l| l.iter().find(|(p, _)| *p == to)).map(|l| l.1).unwrap_or_default()
+        state.nodes.get(from).and_then(|b| b.links.get(&to)).copied().unwrap_or_default()
     };
     let edges =
         edges.iter().map(|&(a, b)| EdgeStatus { a, b, a_to_b: sent(a, b), b_to_a: sent(b, a) }).collect();
@@ -285,8 +292,10 @@ mod tests {
     fn report(iteration: u64, loss: Option<f64>, links: &[(usize, u64, u64)]) -> Report {
         Report {
             x: vec![0.0],
-            payload: links.iter().map(|l| l.1).sum(),
-            framed: links.iter().map(|l| l.2).sum(),
+            sent: Traffic {
+                payload_bytes: links.iter().map(|l| l.1).sum(),
+                framed_bytes: links.iter().map(|l| l.2).sum(),
+            },
             elapsed: iteration as f64,
             loss,
             links: links
@@ -365,7 +374,7 @@ mod tests {
         s.report(0, 10, report(10, None, &[(1, 100, 130), (2, 100, 131)])).unwrap();
         s.report(1, 10, report(10, None, &[(0, 40, 50), (2, 41, 52)])).unwrap();
         // Node 2 runs an older build that sends no per-link bytes: its directions stay zero.
-        s.report(2, 10, Report { links: vec![], ..report(10, None, &[(0, 7, 8)]) }).unwrap();
+        s.report(2, 10, Report { links: Default::default(), ..report(10, None, &[(0, 7, 8)]) }).unwrap();
         let st = compute(&info(), &RING3, &s, t);
         let tr = |p, f| Traffic { payload_bytes: p, framed_bytes: f };
         assert_eq!(

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dprox_config::Prepared;
 use dprox_coordinator::status::{NodeState, Phase, Status};
+use dprox_prepare::Prepared;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A 4-node ring slowed by link shaping (10 ms a message, two exchanges an iteration: about
@@ -115,7 +115,8 @@ async fn the_status_api_follows_a_real_run_to_its_end() {
     for id in 0..4 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let opts = dprox_node::Options { id, coordinator: coord.clone(), out: None, secret: String::new() };
-        let objective = run.objective(id).unwrap();
+        let objective =
+            run.objective(dprox_prepare::Part::Node(id), dprox_prepare::Placement::Configured).unwrap();
         let node = dprox_node::run(run.clone(), objective, opts, listener, std::future::pending::<()>());
         nodes.push(tokio::spawn(node));
     }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use dprox_config::Prepared;
+use dprox_harness::InProcess;
+use dprox_prepare::{Part, Placement, Prepared};
 use dprox_transport::pb;
 
 fn prepared(nodes: usize) -> Arc<Prepared> {
@@ -51,34 +52,6 @@ async fn start_coordinator(
     (addr, h)
 }
 
-type NodeTask = tokio::task::JoinHandle<Result<dprox_node::Outcome, dprox_node::NodeError>>;
-
-/// Every node of `run` in-process on 127.0.0.1:0, with the objective `objective(id)`.
-async fn start_nodes(
-    run: &Arc<Prepared>,
-    addr: &str,
-    objective: impl Fn(usize) -> Box<dyn dprox_objective::Objective>,
-) -> Vec<NodeTask> {
-    start_some_nodes(run, addr, 0..run.n(), objective).await
-}
-
-/// The nodes `ids` of `run`, as [`start_nodes`].
-async fn start_some_nodes(
-    run: &Arc<Prepared>,
-    addr: &str,
-    ids: std::ops::Range<usize>,
-    objective: impl Fn(usize) -> Box<dyn dprox_objective::Objective>,
-) -> Vec<NodeTask> {
-    let mut nodes = Vec::new();
-    for id in ids {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let opts = dprox_node::Options { id, coordinator: addr.into(), out: None, secret: "s3cret".into() };
-        let node = dprox_node::run(run.clone(), objective(id), opts, listener, std::future::pending::<()>());
-        nodes.push(tokio::spawn(node));
-    }
-    nodes
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_refuses_unknown_ids_wrong_dimensions_and_wrong_secrets() {
     let run = prepared(2);
@@ -96,7 +69,7 @@ async fn registration_refuses_unknown_ids_wrong_dimensions_and_wrong_secrets() {
     // The coordinator may take a moment to come up.
     let mut e = None;
     for _ in 0..50 {
-        match c.register(req(7, run.dim as u64, "s3cret")).await {
+        match c.register(req(7, run.dim() as u64, "s3cret")).await {
             Err(s) if s.code() == tonic::Code::Unavailable => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await
             }
@@ -110,8 +83,8 @@ async fn registration_refuses_unknown_ids_wrong_dimensions_and_wrong_secrets() {
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert_eq!(e.message(), "node id 7 is not in the topology, which has nodes 0..2");
     let e = c.register(req(0, 3, "s3cret")).await.unwrap_err();
-    assert_eq!(e.message(), format!("node 0 has a model of 3 parameters, the run's has {}", run.dim));
-    let e = c.register(req(0, run.dim as u64, "guess")).await.unwrap_err();
+    assert_eq!(e.message(), format!("node 0 has a model of 3 parameters, the run's has {}", run.dim()));
+    let e = c.register(req(0, run.dim() as u64, "guess")).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
     assert_eq!(e.message(), "node 0: wrong or missing cluster secret");
 }
@@ -120,15 +93,15 @@ async fn registration_refuses_unknown_ids_wrong_dimensions_and_wrong_secrets() {
 async fn a_run_whose_nodes_do_not_all_register_in_time_is_given_up_naming_them() {
     let run = prepared_with(3, "[cluster]\nregister_timeout_s = 1");
     let dir = tempfile::tempdir().unwrap();
-    let (addr, coordinator) = start_coordinator(run.clone(), Some(dir.path().to_path_buf())).await;
     // Nodes 0 and 1 come; node 2 never does.
-    let nodes = start_some_nodes(&run, &addr, 0..2, |id| run.objective(id).unwrap()).await;
+    let started = InProcess::new(run.clone()).out(dir.path()).secret("s3cret").start(0..2).await.unwrap();
+    let (nodes, coordinator) = started.join().await;
     let why = "node(s) 2 did not register within 1 s (registered: 0, 1); see cluster.register_timeout_s";
-    for n in nodes {
-        let e = n.await.unwrap().unwrap_err().to_string();
+    for (_, n) in nodes {
+        let e = n.unwrap_err().to_string();
         assert!(e.contains(&format!("refused: {why}")), "{e}");
     }
-    let e = coordinator.await.unwrap().unwrap_err().to_string();
+    let e = coordinator.unwrap_err().to_string();
     assert_eq!(e, format!("run aborted: {why}"));
     let summary = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
     assert!(summary.contains("\"status\": \"failed\"") && summary.contains(why), "{summary}");
@@ -138,13 +111,12 @@ async fn a_run_whose_nodes_do_not_all_register_in_time_is_given_up_naming_them()
 async fn an_in_process_cluster_matches_the_simulator() {
     let run = prepared(3);
     let dir = tempfile::tempdir().unwrap();
-    let (addr, coordinator) = start_coordinator(run.clone(), Some(dir.path().to_path_buf())).await;
-    let nodes = start_nodes(&run, &addr, |id| run.objective(id).unwrap()).await;
-    for n in nodes {
-        let o = n.await.unwrap().unwrap();
-        assert_eq!(o.iterations, 30);
+    let (nodes, summary) =
+        InProcess::new(run.clone()).out(dir.path()).secret("s3cret").start(0..3).await.unwrap().join().await;
+    for (_, n) in nodes {
+        assert_eq!(n.unwrap().iterations, 30);
     }
-    let summary = coordinator.await.unwrap().unwrap();
+    let summary = summary.unwrap();
     let sim = tokio::task::spawn_blocking({
         let run = run.clone();
         move || dprox_sim::simulate(&run, None, |_| {}).unwrap()
@@ -185,14 +157,12 @@ async fn the_coordinator_evaluates_gpu_nodes_on_the_cpu() {
     let run = Arc::new(Prepared::new(cfg, ".".as_ref(), "gpu-node".into()).unwrap());
     // Without a GPU (or without the cuda feature, as here) node 1's own objective cannot be
     // built, and the error names its device.
-    if let Err(e) = run.objective(1) {
+    if let Err(e) = run.objective(Part::Node(1), Placement::Configured) {
         assert!(e.to_string().contains("cuda:0"), "{e}");
     }
-    let (addr, coordinator) = start_coordinator(run.clone(), None).await;
-    let nodes = start_nodes(&run, &addr, |id| run.objective_on_cpu(id).unwrap()).await;
-    for n in nodes {
-        assert_eq!(n.await.unwrap().unwrap().iterations, 10);
-    }
-    let summary = coordinator.await.unwrap().unwrap();
+    let r = run.clone();
+    let cluster =
+        InProcess::new(run.clone()).objectives(move |id| r.objective(Part::Node(id), Placement::Cpu));
+    let summary = cluster.run().await.unwrap();
     assert_eq!(summary.last.unwrap().iter, 10);
 }

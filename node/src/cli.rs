@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use dprox_prepare::{Objectives, Part, Placement, Prepared};
 
 /// Arguments of a node.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,22 +35,23 @@ pub struct Args {
     pub log_format: dprox_telemetry::LogFormat,
 }
 
-/// Loads the config, builds the node's objective, and runs it to the end of the run.
-pub fn main(args: Args) -> anyhow::Result<()> {
+/// Loads the config, builds the node's objective (a registered one of `objectives` for
+/// `[model] kind = "custom"`), and runs it to the end of the run.
+pub fn main(args: Args, objectives: &Objectives) -> anyhow::Result<()> {
     dprox_telemetry::init_tracing(args.log_format);
-    let run = Arc::new(dprox_config::Prepared::from_file(&args.config)?);
+    let run = Arc::new(Prepared::from_file(&args.config)?.with_registered(objectives)?);
     anyhow::ensure!(args.id < run.n(), "--id {} is not a node of the {}-node topology", args.id, run.n());
     let coordinator = args
         .coordinator
         .clone()
-        .or_else(|| run.config.cluster.coordinator.clone())
+        .or_else(|| run.config().cluster.coordinator.clone())
         .context("no coordinator address: pass --coordinator HOST:PORT or set [cluster] coordinator")?;
     let listen = args
         .listen
         .clone()
         .or_else(|| run.node_address(args.id).map(String::from))
         .unwrap_or("127.0.0.1:0".into());
-    let objective = run.objective(args.id)?;
+    let objective = run.objective(Part::Node(args.id), Placement::Configured)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener =

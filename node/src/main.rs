@@ -12,5 +12,5 @@ fn main() -> anyhow::Result<()> {
         #[command(flatten)]
         args: dprox_node::cli::Args,
     }
-    dprox_node::cli::main(Cli::parse().args)
+    dprox_node::cli::main(Cli::parse().args, &dprox_prepare::Objectives::new())
 }

@@ -2,7 +2,7 @@
 //! per run with the node's and its peers' labels, so recording in the loop is an atomic update
 //! and allocates nothing.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use dprox_core::{Node, Phase};
 use dprox_telemetry::names;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dprox_config::Prepared;
+use dprox_prepare::Prepared;
 
 const CONFIG: &str = r#"
 [run]
@@ -56,7 +56,7 @@ fn a_node_endpoint_shows_the_run_as_it_trains() {
     std::fs::write(&cfg_path, CONFIG).unwrap();
     let cfg = dprox_config::parse(CONFIG, &cfg_path).unwrap();
     let run = Arc::new(Prepared::new(cfg, dir.path(), "scrape".into()).unwrap());
-    let dim = run.dim;
+    let dim = run.dim();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();

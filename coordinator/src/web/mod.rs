@@ -17,7 +17,7 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 
-use crate::service::Shared;
+use crate::shared::Shared;
 
 /// The page, compiled in: the binary is all a cluster needs.
 const PAGE: &str = include_str!("index.html");

@@ -6,7 +6,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use dprox_eval::Summary;
+use dprox_prepare::Objectives;
 use dprox_transport::pb;
+
+use crate::run_args::RunArgs;
 
 struct Proc {
     name: String,
@@ -81,9 +85,9 @@ fn tail(path: &Path, lines: usize) -> String {
 /// `dprox launch`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The run config / topology file (TOML).
-    pub config: PathBuf,
-    /// Output folder: metrics.csv, summary.json, nodes/, logs/.
+    #[command(flatten)]
+    run: RunArgs,
+    /// Output folder: metrics.csv, summary.json, the config as it ran, nodes/, logs/.
     #[arg(long)]
     pub out: PathBuf,
     /// Print nothing but the final summary line (and the status page's address, if any).
@@ -103,16 +107,13 @@ pub struct Args {
     pub metrics_port: Option<u16>,
 }
 
-/// Starts the cluster `args.config` describes on loopback, shows progress, and waits for the
-/// end. With `http_addr`, the coordinator also serves its status page there, and its URL is
-/// printed on stderr (even when quiet: whoever asked for the page needs the port it got).
-pub fn launch(args: &Args) -> anyhow::Result<()> {
-    let (config, out, quiet, metrics_port) = (&args.config, &args.out, args.quiet, args.metrics_port);
-    let http_addr = args.http_addr.as_deref();
-    // Validate before starting anything: a bad config fails here, with its own message.
-    let run = dprox_config::Prepared::from_file(config)?;
+/// Prepares the run (a bad config fails here, with its own message, before anything is created
+/// or started), writes the config as it runs into the run folder, starts the cluster on
+/// loopback, shows progress, waits for the end and prints the summary line.
+pub fn run(args: &Args, objectives: &Objectives) -> anyhow::Result<()> {
+    let run = args.run.prepare(objectives)?;
     let n = run.n();
-    if let Some(p) = metrics_port {
+    if let Some(p) = args.metrics_port {
         anyhow::ensure!(
             usize::from(p) + n <= 65535,
             "--metrics-port {p}: the {n} nodes need ports {} to {}, past 65535",
@@ -120,79 +121,94 @@ pub fn launch(args: &Args) -> anyhow::Result<()> {
             usize::from(p) + n
         );
     }
+    let out = &args.out;
+    std::fs::create_dir_all(out.join("logs"))
+        .with_context(|| format!("creating {}", out.join("logs").display()))?;
+    // Every process reads the config as it runs (overrides applied, data paths resolved).
+    let config = out.join("config.toml");
+    run.write_config(&config).with_context(|| format!("writing {}", config.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let mut signals = {
         let _context = rt.enter();
         Signals::install()?
     };
-    let logs = out.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let exe = std::env::current_exe().context("locating the dprox executable")?;
-    let log_file = |name: &str| -> anyhow::Result<(std::fs::File, PathBuf)> {
-        let p = logs.join(format!("{name}.log"));
-        Ok((std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?, p))
-    };
+    let result = (|| {
+        let mut procs = Procs::default(); // stops whatever still runs when dropped
+        let addr = start_coordinator(args, &config, &mut procs)?;
+        start_nodes(args, &config, n, &addr, &mut procs)?;
+        if !args.quiet {
+            eprintln!("launched coordinator at {addr} and {n} nodes; logs in {}", out.join("logs").display());
+        }
+        let bar = crate::progress_bar(run.config().run.iterations, args.quiet);
+        let result = rt.block_on(monitor(&mut procs.0, &addr, &bar, &mut signals));
+        bar.finish_and_clear();
+        result
+    })();
+    result.with_context(|| format!("the cluster run failed; what it computed is in {}", out.display()))?;
+    let summary = Summary::read(&out.join("summary.json")).context("the coordinator wrote no summary")?;
+    println!("{} in {:.2} s", crate::report::summary_line(&summary), summary.wall_time_s);
+    Ok(())
+}
 
-    let mut procs = Procs::default();
-    let (f, log) = log_file("coordinator")?;
-    let mut coordinator = Command::new(&exe);
-    coordinator.arg("coordinator").arg(config).args(["--listen", "127.0.0.1:0", "--out"]).arg(out);
-    coordinator.env(LAUNCHER_PID, std::process::id().to_string());
-    if let Some(p) = metrics_port {
-        coordinator.args(["--metrics-addr", &format!("127.0.0.1:{p}")]);
+/// The log file of process `name` in the run folder.
+fn log_file(out: &Path, name: &str) -> anyhow::Result<(std::fs::File, PathBuf)> {
+    let p = out.join("logs").join(format!("{name}.log"));
+    Ok((std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?, p))
+}
+
+/// Starts the coordinator; returns its gRPC address (and prints the status page's URL when
+/// asked for one: whoever asked needs the port it got, even when quiet).
+fn start_coordinator(args: &Args, config: &Path, procs: &mut Procs) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("locating the dprox executable")?;
+    let (f, log) = log_file(&args.out, "coordinator")?;
+    let mut cmd = Command::new(&exe);
+    cmd.arg("coordinator").arg(config).args(["--listen", "127.0.0.1:0", "--out"]).arg(&args.out);
+    cmd.env(LAUNCHER_PID, std::process::id().to_string());
+    if let Some(p) = args.metrics_port {
+        cmd.args(["--metrics-addr", &format!("127.0.0.1:{p}")]);
     }
-    if let Some(a) = http_addr {
-        coordinator.args(["--http-addr", a]);
+    if let Some(a) = &args.http_addr {
+        cmd.args(["--http-addr", a]);
     }
     if let Some(s) = args.http_linger_s {
-        coordinator.args(["--http-linger-s", &s.as_secs_f64().to_string()]);
+        cmd.args(["--http-linger-s", &s.as_secs_f64().to_string()]);
     }
-    let mut child =
-        coordinator.stdout(Stdio::piped()).stderr(f).spawn().context("starting the coordinator")?;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(f).spawn().context("starting the coordinator")?;
     let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-    let log_path = log.clone();
-    procs.0.push(Proc { name: "coordinator".into(), child, log }); // stopped on any early return
+    procs.0.push(Proc { name: "coordinator".into(), child, log: log.clone() });
     // The coordinator prints `listening on ADDR`, then `status page: URL` when asked for one.
     let mut first = String::new();
     stdout.read_line(&mut first)?;
     let Some(addr) = first.trim().strip_prefix("listening on ").map(String::from) else {
-        bail!("the coordinator did not start:\n{}", tail(&log_path, 20));
+        bail!("the coordinator did not start:\n{}", tail(&log, 20));
     };
-    if http_addr.is_some() {
+    if args.http_addr.is_some() {
         let mut second = String::new();
         stdout.read_line(&mut second)?;
         let Some(url) = second.trim().strip_prefix("status page: ") else {
-            bail!("the coordinator did not start its status page:\n{}", tail(&log_path, 20));
+            bail!("the coordinator did not start its status page:\n{}", tail(&log, 20));
         };
         eprintln!("status page: {url}");
     }
-    drop(stdout);
+    Ok(addr)
+}
+
+/// Starts node 0..n, each with its log file and its own metrics file in the run folder.
+fn start_nodes(args: &Args, config: &Path, n: usize, addr: &str, procs: &mut Procs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the dprox executable")?;
     for i in 0..n {
-        let (f, log) = log_file(&format!("node-{i}"))?;
+        let (f, log) = log_file(&args.out, &format!("node-{i}"))?;
         let mut node = Command::new(&exe);
-        node.arg("node").arg(config).args(["--id", &i.to_string(), "--coordinator", &addr]);
+        node.arg("node").arg(config).args(["--id", &i.to_string(), "--coordinator", addr]);
         node.env(LAUNCHER_PID, std::process::id().to_string());
-        if let Some(p) = metrics_port {
+        if let Some(p) = args.metrics_port {
             node.args(["--metrics-addr", &format!("127.0.0.1:{}", usize::from(p) + 1 + i)]);
         }
-        let child = node
-            .arg("--out")
-            .arg(out)
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .with_context(|| format!("starting node {i}"))?;
+        node.arg("--out").arg(&args.out).stdout(Stdio::null()).stderr(f);
+        let child = node.spawn().with_context(|| format!("starting node {i}"))?;
         procs.0.push(Proc { name: format!("node {i}"), child, log });
     }
-    if !quiet {
-        eprintln!("launched coordinator at {addr} and {n} nodes; logs in {}", logs.display());
-    }
-    let total = run.config.run.iterations;
-    let bar = crate::progress_bar(total, quiet);
-    let result = rt.block_on(monitor(&mut procs.0, &addr, &bar, &mut signals));
-    bar.finish_and_clear();
-    drop(procs); // stops whatever still runs
-    result
+    Ok(())
 }
 
 async fn monitor(

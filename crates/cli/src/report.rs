@@ -1,27 +1,48 @@
-//! The result summary printed at the end of a run.
+//! The result summary printed at the end of a run, and the progress bar's message.
 
 use std::path::Path;
 
-use dprox_eval::Summary;
+use dprox_eval::{MetricsRow, Summary};
+
+/// `objective 0.41275  consensus 9.22e-10  test acc 91.30%`: a row as the progress bar shows it.
+pub fn progress_message(r: &MetricsRow) -> String {
+    format!(
+        "objective {:.5}  consensus {:.2e}{}",
+        r.eval.objective,
+        r.eval.consensus_error,
+        r.eval.test_accuracy.map(|a| format!("  test acc {:.2}%", 100.0 * a)).unwrap_or_default()
+    )
+}
+
+/// One line: what `-q` prints and what the tests of launch read.
+pub fn summary_line(s: &Summary) -> String {
+    let Some(e) = s.last.as_ref().map(|l| &l.eval) else {
+        return format!("{} {}: no metrics row", s.run.name, s.run.algorithm);
+    };
+    format!(
+        "{} {}: objective {:.6} consensus {:.3e} test_accuracy {} bytes {}",
+        s.run.name,
+        s.run.algorithm,
+        e.objective,
+        e.consensus_error,
+        e.test_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
+        s.bytes_sent
+    )
+}
 
 /// Prints the final metrics and where the files are.
 pub fn print_summary(s: &Summary, out: &Path, quiet: bool) {
     let Some(last) = &s.last else { return };
-    let e = &last.eval;
     if quiet {
-        println!(
-            "{} {}: objective {:.6} consensus {:.3e} test_accuracy {} bytes {}",
-            s.name,
-            s.algorithm,
-            e.objective,
-            e.consensus_error,
-            e.test_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
-            s.bytes_sent
-        );
+        println!("{}", summary_line(s));
         return;
     }
+    let e = &last.eval;
     println!();
-    println!("run            {} ({}, {} nodes, {} edges)", s.name, s.algorithm, s.nodes, s.edges);
+    println!(
+        "run            {} ({}, {} nodes, {} edges)",
+        s.run.name, s.run.algorithm, s.run.nodes, s.run.edges
+    );
     println!("iterations     {}", s.iterations);
     println!("objective      {:.6}   (loss {:.6})", e.objective, e.loss);
     println!("consensus err  {:.3e}", e.consensus_error);

@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
     println!("data: {path}: {} samples x {} features, 10 classes", data.len(), shape.features);
     println!("cpu threads: {}", std::thread::available_parallelism().map_or(1, |n| n.get()));
 
-    let gpu = match Device::Cuda(0).resolve() {
+    let gpu = match Backend::open(Device::Cuda(0)) {
         Ok(b) => {
             println!("cuda: {b}");
             Some(b)

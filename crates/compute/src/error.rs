@@ -7,11 +7,8 @@ use dprox_objective::ObjectiveError;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ComputeError {
     /// The device string is none of the accepted forms.
-    #[error("unknown device `{given}`: expected \"cpu\", \"cuda\", \"cuda:N\" or \"auto\"")]
-    BadDevice {
-        /// The string as given.
-        given: String,
-    },
+    #[error(transparent)]
+    BadDevice(#[from] dprox_objective::DeviceNameError),
 
     /// A CUDA device was asked for, but this build has no CUDA support.
     #[error(

@@ -22,7 +22,7 @@
 //! `Objective` trait has no error path).
 //!
 //! # Layout
-//! - `device.rs`: [`Device`] (parse, display, [`Device::resolve`]) and [`Backend`].
+//! - `device.rs`: [`Backend`] ([`Backend::open`] opens a [`Device`], the config's name for it).
 //! - `error.rs`: [`ComputeError`].
 //! - `cuda/` (feature `cuda`): [`CudaDevice`], the kernels, the `unsafe` launch layer and the GPU
 //!   objective; `stub.rs` takes its place without the feature.
@@ -73,7 +73,8 @@ use dprox_data::Dataset;
 use dprox_objective::{ModelSpec, Objective, Shape};
 
 pub use backend::CudaDevice;
-pub use device::{Backend, Device};
+pub use device::Backend;
+pub use dprox_objective::{Device, DeviceNameError};
 pub use error::ComputeError;
 
 /// True when this build has the CUDA backend (the `cuda` feature).
@@ -81,14 +82,14 @@ pub const CUDA_COMPILED: bool = cfg!(feature = "cuda");
 
 /// Opens `device` and builds the model `spec` on a node's local `data` there, sized by the global
 /// `shape`. Fails as [`dprox_objective::build`] does when the spec does not fit the data, and
-/// with the device's error when it cannot be opened (see [`Device::resolve`]).
+/// with the device's error when it cannot be opened (see [`Backend::open`]).
 pub fn build(
     device: Device,
     spec: &ModelSpec,
     data: Arc<Dataset>,
     shape: Shape,
 ) -> Result<Box<dyn Objective>, ComputeError> {
-    build_on(&device.resolve()?, spec, data, shape)
+    build_on(&Backend::open(device)?, spec, data, shape)
 }
 
 /// Builds the model `spec` on `data` on an already opened backend (open once, build many).

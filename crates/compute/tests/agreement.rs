@@ -26,7 +26,7 @@ macro_rules! test_device {
 
         #[test]
         fn $cuda() {
-            match Device::Cuda(0).resolve() {
+            match Backend::open(Device::Cuda(0)) {
                 Ok(backend) => $body(&backend),
                 // scripts/gpu-check.sh sets DPROX_REQUIRE_CUDA: there a skip would hide a failure.
                 Err(e) if std::env::var_os("DPROX_REQUIRE_CUDA").is_some() => {

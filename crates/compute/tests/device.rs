@@ -1,7 +1,7 @@
 //! Device names: every accepted form, the exact errors for bad ones, and what `cuda:N` and `auto`
 //! resolve to on this machine (with and without the `cuda` feature, with and without a GPU).
 
-use dprox_compute::{Backend, CUDA_COMPILED, ComputeError, Device};
+use dprox_compute::{Backend, CUDA_COMPILED, ComputeError, Device, DeviceNameError};
 
 #[test]
 fn parses_every_form() {
@@ -47,7 +47,7 @@ fn rejects_bad_names_with_the_name_in_the_message() {
         "auto:0",
     ] {
         let err = Device::parse(bad).unwrap_err();
-        assert_eq!(err, ComputeError::BadDevice { given: bad.to_string() }, "{bad:?}");
+        assert_eq!(err, DeviceNameError { given: bad.to_string() }, "{bad:?}");
         assert_eq!(
             err.to_string(),
             format!("unknown device `{bad}`: expected \"cpu\", \"cuda\", \"cuda:N\" or \"auto\""),
@@ -57,7 +57,7 @@ fn rejects_bad_names_with_the_name_in_the_message() {
 
 #[test]
 fn cpu_always_resolves() {
-    let b = Device::Cpu.resolve().unwrap();
+    let b = Backend::open(Device::Cpu).unwrap();
     assert!(matches!(b, Backend::Cpu));
     assert!(!b.is_cuda());
     assert_eq!(b.to_string(), "cpu");
@@ -67,7 +67,7 @@ fn cpu_always_resolves() {
 /// reason there is none (on a machine without a driver: exactly "no CUDA driver found").
 #[test]
 fn cuda_resolves_or_says_why() {
-    let resolved = Device::Cuda(0).resolve();
+    let resolved = Backend::open(Device::Cuda(0));
     if std::env::var_os("DPROX_REQUIRE_CUDA").is_some() {
         assert!(resolved.is_ok(), "DPROX_REQUIRE_CUDA is set but cuda:0 does not open: {:?}", resolved.err());
     }
@@ -101,7 +101,7 @@ fn cuda_resolves_or_says_why() {
 /// A device ordinal past the last one names the ordinal and the count (when a driver is there).
 #[test]
 fn missing_ordinal_names_the_count() {
-    let err = Device::Cuda(1000).resolve().unwrap_err();
+    let err = Backend::open(Device::Cuda(1000)).unwrap_err();
     match &err {
         ComputeError::NoSuchDevice { ordinal, count } => {
             assert_eq!(*ordinal, 1000);
@@ -122,8 +122,8 @@ fn missing_ordinal_names_the_count() {
 /// `auto` never fails: CUDA when cuda:0 opens, else the CPU.
 #[test]
 fn auto_falls_back_to_the_cpu() {
-    let auto = Device::Auto.resolve().unwrap();
-    match Device::Cuda(0).resolve() {
+    let auto = Backend::open(Device::Auto).unwrap();
+    match Backend::open(Device::Cuda(0)) {
         Ok(_) => assert!(auto.is_cuda()),
         Err(_) => assert!(matches!(auto, Backend::Cpu)),
     }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Why a config could not be loaded, validated or turned into a run.
+/// Why a config could not be read, parsed or validated.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
@@ -29,30 +29,9 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
-    /// The topology is not a valid graph or mixing matrix.
-    #[error("topology: {0}")]
-    Topology(#[from] dprox_topology::TopologyError),
-    /// The data could not be loaded, scaled, split or partitioned.
-    #[error("data: {0}")]
-    Data(#[from] dprox_data::DataError),
-    /// The model does not fit the data.
-    #[error("model: {0}")]
-    Model(#[from] dprox_objective::ObjectiveError),
-    /// A node's compute device cannot be opened, or cannot run the model.
-    #[error("{what} on device `{device}`: {source}")]
-    Device {
-        /// Whose objective: "node 3" or "the test set".
-        what: String,
-        /// The device name as configured.
-        device: String,
-        /// Why.
-        source: dprox_compute::ComputeError,
-    },
-    /// The algorithm core refused a node's configuration.
-    #[error("{0}")]
-    Core(#[from] dprox_core::CoreError),
 }
 
-pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+/// The error for `key`: `reason`.
+pub fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), reason: reason.into() }
 }

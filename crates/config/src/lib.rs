@@ -1,17 +1,17 @@
-//! The run config of dprox: the TOML schema, its validation, and the preparation of a run.
+//! The run config of dprox: the TOML schema and its validation, nothing else.
 //!
 //! One config file describes a whole experiment (algorithm, graph, data, model, regulariser,
-//! step sizes, compression, simulated network, per-node overrides). [`Prepared`] turns it into
-//! what every driver needs, so `dprox sim` and a cluster node started from the same file compute
-//! on the same data from the same x^0.
+//! step sizes, compression, simulated network, per-node overrides, cluster settings). This crate
+//! parses it straight into typed values (enums, not strings matched later: a typo is a parse error
+//! naming the key and the accepted values) and checks what can be checked without reading a file.
+//! Turning a valid config into a run (loading and partitioning the data, building the graph, the
+//! mixing weights and the objectives) is `dprox-prepare`'s job. This crate pulls in no compute
+//! backend: a config is parsed and validated on any machine.
 //!
 //! # Layout
 //! - [`schema`]: the serde structs, key by key (unknown keys are errors).
-//! - `validate`: [`Config::validate`], the checks that need no files.
-//! - `build`: [`Prepared`] (graph, weights, node data, test set, x^0, core configs).
-//! - `custom`: [`Prepared::with_objective`], for `[model] kind = "custom"`: training an objective
-//!   of the program embedding dprox (see `examples/custom-objective`).
-//! - [`error`]: [`ConfigError`], naming the key or file at fault.
+//! - `validate`: [`Config::validate`], the checks that need no files, section by section.
+//! - [`error`]: [`ConfigError`], naming the file or the key at fault.
 //!
 //! ```
 //! use dprox_config::parse;
@@ -28,24 +28,38 @@
 //!     kind = "least_squares"
 //!     [optimizer]
 //!     lr = 0.05
+//!     batch_size = 16
 //!     gamma_x = 0.5
 //!     gamma_y = 0.5
 //!     [compression]
 //!     x = { kind = "top_k", ratio = 0.25 }
 //!     y = { kind = "top_k", ratio = 0.25 }
 //! "#, "inline.toml".as_ref()).unwrap();
-//! let run = dprox_config::Prepared::new(cfg, ".".as_ref(), "doc".into()).unwrap();
-//! assert_eq!(run.n(), 4);
-//! assert_eq!(run.dim, 21); // 20 weights and a bias
-//! assert_eq!(run.node_data.iter().map(|d| d.len()).sum::<usize>(), 400);
+//! assert_eq!(cfg.optimizer.batch_size, dprox_core::BatchSize::Samples(16));
+//! assert!(cfg.validate().unwrap().is_empty());
+//!
+//! // Values are checked as they are parsed: the error names the key and what it accepts.
+//! let bad = parse("[run]\nalgorithm = \"sgd\"", "bad.toml".as_ref()).unwrap_err();
+//! assert!(bad.to_string().contains("unknown variant `sgd`"), "{bad}");
 //! ```
 
-mod build;
-mod custom;
 pub mod error;
 pub mod schema;
 mod validate;
 
-pub use build::{LinkCost, NodeDataStats, Prepared, load, parse};
+use std::path::Path;
+
 pub use error::ConfigError;
 pub use schema::Config;
+
+/// Reads and parses a config file (without validating it).
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    parse(&text, path)
+}
+
+/// Parses config text; `path` names it in errors.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+}

@@ -2,8 +2,8 @@
 //! to a default).
 
 use dprox_compress::CompressorSpec;
-use dprox_core::{Algorithm, Prox};
-use dprox_objective::{Activation, ModelKind, Pool};
+use dprox_core::{Algorithm, BatchSize, Prox};
+use dprox_objective::{Activation, Device, ModelKind, Pool};
 use serde::{Deserialize, Serialize};
 
 /// A whole run: what to train, on which data, over which graph, with which algorithm.
@@ -30,10 +30,10 @@ pub struct Config {
     #[serde(default)]
     pub network: NetworkSection,
     /// `[[links]]`: per-link overrides of the network defaults.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkSection>,
     /// `[[nodes]]`: per-node overrides.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeSection>,
     /// `[cluster]`: settings of a real cluster (`dprox launch`, `dprox-node`).
     #[serde(default)]
@@ -105,7 +105,7 @@ pub struct RunSection {
     /// Compute device of every node: "cpu" (default), "cuda" (= "cuda:0"), "cuda:N" or "auto"
     /// (CUDA device 0 when one opens, else the CPU). A `[[nodes]]` entry's `device` overrides it.
     #[serde(default)]
-    pub device: Option<String>,
+    pub device: Option<Device>,
 }
 
 fn default_eval_every() -> u64 {
@@ -200,13 +200,63 @@ pub enum LabelColumnKey {
 }
 
 /// `feature_scale`: a number, or the name of a rule.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FeatureScale {
     /// Multiply every feature by this.
     Factor(f64),
-    /// `"none"`, `"standardize"` or `"max_abs"`.
-    Named(String),
+    /// `"none"`: leave the features as they are.
+    None,
+    /// `"standardize"`: zero mean and unit variance per feature (fitted on the training data).
+    Standardize,
+    /// `"max_abs"`: divide each feature by its largest magnitude (fitted on the training data).
+    MaxAbs,
+}
+
+impl Serialize for FeatureScale {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FeatureScale::Factor(f) => s.serialize_f64(*f),
+            FeatureScale::None => s.serialize_str("none"),
+            FeatureScale::Standardize => s.serialize_str("standardize"),
+            FeatureScale::MaxAbs => s.serialize_str("max_abs"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FeatureScale {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<FeatureScale, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = FeatureScale;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a positive number, \"none\", \"standardize\" or \"max_abs\"")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<FeatureScale, E> {
+                if v.is_finite() && v > 0.0 {
+                    Ok(FeatureScale::Factor(v))
+                } else {
+                    Err(E::custom(format!("a scale factor must be positive, got {v}")))
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FeatureScale, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FeatureScale, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FeatureScale, E> {
+                match v {
+                    "none" => Ok(FeatureScale::None),
+                    "standardize" => Ok(FeatureScale::Standardize),
+                    "max_abs" => Ok(FeatureScale::MaxAbs),
+                    _ => Err(E::custom(format!(
+                        "unknown rule `{v}`: use a number, \"none\", \"standardize\" or \"max_abs\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// `partition = { kind = ... }`.
@@ -317,11 +367,10 @@ fn default_partition() -> PartitionSection {
 }
 
 /// Initial point.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitKind {
     /// x^0 = 0.
-    #[default]
     Zeros,
     /// The model's seeded random init (same on every node).
     Seeded,
@@ -333,9 +382,14 @@ pub enum InitKind {
 pub struct ModelSection {
     /// Model family.
     pub kind: ModelKind,
-    /// Initial point.
-    #[serde(default)]
-    pub init: InitKind,
+    /// The registered objective of the program embedding dprox that `kind = "custom"` trains
+    /// (see `dprox_cli::main_with`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Initial point: `zeros` by default for the linear models, `seeded` for `mlp` and `lenet`
+    /// (see [`ModelSection::init`]).
+    #[serde(default, rename = "init", skip_serializing_if = "Option::is_none")]
+    pub init_key: Option<InitKind>,
     /// Hidden widths: of an MLP, or of a LeNet's dense layers (default `[120, 84]`).
     #[serde(default)]
     pub hidden: Vec<usize>,
@@ -360,14 +414,17 @@ fn yes() -> bool {
     true
 }
 
-/// `batch_size`: a count or `"full"`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum BatchKey {
-    /// Samples per minibatch.
-    Samples(usize),
-    /// `"full"`.
-    Named(String),
+impl ModelSection {
+    /// The initial point: the `init` key, else the kind's default. Networks start from their
+    /// seeded init, because from zeros every hidden unit computes the same function and receives
+    /// the same gradient, so a ReLU network learns nothing but its last bias; the linear models
+    /// start from zeros.
+    pub fn init(&self) -> InitKind {
+        self.init_key.unwrap_or(match self.kind {
+            ModelKind::Mlp | ModelKind::LeNet => InitKind::Seeded,
+            _ => InitKind::Zeros,
+        })
+    }
 }
 
 /// `[optimizer]`.
@@ -378,7 +435,7 @@ pub struct OptimizerSection {
     pub lr: f32,
     /// Minibatch size, or "full".
     #[serde(default = "default_batch")]
-    pub batch_size: BatchKey,
+    pub batch_size: BatchSize,
     /// Consensus step for x (cdproxsgt, choco).
     #[serde(default = "default_gamma")]
     pub gamma_x: f32,
@@ -387,8 +444,8 @@ pub struct OptimizerSection {
     pub gamma_y: f32,
 }
 
-fn default_batch() -> BatchKey {
-    BatchKey::Named("full".into())
+fn default_batch() -> BatchSize {
+    BatchSize::Full
 }
 
 fn default_gamma() -> f32 {
@@ -485,12 +542,12 @@ pub struct NodeSection {
     pub speed: Option<f64>,
     /// Minibatch size override for this node.
     #[serde(default)]
-    pub batch_size: Option<BatchKey>,
+    pub batch_size: Option<BatchSize>,
     /// host:port the node's gossip server listens on (a free loopback port when absent).
     #[serde(default)]
     pub address: Option<String>,
     /// Compute device of this node: "cpu", "cuda", "cuda:N" or "auto" (default: `run.device`,
     /// else "cpu").
     #[serde(default)]
-    pub device: Option<String>,
+    pub device: Option<Device>,
 }

@@ -5,12 +5,25 @@ use dprox_core::Algorithm;
 use crate::error::{ConfigError, invalid};
 use dprox_objective::{Activation, ModelKind, Pool};
 
-use crate::schema::{BatchKey, Config, FeatureScale, PartitionSection, TopologyKind, WeightsKind};
+use crate::schema::{Config, InitKind, PartitionSection, TopologyKind, WeightsKind};
 
 impl Config {
     /// Validates the config; returns warnings (settings that have no effect) on success.
     pub fn validate(&self) -> Result<Vec<String>, ConfigError> {
         let mut warnings = Vec::new();
+        self.check_run()?;
+        self.check_topology()?;
+        self.check_data()?;
+        self.check_model(&mut warnings)?;
+        self.check_optimizer(&mut warnings)?;
+        self.check_network()?;
+        self.check_cluster()?;
+        self.check_links()?;
+        self.check_nodes()?;
+        Ok(warnings)
+    }
+
+    fn check_run(&self) -> Result<(), ConfigError> {
         let r = &self.run;
         if r.iterations == 0 {
             return Err(invalid("run.iterations", "must be at least 1"));
@@ -18,9 +31,10 @@ impl Config {
         if r.eval_every == 0 {
             return Err(invalid("run.eval_every", "must be at least 1"));
         }
-        if let Some(d) = &r.device {
-            check_device("run.device", d)?;
-        }
+        Ok(())
+    }
+
+    fn check_topology(&self) -> Result<(), ConfigError> {
         let t = &self.topology;
         let n = t.nodes;
         if n == 0 {
@@ -44,6 +58,11 @@ impl Config {
                 "is required for weights = \"explicit\" and only allowed there",
             ));
         }
+        Ok(())
+    }
+
+    fn check_data(&self) -> Result<(), ConfigError> {
+        let n = self.topology.nodes;
         let d = &self.data;
         let all_nodes_have_files =
             n > 0 && (0..n).all(|i| self.nodes.iter().any(|s| s.id == i && s.train.is_some()));
@@ -70,18 +89,6 @@ impl Config {
                 return Err(invalid("data.test_fraction", "give either `test` or `test_fraction`, not both"));
             }
         }
-        match &d.feature_scale {
-            Some(FeatureScale::Factor(f)) if !(f.is_finite() && *f > 0.0) => {
-                return Err(invalid("data.feature_scale", format!("a factor must be positive, got {f}")));
-            }
-            Some(FeatureScale::Named(s)) if !["none", "standardize", "max_abs"].contains(&s.as_str()) => {
-                return Err(invalid(
-                    "data.feature_scale",
-                    format!("unknown rule `{s}`: use a number, \"none\", \"standardize\" or \"max_abs\""),
-                ));
-            }
-            _ => {}
-        }
         match d.partition {
             PartitionSection::LabelSkew { classes_per_node: 0 } => {
                 return Err(invalid("data.partition.classes_per_node", "must be at least 1"));
@@ -91,7 +98,29 @@ impl Config {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    fn check_model(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
         let m = &self.model;
+        match (&m.name, m.kind) {
+            (Some(name), kind) if kind != ModelKind::Custom => {
+                return Err(invalid(
+                    "model.name",
+                    format!("names a custom objective (`{name}`): it only applies to kind = \"custom\""),
+                ));
+            }
+            (Some(name), _) if name.is_empty() => return Err(invalid("model.name", "must not be empty")),
+            _ => {}
+        }
+        if matches!(m.kind, ModelKind::Mlp | ModelKind::LeNet) && m.init() == InitKind::Zeros {
+            return Err(invalid(
+                "model.init",
+                "\"zeros\" cannot train a network: every hidden unit would compute the same function \
+                 and get the same gradient, so only the last bias would learn; use \"seeded\" (the \
+                 default for mlp and lenet)",
+            ));
+        }
         if m.kind == ModelKind::LeNet {
             if let Some(image) = m.image
                 && image.contains(&0)
@@ -133,6 +162,10 @@ impl Config {
                     .into(),
             );
         }
+        Ok(())
+    }
+
+    fn check_optimizer(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
         let o = &self.optimizer;
         if !(o.lr.is_finite() && o.lr > 0.0) {
             return Err(invalid("optimizer.lr", format!("must be positive, got {}", o.lr)));
@@ -142,7 +175,6 @@ impl Config {
                 return Err(invalid(key, format!("must be in (0, 1], got {g}")));
             }
         }
-        check_batch("optimizer.batch_size", &o.batch_size)?;
         self.regularizer.validate().map_err(|e| invalid("regularizer", e))?;
         let c = &self.compression;
         c.x.validate().map_err(|e| invalid("compression.x", e))?;
@@ -152,7 +184,7 @@ impl Config {
         {
             return Err(invalid("compression.zstd", format!("level must be in 1..=22, got {z}")));
         }
-        let alg = r.algorithm;
+        let alg = self.run.algorithm;
         let uses_x = matches!(alg, Algorithm::Cdproxsgt | Algorithm::Choco);
         if !uses_x && (!c.x.is_identity() || !c.y.is_identity()) {
             warnings.push(format!("[compression] has no effect: {alg} sends uncompressed vectors"));
@@ -162,6 +194,10 @@ impl Config {
         if !matches!(alg, Algorithm::Cdproxsgt | Algorithm::Choco) && (o.gamma_x != 1.0 || o.gamma_y != 1.0) {
             warnings.push(format!("gamma_x/gamma_y have no effect on {alg}"));
         }
+        Ok(())
+    }
+
+    fn check_network(&self) -> Result<(), ConfigError> {
         let net = &self.network;
         if !(net.latency_ms.is_finite() && net.latency_ms >= 0.0) {
             return Err(invalid("network.latency_ms", format!("must be >= 0, got {}", net.latency_ms)));
@@ -178,6 +214,10 @@ impl Config {
         if !(0.0..1.0).contains(&net.loss) {
             return Err(invalid("network.loss", format!("must be in [0, 1), got {}", net.loss)));
         }
+        Ok(())
+    }
+
+    fn check_cluster(&self) -> Result<(), ConfigError> {
         let cl = &self.cluster;
         for (key, v) in [
             ("cluster.timeout_s", cl.timeout_s),
@@ -190,6 +230,11 @@ impl Config {
                 return Err(invalid(key, format!("must be a positive number of seconds, got {v}")));
             }
         }
+        Ok(())
+    }
+
+    fn check_links(&self) -> Result<(), ConfigError> {
+        let n = self.topology.nodes;
         for (k, l) in self.links.iter().enumerate() {
             let key = format!("links[{k}]");
             if l.a >= n || l.b >= n || l.a == l.b {
@@ -208,6 +253,11 @@ impl Config {
                 return Err(invalid(&key, "loss must be in [0, 1)"));
             }
         }
+        Ok(())
+    }
+
+    fn check_nodes(&self) -> Result<(), ConfigError> {
+        let n = self.topology.nodes;
         let mut seen = vec![false; n];
         for (k, s) in self.nodes.iter().enumerate() {
             let key = format!("nodes[{k}]");
@@ -222,30 +272,7 @@ impl Config {
             {
                 return Err(invalid(&key, format!("speed must be positive, got {sp}")));
             }
-            if let Some(d) = &s.device {
-                check_device(&format!("{key}.device"), d)?;
-            }
-            if let Some(b) = &s.batch_size {
-                check_batch(&format!("{key}.batch_size"), b)?;
-            }
         }
-        Ok(warnings)
-    }
-}
-
-/// Checks that a device name parses. Whether the device opens is a question for the machine that
-/// runs the node (a coordinator without a GPU validates configs of GPU nodes), so it is asked
-/// when the node's objective is built.
-fn check_device(key: &str, d: &str) -> Result<(), ConfigError> {
-    dprox_compute::Device::parse(d).map(|_| ()).map_err(|e| invalid(key, e.to_string()))
-}
-
-fn check_batch(key: &str, b: &BatchKey) -> Result<(), ConfigError> {
-    match b {
-        BatchKey::Samples(0) => Err(invalid(key, "must be at least 1")),
-        BatchKey::Named(s) if s != "full" => {
-            Err(invalid(key, format!("must be a number or \"full\", got \"{s}\"")))
-        }
-        _ => Ok(()),
+        Ok(())
     }
 }

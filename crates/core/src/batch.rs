@@ -9,6 +9,44 @@ pub enum BatchSize {
     Samples(usize),
 }
 
+/// In a config: a number of samples, or `"full"`.
+impl serde::Serialize for BatchSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BatchSize::Full => s.serialize_str("full"),
+            BatchSize::Samples(b) => s.serialize_u64(*b as u64),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BatchSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<BatchSize, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = BatchSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of samples (at least 1) or \"full\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<BatchSize, E> {
+                match usize::try_from(v) {
+                    Ok(b) if b > 0 => Ok(BatchSize::Samples(b)),
+                    _ => Err(E::custom(format!("a batch size must be at least 1, got {v}"))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<BatchSize, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BatchSize, E> {
+                match v {
+                    "full" => Ok(BatchSize::Full),
+                    _ => Err(E::custom(format!("a batch size is a number or \"full\", got \"{v}\""))),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// Draws node i's minibatches epoch by epoch: each epoch is a fresh permutation of the local
 /// samples from the stream (seed, node, epoch), cut into consecutive batches; a batch that runs
 /// past the end of an epoch continues into the next one. The sequence depends only on

@@ -69,6 +69,27 @@ impl Prox {
         }
     }
 
+    /// [`Prox::scalar`] in f64 (for metrics, where the step may be below f32's resolution).
+    pub fn scalar_f64(&self, eta: f64, v: f64) -> f64 {
+        let soft = |v: f64, t: f64| {
+            if v > t {
+                v - t
+            } else if v < -t {
+                v + t
+            } else {
+                0.0
+            }
+        };
+        match *self {
+            Prox::None => v,
+            Prox::L1 { mu } => soft(v, eta * mu as f64),
+            Prox::L2 { lambda } => v / (1.0 + eta * lambda as f64),
+            Prox::ElasticNet { mu, lambda } => soft(v, eta * mu as f64) / (1.0 + eta * lambda as f64),
+            Prox::Box { lo, hi } => v.clamp(lo as f64, hi as f64),
+            Prox::Nonneg => v.max(0.0),
+        }
+    }
+
     /// v <- prox_{eta r}(v).
     pub fn apply(&self, eta: f32, v: &mut [f32]) {
         for x in v {

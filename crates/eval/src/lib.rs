@@ -1,7 +1,7 @@
 //! Evaluation and outputs of a dprox run, shared by the simulator and the cluster launcher.
 //!
 //! # Layout
-//! - [`metrics`]: [`Evaluator`] computes the contract metrics of ALGORITHMS.md (objective at the
+//! - [`metrics`]: [`Evaluator`] computes the contract metrics of docs/algorithms.md (objective at the
 //!   average model, consensus error, test accuracy, density) plus the proximal gradient mapping.
 //! - [`output`]: `metrics.csv` rows ([`MetricsRow`], [`MetricsWriter`]) and `summary.json`.
 //!
@@ -33,4 +33,7 @@ pub mod metrics;
 pub mod output;
 
 pub use metrics::{Evaluation, Evaluator};
-pub use output::{METRICS_HEADER, MetricsRow, MetricsWriter, Summary, read_metrics, write_json};
+pub use output::{
+    METRICS_HEADER, MetricsRow, MetricsWriter, OutputError, Recorder, RunHeader, RunStatus, Summary,
+    read_metrics, write_json,
+};

@@ -1,17 +1,20 @@
-//! The contract metrics (ALGORITHMS.md, "Metrics") computed from the nodes' iterates.
+//! The metrics of docs/algorithms.md ("Metrics"), computed from the nodes' iterates.
 
 use dprox_core::Prox;
 use dprox_objective::{Batch, Objective};
 use rayon::prelude::*;
 
 /// The metrics of the average model xbar at one point of a run.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
     /// phi(xbar) = (1/n) sum_i f_i(xbar) + r(xbar), f_i the mean loss over node i's local data.
+    #[serde(deserialize_with = "crate::output::f64_or_nan")]
     pub objective: f64,
     /// (1/n) sum_i f_i(xbar), the smooth part alone.
+    #[serde(deserialize_with = "crate::output::f64_or_nan")]
     pub loss: f64,
     /// (1/n) sum_i ||x_i - xbar||^2.
+    #[serde(deserialize_with = "crate::output::f64_or_nan")]
     pub consensus_error: f64,
     /// ||xbar - prox_{eta r}(xbar - eta grad f(xbar))|| / eta: the norm of the proximal gradient
     /// mapping, zero exactly at a stationary point of the global composite problem.
@@ -32,7 +35,7 @@ pub struct Evaluator {
     grad_sum: Vec<f64>,
     /// One gradient buffer per node evaluated concurrently.
     bufs: Vec<Vec<f32>>,
-    mapped: Vec<f32>,
+
     /// ||x_i - xbar||^2 of the last evaluation, node order.
     contributions: Vec<f64>,
 }
@@ -48,7 +51,6 @@ impl Evaluator {
             xbar: vec![0.0; dim],
             grad_sum: vec![0.0; dim],
             bufs: Vec::new(),
-            mapped: vec![0.0; dim],
             contributions: Vec::new(),
         }
     }
@@ -63,6 +65,22 @@ impl Evaluator {
     /// The average model of the last evaluation.
     pub fn xbar(&self) -> &[f32] {
         &self.xbar
+    }
+
+    /// ||xbar - prox_{eta r}(xbar - eta grad f(xbar))|| / eta, in f64 throughout: in f32 a step
+    /// eta g below half an ulp of xbar would vanish and the mapping read 0 away from stationarity.
+    fn grad_mapping(&self, n: usize) -> f64 {
+        let eta = self.lr as f64;
+        let squares: f64 = self
+            .xbar
+            .iter()
+            .zip(&self.grad_sum)
+            .map(|(&x, &g)| {
+                let x = x as f64;
+                (x - self.prox.scalar_f64(eta, x - eta * (g / n as f64))).powi(2)
+            })
+            .sum();
+        squares.sqrt() / eta
     }
 
     /// Evaluates the nodes' iterates `xs` (node order) with node i's objective `objectives[i]`.
@@ -113,18 +131,7 @@ impl Evaluator {
             }
         }
         loss /= n as f64;
-        for (m, (&x, &g)) in self.mapped.iter_mut().zip(self.xbar.iter().zip(&self.grad_sum)) {
-            *m = x - self.lr * (g / n as f64) as f32;
-        }
-        self.prox.apply(self.lr, &mut self.mapped);
-        let grad_mapping = self
-            .xbar
-            .iter()
-            .zip(&self.mapped)
-            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-            .sum::<f64>()
-            .sqrt()
-            / self.lr as f64;
+        let grad_mapping = self.grad_mapping(n);
         Evaluation {
             objective: loss + self.prox.value(&self.xbar),
             loss,

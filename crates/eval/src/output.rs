@@ -1,12 +1,16 @@
-//! The files a run leaves behind: `metrics.csv` (one row per evaluation) and `summary.json`.
+//! The files a run leaves behind: `metrics.csv` (one row per evaluation) and `summary.json`, and
+//! the [`Recorder`] that writes them for the simulator and the coordinator alike.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use dprox_core::Algorithm;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::Evaluation;
 
 /// One row of `metrics.csv`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricsRow {
     /// Iterations completed.
     pub iter: u64,
@@ -94,17 +98,18 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Resul
     std::fs::rename(&tmp, path)
 }
 
-/// `summary.json`: what ran, how it ended, and the final metrics.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Summary {
+/// A float that JSON wrote as `null` (serde_json writes NaN and infinities so) reads back as NaN.
+pub(crate) fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// What a run is, known before it starts (the first fields of `summary.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunHeader {
     /// Run name.
     pub name: String,
     /// Algorithm.
-    pub algorithm: String,
-    /// `completed`, or `failed` with `error` set.
-    pub status: String,
-    /// Why the run failed (the rows computed before it are in metrics.csv).
-    pub error: Option<String>,
+    pub algorithm: Algorithm,
     /// Number of nodes.
     pub nodes: usize,
     /// Number of edges of the graph.
@@ -113,6 +118,31 @@ pub struct Summary {
     pub spectral_gap: f64,
     /// Parameters per model.
     pub dim: usize,
+    /// The config that produced the run.
+    pub config: serde_json::Value,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// It reached its last iteration.
+    Completed,
+    /// It stopped early; `error` in the summary says why.
+    Failed,
+}
+
+/// `summary.json`: what ran, how it ended, and the final metrics. Written by [`Recorder::finish`];
+/// read back with [`Summary::read`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// What ran.
+    #[serde(flatten)]
+    pub run: RunHeader,
+    /// How it ended.
+    pub status: RunStatus,
+    /// Why the run failed (the rows computed before it are in metrics.csv).
+    pub error: Option<String>,
     /// Iterations completed.
     pub iterations: u64,
     /// The last metrics row.
@@ -123,6 +153,106 @@ pub struct Summary {
     pub sim_time_s: f64,
     /// Real seconds.
     pub wall_time_s: f64,
-    /// The config that produced the run.
-    pub config: serde_json::Value,
+}
+
+impl Summary {
+    /// Reads a `summary.json`.
+    pub fn read(path: &Path) -> Result<Summary, OutputError> {
+        let text = std::fs::read_to_string(path).map_err(|e| OutputError::at(path, e))?;
+        serde_json::from_str(&text).map_err(|e| OutputError::at(path, std::io::Error::other(e)))
+    }
+}
+
+/// An output file could not be written (or read back).
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct OutputError {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub source: std::io::Error,
+}
+
+impl OutputError {
+    fn at(path: &Path, source: std::io::Error) -> OutputError {
+        OutputError { path: path.to_path_buf(), source }
+    }
+}
+
+/// The outputs of one run: `metrics.csv` row by row (flushed, so a run that fails midway keeps
+/// every row), and `summary.json` at the end, whatever the end. Without a folder it only keeps
+/// the summary (for callers that want the figures and no files).
+#[derive(Debug)]
+pub struct Recorder {
+    dir: Option<PathBuf>,
+    metrics: Option<MetricsWriter>,
+    summary: Summary,
+}
+
+impl Recorder {
+    /// Creates `out` (when given) and its `metrics.csv` for the run `header` describes.
+    pub fn create(out: Option<&Path>, header: RunHeader) -> Result<Recorder, OutputError> {
+        let metrics = match out {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| OutputError::at(dir, e))?;
+                let p = dir.join("metrics.csv");
+                Some(MetricsWriter::create(&p).map_err(|e| OutputError::at(&p, e))?)
+            }
+            None => None,
+        };
+        let summary = Summary {
+            run: header,
+            status: RunStatus::Completed,
+            error: None,
+            iterations: 0,
+            last: None,
+            bytes_sent: 0,
+            sim_time_s: 0.0,
+            wall_time_s: 0.0,
+        };
+        Ok(Recorder { dir: out.map(Path::to_path_buf), metrics, summary })
+    }
+
+    /// The run folder, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Appends `row` to `metrics.csv`; the summary's figures follow it.
+    pub fn row(&mut self, row: &MetricsRow) -> Result<(), OutputError> {
+        if let (Some(w), Some(dir)) = (self.metrics.as_mut(), &self.dir) {
+            w.write(row).map_err(|e| OutputError::at(&dir.join("metrics.csv"), e))?;
+        }
+        self.progress(row.iter, row.bytes_sent, row.sim_time_s);
+        self.summary.last = Some(row.clone());
+        Ok(())
+    }
+
+    /// Progress between evaluation points: iterations done, bytes sent, simulated time (what the
+    /// summary reports if the run stops before the next row).
+    pub fn progress(&mut self, iterations: u64, bytes_sent: u64, sim_time_s: f64) {
+        self.summary.iterations = iterations;
+        self.summary.bytes_sent = bytes_sent;
+        self.summary.sim_time_s = sim_time_s;
+    }
+
+    /// The summary so far.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// Ends the run: `outcome` is `Err(reason)` for a run that stopped early. Writes
+    /// `summary.json` and returns the summary.
+    pub fn finish(mut self, outcome: Result<(), String>, wall_time_s: f64) -> Result<Summary, OutputError> {
+        self.summary.wall_time_s = wall_time_s;
+        if let Err(e) = outcome {
+            self.summary.status = RunStatus::Failed;
+            self.summary.error = Some(e);
+        }
+        if let Some(dir) = &self.dir {
+            let p = dir.join("summary.json");
+            write_json(&p, &self.summary).map_err(|e| OutputError::at(&p, e))?;
+        }
+        Ok(self.summary)
+    }
 }

@@ -112,7 +112,8 @@ pub enum ObjectiveError {
     /// `kind = "custom"` was asked to be sized or built from its spec: only the program embedding
     /// dprox knows that objective, so it has to hand it over.
     #[error(
-        "model kind `custom`: the objective is supplied by the program embedding dprox — call \
+        "model kind `custom`: the objective is supplied by the program embedding dprox — register \
+         it with `dprox_cli::main_with` and select it with `[model] name`, or call \
          `Prepared::with_objective` (see examples/custom-objective)"
     )]
     CustomModel,

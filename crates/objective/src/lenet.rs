@@ -81,7 +81,8 @@ pub struct LeNetLayer {
 
 impl LeNetLayer {
     fn weights(&self) -> usize {
-        self.inputs * self.outputs
+        // Saturating: an absurd config is refused by its size, not by an overflow.
+        self.inputs.saturating_mul(self.outputs)
     }
 }
 
@@ -160,7 +161,7 @@ impl LeNetArch {
     pub fn layers(&self) -> Vec<LeNetLayer> {
         let (conv1, _, conv2, pool2) = self.stages();
         let [c1, c2] = self.channels;
-        let flat = pool2.hout() * pool2.wout() * c2;
+        let flat = pool2.hout().saturating_mul(pool2.wout()).saturating_mul(c2);
         let shapes = [(c1, conv1.patch()), (c2, conv2.patch())].into_iter().chain(
             self.hidden
                 .iter()
@@ -172,7 +173,11 @@ impl LeNetArch {
         shapes
             .map(|(outputs, inputs)| {
                 let layer = LeNetLayer { offset, outputs, inputs };
-                offset += inputs * outputs + if self.bias { outputs } else { 0 };
+                offset = offset.saturating_add(layer.weights()).saturating_add(if self.bias {
+                    outputs
+                } else {
+                    0
+                });
                 layer
             })
             .collect()
@@ -181,7 +186,7 @@ impl LeNetArch {
     /// Number of parameters.
     pub fn dim(&self) -> usize {
         let last = *self.layers().last().expect("a lenet has layers");
-        last.offset + last.weights() + if self.bias { last.outputs } else { 0 }
+        last.offset.saturating_add(last.weights()).saturating_add(if self.bias { last.outputs } else { 0 })
     }
 }
 

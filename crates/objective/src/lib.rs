@@ -23,6 +23,7 @@
 //! - `conv.rs`: LeNet's kernels: im2col / col2im (convolution as a GEMM) and 2x2 pooling.
 //! - `batch.rs`: chunking of batches, the dense gather scratch, the dense (GEMM) and sparse
 //!   affine maps, and the data checks.
+//! - `device.rs`: [`Device`], the name of a compute device (opened by dprox-compute).
 //! - `error.rs`: [`ObjectiveError`].
 //!
 //! # Bringing your own model
@@ -96,6 +97,7 @@
 
 mod batch;
 mod conv;
+mod device;
 mod error;
 mod lenet;
 mod linear;
@@ -104,6 +106,7 @@ pub mod objective;
 mod softmax;
 mod spec;
 
+pub use device::{Device, DeviceNameError};
 pub use error::ObjectiveError;
 pub use lenet::{LeNet, LeNetArch, LeNetLayer};
 pub use linear::{LeastSquares, Logistic};

@@ -14,7 +14,7 @@ pub enum Batch<'a> {
 /// The parameters are one flat `f32` vector of length [`Objective::dim`]; the algorithm and the
 /// compressors only ever see that vector, and the objective maps it onto its layers. The built-in
 /// models implement it, and so can a program embedding dprox: with `[model] kind = "custom"` in
-/// the config, `dprox_config::Prepared::with_objective` takes a factory of your objective and the
+/// the config, `dprox_prepare::Prepared::with_objective` takes a factory of your objective and the
 /// simulator, the coordinator and the nodes all use it (`examples/custom-objective` trains a
 /// Huber regression this way, simulated and as an in-process gRPC cluster).
 ///

@@ -23,7 +23,8 @@ pub enum ModelKind {
     #[serde(rename = "lenet")]
     LeNet,
     /// An objective dprox does not ship: the program embedding dprox supplies it (through
-    /// `dprox_config::Prepared::with_objective`, see `examples/custom-objective`). dprox cannot
+    /// `dprox_cli::main_with` or `dprox_prepare::Prepared::with_objective`, see
+    /// `examples/custom-objective`). dprox cannot
     /// size or build it from a spec, so [`ModelSpec::dim`] and [`build`] refuse it with
     /// [`ObjectiveError::CustomModel`].
     Custom,
@@ -143,7 +144,7 @@ impl ModelSpec {
             ModelKind::LeastSquares => Ok(p + bias),
             ModelKind::Softmax => {
                 let c = classes_of("softmax regression", shape)?;
-                Ok(c * (p + bias))
+                Ok(c.saturating_mul(p + bias))
             }
             ModelKind::Mlp => {
                 let c = classes_of("an mlp", shape)?;
@@ -156,7 +157,8 @@ impl ModelSpec {
                 let mut inputs = p;
                 let mut dim = 0;
                 for &outputs in self.hidden.iter().chain([c].iter()) {
-                    dim += outputs * (inputs + bias);
+                    // Saturating: an absurd width is refused by its size, not by an overflow.
+                    dim = outputs.saturating_mul(inputs.saturating_add(bias)).saturating_add(dim);
                     inputs = outputs;
                 }
                 Ok(dim)

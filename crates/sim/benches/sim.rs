@@ -40,7 +40,7 @@ fn sim(c: &mut Criterion) {
             "#
         );
         let cfg = dprox_config::parse(&text, "bench.toml".as_ref()).unwrap();
-        let run = dprox_config::Prepared::new(cfg, ".".as_ref(), "bench".into()).unwrap();
+        let run = dprox_prepare::Prepared::new(cfg, ".".as_ref(), "bench".into()).unwrap();
         let mut s = dprox_sim::Simulation::new(&run).unwrap();
         g.bench_function(alg, |b| b.iter(|| s.step().unwrap()));
     }

@@ -27,7 +27,7 @@
 //!     [optimizer]
 //!     lr = 0.1
 //! "#, "doc.toml".as_ref()).unwrap();
-//! let run = dprox_config::Prepared::new(cfg, ".".as_ref(), "doc".into()).unwrap();
+//! let run = dprox_prepare::Prepared::new(cfg, ".".as_ref(), "doc".into()).unwrap();
 //! let mut rows = 0;
 //! let summary = dprox_sim::simulate(&run, None, |e| {
 //!     if let dprox_sim::Event::Row(_) = e { rows += 1 }

@@ -1,10 +1,10 @@
 //! n nodes in one process, driving the same core as the cluster node, on a virtual clock.
 
 use dprox_compress::Encoder;
-use dprox_config::{ConfigError, Prepared};
 use dprox_core::{BatchSampler, Cluster, CoreError, Delivery, Node};
-use dprox_eval::{Evaluation, Evaluator};
+use dprox_eval::{Evaluation, Evaluator, OutputError};
 use dprox_objective::{Batch, Objective};
+use dprox_prepare::{Part, Placement, PrepareError, Prepared};
 use rayon::prelude::*;
 
 use crate::clock::{Clock, InLink};
@@ -14,18 +14,13 @@ use crate::clock::{Clock, InLink};
 pub enum SimError {
     /// The config could not be turned into a run.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Prepare(#[from] PrepareError),
     /// A node's state machine refused an input (a non-finite gradient, a diverged iterate).
     #[error(transparent)]
     Core(#[from] CoreError),
     /// An output file could not be written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 /// A simulated cluster: the nodes, their objectives and minibatch samplers, the virtual clock and
@@ -68,15 +63,17 @@ impl Simulation {
         let n = run.n();
         // Objectives first: for `kind = "custom"` without `Prepared::with_objective`, their error
         // says what to do, where the core would only see an empty x^0.
-        let objectives = (0..n).map(|i| run.objective(i)).collect::<Result<Vec<_>, _>>()?;
+        let objectives = (0..n)
+            .map(|i| run.objective(Part::Node(i), Placement::Configured))
+            .collect::<Result<Vec<_>, _>>()?;
         let configs: Vec<_> = (0..n).map(|i| run.node_config(i)).collect();
         let cluster = Cluster::new(configs)?;
         let samplers = (0..n)
             .map(|i| {
-                BatchSampler::new(run.config.run.seed, i, objectives[i].num_samples(), run.batch_size(i))
+                BatchSampler::new(run.config().run.seed, i, objectives[i].num_samples(), run.batch_size(i))
             })
             .collect();
-        let gflops = run.config.network.gflops * 1e9;
+        let gflops = run.config().network.gflops * 1e9;
         let secs_per_sample =
             (0..n).map(|i| objectives[i].flops_per_sample() / (gflops * run.speed(i))).collect();
         let links = cluster
@@ -85,20 +82,20 @@ impl Simulation {
             .map(|node| {
                 node.peers()
                     .map(|j| {
-                        let (latency_s, bytes_per_s) = run.link(j, node.id());
-                        InLink { from: j, latency_s, bytes_per_s }
+                        let cost = run.link(j, node.id());
+                        InLink { from: j, latency_s: cost.latency_s, bytes_per_s: cost.bytes_per_s }
                     })
                     .collect()
             })
             .collect();
-        let stages = run.config.run.algorithm.exchanges().len();
-        let zstd = run.config.compression.zstd;
+        let stages = run.config().run.algorithm.exchanges().len();
+        let zstd = run.config().compression.zstd;
         Ok(Simulation {
             cluster,
             samplers,
-            grads: vec![vec![0.0; run.dim]; n],
-            test: run.test_objective()?,
-            evaluator: Evaluator::new(run.dim, run.config.regularizer, run.config.optimizer.lr),
+            grads: vec![vec![0.0; run.dim()]; n],
+            test: run.test_objective(Placement::Configured)?,
+            evaluator: Evaluator::new(run.dim(), run.config().regularizer, run.config().optimizer.lr),
             clock: Clock::new(links),
             secs_per_sample,
             batch_len: vec![0; n],

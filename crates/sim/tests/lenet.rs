@@ -9,8 +9,8 @@ fn mnist_lenet_example_trains_for_a_few_iterations() {
     let mut config = dprox_config::load(&path).unwrap();
     config.run.iterations = 20;
     config.run.eval_every = 20;
-    let run = dprox_config::Prepared::new(config, path.parent().unwrap(), "short".into()).unwrap();
-    assert_eq!(run.dim, 61_706);
+    let run = dprox_prepare::Prepared::new(config, path.parent().unwrap(), "short".into()).unwrap();
+    assert_eq!(run.dim(), 61_706);
     let mut rows = Vec::new();
     dprox_sim::simulate(&run, None, |e| {
         if let dprox_sim::Event::Row(r) = e {

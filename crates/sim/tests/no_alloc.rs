@@ -61,7 +61,7 @@ fn allocations_per_step_of(model: &str, algorithm: &str, compression: &str, batc
         "#
     );
     let cfg = dprox_config::parse(&text, "t.toml".as_ref()).unwrap();
-    let run = dprox_config::Prepared::new(cfg, ".".as_ref(), "t".into()).unwrap();
+    let run = dprox_prepare::Prepared::new(cfg, ".".as_ref(), "t".into()).unwrap();
     let mut sim = dprox_sim::Simulation::new(&run).unwrap();
     for _ in 0..5 {
         sim.step().unwrap(); // warm-up: buffers grow to size, rayon starts its threads

@@ -1,11 +1,11 @@
 //! The simulator at scale (256 nodes), its independence from the thread count, and its clock.
 
-fn prepare(text: &str) -> dprox_config::Prepared {
+fn prepare(text: &str) -> dprox_prepare::Prepared {
     let cfg = dprox_config::parse(text, "t.toml".as_ref()).unwrap();
-    dprox_config::Prepared::new(cfg, ".".as_ref(), "t".into()).unwrap()
+    dprox_prepare::Prepared::new(cfg, ".".as_ref(), "t".into()).unwrap()
 }
 
-fn run_rows(run: &dprox_config::Prepared) -> Vec<(f64, f64, u64, f64)> {
+fn run_rows(run: &dprox_prepare::Prepared) -> Vec<(f64, f64, u64, f64)> {
     let mut rows = Vec::new();
     dprox_sim::simulate(run, None, |e| {
         if let dprox_sim::Event::Row(r) = e {

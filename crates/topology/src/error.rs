@@ -167,6 +167,20 @@ pub enum TopologyError {
         /// Its sum.
         sum: f64,
     },
+    /// The spectral gap is zero within rounding: gossip with this matrix never reaches consensus
+    /// (e.g. `[[0, 1], [1, 0]]` swaps two values forever; so does any bipartite graph whose
+    /// matrix has a zero diagonal).
+    #[error(
+        "the mixing matrix has spectral gap {gap:.3e} (rho = {rho}): gossip with it never reaches \
+         consensus (an eigenvalue of -1 or 1 besides the consensus one; e.g. a bipartite graph with a \
+         zero diagonal): give every node a positive self-weight, or use metropolis weights"
+    )]
+    NoConsensus {
+        /// `1 - rho`.
+        gap: f64,
+        /// `||W - 11^T/n||_2`.
+        rho: f64,
+    },
     /// The QL iteration did not converge (only possible for pathological input).
     #[error("eigenvalue solver did not converge for eigenvalue {index} after {iterations} QL iterations")]
     EigenNoConvergence {

@@ -6,6 +6,10 @@ use crate::error::TopologyError;
 use crate::graph::Graph;
 use crate::weights::MixingMatrix;
 
+/// A spectral gap at most this is zero within rounding (the eigen-solver's error on a matrix of
+/// a few thousand nodes is around 1e-13; a 10,000-node ring's true gap is about 1e-7).
+pub const MIN_SPECTRAL_GAP: f64 = 1e-10;
+
 /// Size, degree and spectral summary of a graph with its mixing matrix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopologyFacts {
@@ -28,13 +32,18 @@ pub struct TopologyFacts {
 impl TopologyFacts {
     /// Computes the facts; the eigenvalue solve is O(n^3) (about a second at n = 1000 here).
     ///
-    /// Errors if `mixing` is not `graph.n() x graph.n()`, or if the eigenvalue iteration fails.
+    /// Errors if `mixing` is not `graph.n() x graph.n()`, if the eigenvalue iteration fails, or if
+    /// the spectral gap is zero within rounding ([`TopologyError::NoConsensus`]: at most
+    /// [`MIN_SPECTRAL_GAP`]; a 1,000-node ring's gap of about 1e-5 is far above it).
     pub fn compute(graph: &Graph, mixing: &MixingMatrix) -> Result<TopologyFacts, TopologyError> {
         if mixing.n() != graph.n() {
             return Err(TopologyError::SizeMismatch { matrix: mixing.n(), graph: graph.n() });
         }
         let eig = mixing.centered_eigenvalues()?;
         let rho = eig.iter().fold(0.0, |m: f64, &x| m.max(x.abs()));
+        if 1.0 - rho <= MIN_SPECTRAL_GAP {
+            return Err(TopologyError::NoConsensus { gap: 1.0 - rho, rho });
+        }
         let nodes = graph.n();
         let edges = graph.num_edges();
         Ok(TopologyFacts {

@@ -44,7 +44,7 @@ pub mod validate;
 pub mod weights;
 
 pub use error::TopologyError;
-pub use facts::TopologyFacts;
+pub use facts::{MIN_SPECTRAL_GAP, TopologyFacts};
 pub use graph::Graph;
 pub use spectral::symmetric_eigenvalues;
 pub use validate::validate_graph_connected;

@@ -28,6 +28,9 @@ pub fn max_message_bytes(dim: usize) -> usize {
 /// Network errors, each naming the peer at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// The node's own transport failed (its listener, one of its tasks).
+    #[error("{0}")]
+    Internal(String),
     /// The peer's address does not parse.
     #[error("node {peer}: invalid address {address}: {message}")]
     Address {
@@ -458,7 +461,7 @@ pub enum PingError {
 /// A readable account of a gRPC failure: connection errors hide in the source chain, whose
 /// layers (tonic, hyper, the connector) often repeat one another's words, so a layer that says
 /// nothing new is left out ("tcp connect error: transport error: Connection refused").
-fn describe(status: &Status) -> String {
+pub fn describe(status: &Status) -> String {
     use std::error::Error;
     let mut parts = vec![status.code().to_string(), status.message().to_string()];
     let mut src = status.source();

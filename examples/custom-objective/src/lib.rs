@@ -1,22 +1,21 @@
 //! Training your own objective with dprox, from your own crate, without editing dprox.
 //!
 //! This crate plays the user: it defines an objective dprox does not ship, robust linear
-//! regression with the Huber loss ([`Huber`]), and trains it with DProxSGT in the simulator and
-//! on a real (in-process) gRPC cluster. The config says `[model] kind = "custom"`; the program
-//! hands its objective to dprox with `Prepared::with_objective`, and from then on the simulator,
-//! the coordinator and every node build it through `Prepared::objective`.
+//! regression with the Huber loss ([`Huber`]), and gets the whole `dprox` command line for it in
+//! one call (`main.rs`: `dprox_cli::main_with`, registering it as `huber`). A config says
+//! `[model] kind = "custom", name = "huber"`, and `sim`, `launch`, `node` and `coordinator` of this
+//! program train it, in the simulator or on a real cluster of processes.
 //!
 //! # Layout
-//! - `lib.rs`: [`Huber`], the objective, and [`HuberError`].
-//! - [`cluster`]: the coordinator and every node in one process on 127.0.0.1:0, and the
-//!   comparison of its `metrics.csv` with the simulator's.
-//! - `main.rs`: the program (`cargo run -p dprox-example-custom-objective -- [--cluster]`).
+//! - `lib.rs`: [`Huber`], the objective, [`HuberError`], and [`Huber::factory`], what dprox is
+//!   handed.
+//! - `main.rs`: the program (`cargo run -p dprox-example-custom-objective -- sim huber.toml ...`).
 //!
 //! ```
 //! use std::sync::Arc;
 //! use dprox_example_custom_objective::Huber;
 //!
-//! let run = dprox_config::Prepared::new(
+//! let run = dprox_prepare::Prepared::new(
 //!     dprox_config::parse(r#"
 //!         [run]
 //!         algorithm = "dproxsgt"
@@ -35,7 +34,7 @@
 //!     "huber".into(),
 //! ).unwrap();
 //! let run = run.with_objective(Huber::factory(1.0).unwrap()).unwrap();
-//! assert_eq!(run.dim, 5); // 4 weights and a bias
+//! assert_eq!(run.dim(), 5); // 4 weights and a bias
 //! let mut first = None;
 //! let summary = dprox_sim::simulate(&run, None, |e| {
 //!     if let dprox_sim::Event::Row(row) = e {
@@ -46,12 +45,11 @@
 //! assert!(last < first / 5.0, "{first} -> {last}");
 //! ```
 
-pub mod cluster;
-
 use std::sync::Arc;
 
 use dprox_data::{Dataset, Features, InvalidDataset};
 use dprox_objective::{Batch, Objective, Shape};
+use dprox_prepare::Part;
 
 /// Why a [`Huber`] objective cannot be built.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -93,17 +91,18 @@ impl Huber {
         Ok(Huber { data, delta, acc: vec![0.0; dim] })
     }
 
-    /// What `Prepared::with_objective` takes: a Huber objective with threshold `delta` on each
-    /// node's data. `delta` is checked here, once.
+    /// What dprox is handed (`Objectives::with("huber", ...)`, or `Prepared::with_objective`): a
+    /// Huber objective with threshold `delta` on each node's data. `delta` is checked here, once.
     ///
     /// The factory cannot return an error, so it panics on malformed data (see
     /// [`HuberError`]): the data sets of a `Prepared` come from dprox's loaders, which check
     /// their files, so that does not happen there.
     pub fn factory(
         delta: f64,
-    ) -> Result<impl Fn(Arc<Dataset>, Shape) -> Box<dyn Objective> + Send + Sync + 'static, HuberError> {
+    ) -> Result<impl Fn(Part, Arc<Dataset>, Shape) -> Box<dyn Objective> + Send + Sync + 'static, HuberError>
+    {
         check_delta(delta)?;
-        Ok(move |data: Arc<Dataset>, _shape: Shape| -> Box<dyn Objective> {
+        Ok(move |_part: Part, data: Arc<Dataset>, _shape: Shape| -> Box<dyn Objective> {
             // The size comes from the data, which dprox has checked has the global shape's
             // features on every node; `with_objective` would name any node that differed.
             match Huber::new(data, delta) {

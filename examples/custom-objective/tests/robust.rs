@@ -6,10 +6,10 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use dprox_config::Prepared;
 use dprox_data::{Dataset, Features, SyntheticSpec};
 use dprox_example_custom_objective::Huber;
 use dprox_objective::{Batch, LeastSquares, Objective};
+use dprox_prepare::Prepared;
 use dprox_sim::Simulation;
 
 fn write_csv(path: &Path, data: &Dataset, rows: std::ops::Range<usize>, outliers: bool) {
@@ -59,7 +59,7 @@ fn train(dir: &Path, model: &str) -> (Arc<Prepared>, Vec<f32>) {
         run = run.with_objective(Huber::factory(1.0).unwrap()).unwrap();
     }
     let mut sim = Simulation::new(&run).unwrap();
-    while sim.iteration() < run.config.run.iterations {
+    while sim.iteration() < run.config().run.iterations {
         sim.step().unwrap();
     }
     sim.evaluate();
@@ -86,13 +86,13 @@ fn huber_beats_least_squares_on_clean_data_when_training_has_outliers() {
     assert_eq!(huber.len(), squares.len(), "both are [weights, bias]");
 
     // The clean error: 0.5 mean squared residual on the held-out clean samples.
-    let test = squares_run.test.clone().unwrap();
+    let test = squares_run.test_data().cloned().unwrap();
     let mut clean = LeastSquares::new(test.clone(), true).unwrap();
     let (huber_error, squares_error) = (clean.loss(&huber, Batch::Full), clean.loss(&squares, Batch::Full));
     // The layouts agree: a Huber loss with a huge delta is least squares.
     let mut wide = Huber::new(test, 1e12).unwrap();
     assert!((wide.loss(&squares, Batch::Full) - squares_error).abs() < 1e-9 * squares_error);
-    assert!(huber_run.objective(0).is_ok());
+    assert!(huber_run.objective(dprox_prepare::Part::Node(0), dprox_prepare::Placement::Configured).is_ok());
 
     println!("clean test error: huber {huber_error}, least squares {squares_error}");
     // Least squares absorbs the mean outlier shift (2.5) in its bias: an error of about 2.5^2 / 2.

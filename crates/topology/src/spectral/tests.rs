@@ -173,6 +173,28 @@ fn facts_and_display() {
 }
 
 #[test]
+fn a_matrix_that_never_reaches_consensus_is_refused_and_a_small_gap_is_not() {
+    // Two nodes swapping their values forever: eigenvalues 1 and -1, gap 0.
+    let g = Graph::ring(2).unwrap();
+    let swap = MixingMatrix::explicit(&g, &[vec![0.0, 1.0], vec![1.0, 0.0]]).unwrap();
+    let e = TopologyFacts::compute(&g, &swap).unwrap_err();
+    assert!(matches!(e, TopologyError::NoConsensus { gap, rho } if gap.abs() < 1e-15 && rho == 1.0), "{e:?}");
+    assert!(e.to_string().starts_with("the mixing matrix has spectral gap"), "{e}");
+    assert!(e.to_string().contains("never reaches consensus"), "{e}");
+    // A bipartite ring of 6 with a zero diagonal (each node 1/2 to each neighbour): -1 is an
+    // eigenvalue.
+    let ring6 = Graph::ring(6).unwrap();
+    let half =
+        |i: usize| (0..6).map(|j| if (i + 1) % 6 == j || (j + 1) % 6 == i { 0.5 } else { 0.0 }).collect();
+    let w = MixingMatrix::explicit(&ring6, &(0..6).map(half).collect::<Vec<_>>()).unwrap();
+    assert!(matches!(TopologyFacts::compute(&ring6, &w), Err(TopologyError::NoConsensus { .. })));
+    // A 1,000-node ring's gap is about 1.3e-5: small, and valid.
+    let ring = Graph::ring(1000).unwrap();
+    let f = TopologyFacts::compute(&ring, &MixingMatrix::metropolis(&ring).unwrap()).unwrap();
+    assert!(f.spectral_gap > 1e-5 && f.spectral_gap < 2e-5, "{}", f.spectral_gap);
+}
+
+#[test]
 fn exponential_mixes_faster_than_ring() {
     let n = 32;
     let ring = MixingMatrix::metropolis(&Graph::ring(n).unwrap()).unwrap().rho();

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dprox_config::{ConfigError, Prepared};
+use dprox_prepare::{PrepareError, Prepared};
 use tempfile::TempDir;
 
 /// A valid config: every test below edits one line of it.
@@ -60,7 +60,7 @@ fn edit(base: &str, from: &str, to: &str) -> String {
 }
 
 /// Writes `toml` as `run.toml` into `dir` and prepares it.
-fn prepare(dir: &Path, toml: &str) -> Result<Prepared, ConfigError> {
+fn prepare(dir: &Path, toml: &str) -> Result<Prepared, PrepareError> {
     let path = dir.join("run.toml");
     std::fs::write(&path, toml).unwrap();
     Prepared::from_file(&path)
@@ -91,8 +91,8 @@ fn base_config_is_valid() {
     let d = dir();
     let run = prepare(d.path(), BASE).unwrap_or_else(|e| panic!("base config fails: {e}"));
     assert_eq!(run.n(), 4);
-    assert_eq!(run.dim, 4);
-    assert_eq!(run.node_data.iter().map(|d| d.len()).sum::<usize>(), 20);
+    assert_eq!(run.dim(), 4);
+    assert_eq!((0..run.n()).map(|i| run.node_data(i).len()).sum::<usize>(), 20);
 }
 
 #[test]
@@ -345,17 +345,17 @@ fn link_that_is_not_an_edge() {
 fn mnist_ring_example_prepares() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples/mnist-ring.toml");
     let run = Prepared::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(run.name, "mnist-ring");
+    assert_eq!(run.name(), "mnist-ring");
     assert_eq!(run.n(), 8);
-    assert_eq!(run.dim, 7850);
-    assert_eq!(run.shape.features, 784);
-    assert_eq!(run.shape.classes, Some(10));
+    assert_eq!(run.dim(), 7850);
+    assert_eq!(run.shape().features, 784);
+    assert_eq!(run.shape().classes, Some(10));
     let stats = run.node_stats();
     let held: Vec<usize> = (0..10).filter(|&c| stats[0].class_counts[c] > 0).collect();
     assert_eq!(held, [0, 9]);
     assert_eq!(stats.iter().map(|s| s.samples).sum::<usize>(), 4000);
-    assert_eq!(run.test.as_ref().map(|t| t.len()), Some(1000));
-    assert!(run.warnings.is_empty(), "{:?}", run.warnings);
+    assert_eq!(run.test_data().as_ref().map(|t| t.len()), Some(1000));
+    assert!(run.warnings().is_empty(), "{:?}", run.warnings());
 }
 
 /// A tempdir whose `train.csv` holds 20 images of 12 x 12 (144 features), labels 0/1.
@@ -374,9 +374,9 @@ fn lenet_image_shape_that_does_not_match_the_features() {
     // Without `image`, 144 features are a 12 x 12 square: the same config then prepares.
     let inferred = edit(BASE, "kind = \"logistic\"", "kind = \"lenet\"");
     let run = prepare(d.path(), &inferred).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(run.model.image, None);
+    assert_eq!(run.model().image, None);
     // 12 -> 6 -> 2 -> 1: the first dense layer sees 16 values.
-    assert_eq!(run.dim, (6 * 25 + 6) + (16 * 150 + 16) + (120 * 16 + 120) + (84 * 120 + 84) + (2 * 84 + 2));
+    assert_eq!(run.dim(), (6 * 25 + 6) + (16 * 150 + 16) + (120 * 16 + 120) + (84 * 120 + 84) + (2 * 84 + 2));
 }
 
 #[test]
@@ -410,23 +410,23 @@ fn lenet_settings_on_another_model_warn() {
     let run =
         prepare(d.path(), &edit(BASE, "kind = \"logistic\"", "kind = \"logistic\"\npool = \"average\""))
             .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(run.warnings.len(), 1, "{:?}", run.warnings);
-    assert!(run.warnings[0].contains("no effect"), "{:?}", run.warnings);
+    assert_eq!(run.warnings().len(), 1, "{:?}", run.warnings());
+    assert!(run.warnings()[0].contains("no effect"), "{:?}", run.warnings());
 }
 
 #[test]
 fn mnist_lenet_example_prepares() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples/mnist-lenet.toml");
     let run = Prepared::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(run.name, "mnist-lenet");
+    assert_eq!(run.name(), "mnist-lenet");
     assert_eq!(run.n(), 5);
-    assert_eq!(run.dim, 61_706);
-    assert_eq!(run.model.image, Some([1, 28, 28]));
-    assert!(run.x0.iter().any(|&v| v != 0.0), "seeded init");
+    assert_eq!(run.dim(), 61_706);
+    assert_eq!(run.model().image, Some([1, 28, 28]));
+    assert!(run.x0().iter().any(|&v| v != 0.0), "seeded init");
     let stats = run.node_stats();
     let held: Vec<usize> = (0..10).filter(|&c| stats[1].class_counts[c] > 0).collect();
     assert_eq!(held, [1, 8]);
-    assert!(run.warnings.is_empty(), "{:?}", run.warnings);
+    assert!(run.warnings().is_empty(), "{:?}", run.warnings());
 }
 
 #[test]
@@ -443,6 +443,68 @@ fn cluster_durations_must_be_positive_numbers_of_seconds_a_duration_holds() {
         assert_mentions(&msg, &[&format!("cluster.{key}"), "must be a positive number of seconds, got"]);
     }
     let run = prepare(d.path(), &format!("{BASE}\n[cluster]\nregister_timeout_s = 30\n")).unwrap();
-    assert_eq!(run.config.cluster.register_timeout_s, 30.0);
-    assert_eq!(prepare(d.path(), BASE).unwrap().config.cluster.register_timeout_s, 600.0, "the default");
+    assert_eq!(run.config().cluster.register_timeout_s, 30.0);
+    assert_eq!(prepare(d.path(), BASE).unwrap().config().cluster.register_timeout_s, 600.0, "the default");
+}
+
+/// Absurd sizes are refused before anything of that size is allocated, naming the key and the
+/// size (they used to abort the process with "memory allocation failed").
+#[test]
+fn absurd_sizes_are_refused_naming_the_key_and_the_size() {
+    let d = dir();
+    // 100,000 nodes: the dense spectral solve alone would take 37 GiB.
+    let msg = error(d.path(), &edit(BASE, "nodes = 4", "nodes = 100000"));
+    assert_mentions(
+        &msg,
+        &["topology.nodes:", "100000 nodes", "needs about 37.3 GiB", "more than this machine's memory"],
+    );
+    // An MLP with a hidden layer of 4e9 units.
+    let mlp = edit(BASE, "kind = \"logistic\"", "kind = \"mlp\"\nhidden = [4000000000]");
+    let msg = error(d.path(), &mlp);
+    assert_mentions(&msg, &["model.hidden:", "a model of 24000000002 parameters", "needs about 3.5 TiB"]);
+    // 1e11 synthetic samples.
+    let synth = edit(
+        BASE,
+        "train = \"train.csv\"",
+        "synthetic = { kind = \"sparse_logistic\", samples = 100000000000, features = 20 }",
+    );
+    let msg = error(d.path(), &synth);
+    assert_mentions(&msg, &["data.synthetic:", "100000000000 samples of 20 features", "needs about 7.3 TiB"]);
+    // A LIBSVM file whose feature index is 4e9: the model over it would not fit.
+    std::fs::write(
+        path_in(&d, "wide.svm"),
+        "1 3:0.5 4000000000:1\n0 1:1\n1 2:1\n0 5:2\n1 7:1\n0 9:1\n1 4:1\n0 6:1\n",
+    )
+    .unwrap();
+    let libsvm = edit(BASE, "train = \"train.csv\"", "train = \"wide.svm\"\nformat = \"libsvm\"");
+    let msg = error(d.path(), &libsvm);
+    assert_mentions(&msg, &["model:", "a model of 4000000001 parameters (4000000000 input features)"]);
+}
+
+#[test]
+fn networks_start_from_a_seeded_init_and_refuse_zeros() {
+    let d = dir();
+    let mlp = edit(BASE, "kind = \"logistic\"", "kind = \"mlp\"\nhidden = [4]");
+    let run = prepare(d.path(), &mlp).unwrap();
+    assert!(run.x0().iter().any(|&v| v != 0.0), "mlp defaults to the seeded init");
+    let msg = error(d.path(), &edit(&mlp, "hidden = [4]", "hidden = [4]\ninit = \"zeros\""));
+    assert_mentions(&msg, &["model.init:", "\"zeros\" cannot train a network", "use \"seeded\""]);
+    // The linear models still start from zeros.
+    assert!(prepare(d.path(), BASE).unwrap().x0().iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn a_missing_data_file_is_named_by_its_resolved_path() {
+    let d = dir();
+    std::fs::create_dir(path_in(&d, "cfg")).unwrap();
+    let path = path_in(&d, "cfg/run.toml");
+    std::fs::write(&path, edit(BASE, "train = \"train.csv\"", "train = \"../absent.csv\"")).unwrap();
+    // Loaded through a relative path, as `dprox sim cfg/run.toml` from the folder would.
+    let here = std::env::current_dir().unwrap();
+    std::env::set_current_dir(d.path()).unwrap();
+    let e = Prepared::from_file(std::path::Path::new("cfg/run.toml")).map(|_| ()).unwrap_err().to_string();
+    std::env::set_current_dir(here).unwrap();
+    let resolved = d.path().canonicalize().unwrap().join("absent.csv");
+    assert_mentions(&e, &[&resolved.display().to_string(), "file not found"]);
+    assert!(!e.contains(".."), "{e}");
 }

@@ -3,7 +3,8 @@
 //! objective is built (so a machine without a GPU can validate a config of GPU nodes).
 
 use dprox_compute::Device;
-use dprox_config::{ConfigError, Prepared, parse};
+use dprox_config::parse;
+use dprox_prepare::{Part, Placement, PrepareError, Prepared};
 
 const BASE: &str = r#"
 [run]
@@ -26,24 +27,24 @@ kind = "softmax"
 lr = 0.1
 "#;
 
-fn prepare(text: &str) -> Result<Prepared, ConfigError> {
+fn prepare(text: &str) -> Result<Prepared, PrepareError> {
     Prepared::new(parse(text, "device.toml".as_ref())?, ".".as_ref(), "device".into())
 }
 
 #[test]
 fn default_is_cpu_and_nodes_override_the_run() {
     let run = prepare(BASE).unwrap();
-    assert_eq!((0..3).map(|i| run.device(i)).collect::<Vec<_>>(), ["cpu", "cpu", "cpu"]);
+    assert_eq!((0..3).map(|i| run.device(i)).collect::<Vec<_>>(), [Device::Cpu; 3]);
 
     let text =
         BASE.replace("seed = 2", "seed = 2\ndevice = \"auto\"") + "\n[[nodes]]\nid = 1\ndevice = \"cpu\"\n";
     let run = prepare(&text).unwrap();
-    assert_eq!((0..3).map(|i| run.device(i)).collect::<Vec<_>>(), ["auto", "cpu", "auto"]);
+    assert_eq!((0..3).map(|i| run.device(i)).collect::<Vec<_>>(), [Device::Auto, Device::Cpu, Device::Auto]);
     // "auto" always builds: CUDA device 0 when it opens, else the CPU.
     for i in 0..3 {
-        run.objective(i).unwrap();
+        run.objective(Part::Node(i), Placement::Configured).unwrap();
     }
-    assert!(run.test_objective().unwrap().is_some());
+    assert!(run.test_objective(Placement::Configured).unwrap().is_some());
 }
 
 #[test]
@@ -68,12 +69,13 @@ fn bad_names_fail_validation_naming_the_key() {
 fn cuda_nodes_open_their_device_when_built() {
     let text = BASE.to_string() + "\n[[nodes]]\nid = 1\ndevice = \"cuda:0\"\n";
     let run = prepare(&text).unwrap();
-    assert_eq!(run.device(1), "cuda:0");
-    run.objective(0).unwrap();
-    match (Device::Cuda(0).resolve(), run.objective(1)) {
-        (Ok(_), Ok(f)) => assert_eq!(f.dim(), run.dim),
+    assert_eq!(run.device(1), Device::Cuda(0));
+    run.objective(Part::Node(0), Placement::Configured).unwrap();
+    match (dprox_compute::Backend::open(Device::Cuda(0)), run.objective(Part::Node(1), Placement::Configured))
+    {
+        (Ok(_), Ok(f)) => assert_eq!(f.dim(), run.dim()),
         (Err(reason), Err(err)) => {
-            assert!(matches!(err, ConfigError::Device { .. }), "{err:?}");
+            assert!(matches!(err, PrepareError::Device { .. }), "{err:?}");
             assert_eq!(err.to_string(), format!("node 1 on device `cuda:0`: {reason}"));
         }
         (a, b) => panic!("cuda:0 resolves as {a:?} but node 1's objective as {:?}", b.map(|_| ())),

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use dprox_config::{ConfigError, Prepared, parse};
+use dprox_config::parse;
 use dprox_data::Dataset;
 use dprox_objective::{Batch, Objective, Shape};
+use dprox_prepare::{Objectives, Part, Placement, PrepareError, Prepared};
 
 const BASE: &str = r#"
 [run]
@@ -29,7 +30,7 @@ kind = "custom"
 lr = 0.1
 "#;
 
-fn prepare(text: &str) -> Result<Prepared, ConfigError> {
+fn prepare(text: &str) -> Result<Prepared, PrepareError> {
     Prepared::new(parse(text, "custom.toml".as_ref())?, ".".as_ref(), "custom".into())
 }
 
@@ -52,11 +53,11 @@ impl Objective for Probe {
     }
 }
 
-fn probe(dim: usize) -> impl Fn(Arc<Dataset>, Shape) -> Box<dyn Objective> + Send + Sync + 'static {
-    move |data, _shape| Box::new(Probe { dim, samples: data.len() })
+fn probe(dim: usize) -> impl Fn(Part, Arc<Dataset>, Shape) -> Box<dyn Objective> + Send + Sync + 'static {
+    move |_part, data, _shape| Box::new(Probe { dim, samples: data.len() })
 }
 
-fn message<T>(r: Result<T, ConfigError>) -> String {
+fn message<T>(r: Result<T, PrepareError>) -> String {
     match r {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),
@@ -66,31 +67,32 @@ fn message<T>(r: Result<T, ConfigError>) -> String {
 #[test]
 fn custom_without_a_factory_fails_at_objective_with_the_pointer() {
     let run = prepare(BASE).unwrap();
-    assert_eq!(run.dim, 0);
-    assert!(run.x0.is_empty());
-    assert!(run.warnings.is_empty(), "{:?}", run.warnings);
+    assert_eq!(run.dim(), 0);
+    assert!(run.x0().is_empty());
+    assert!(run.warnings().is_empty(), "{:?}", run.warnings());
     let expected = "model: model kind `custom`: the objective is supplied by the program embedding dprox \
-                    \u{2014} call `Prepared::with_objective` (see examples/custom-objective)";
-    assert_eq!(message(run.objective(0)), expected);
-    assert_eq!(message(run.objective(2)), expected);
-    assert_eq!(message(run.test_objective()), expected);
+                    \u{2014} register it with `dprox_cli::main_with` and select it with `[model] name`, or call \
+                    `Prepared::with_objective` (see examples/custom-objective)";
+    assert_eq!(message(run.objective(Part::Node(0), Placement::Configured)), expected);
+    assert_eq!(message(run.objective(Part::Node(2), Placement::Configured)), expected);
+    assert_eq!(message(run.test_objective(Placement::Configured)), expected);
     // On a GPU device too: the missing objective is the problem, not the device.
     let gpu = prepare(&BASE.replace("seed = 4", "seed = 4\ndevice = \"cuda:3\"")).unwrap();
-    assert_eq!(message(gpu.objective(1)), expected);
+    assert_eq!(message(gpu.objective(Part::Node(1), Placement::Configured)), expected);
 }
 
 #[test]
 fn the_factory_sets_dim_and_x0_and_builds_every_objective() {
     let run = prepare(BASE).unwrap().with_objective(probe(7)).unwrap();
-    assert_eq!(run.dim, 7);
-    assert_eq!(run.x0, vec![0.0; 7]);
+    assert_eq!(run.dim(), 7);
+    assert_eq!(run.x0(), vec![0.0; 7]);
     for i in 0..3 {
-        let f = run.objective(i).unwrap();
-        assert_eq!((f.dim(), f.num_samples()), (7, run.node_data[i].len()));
+        let f = run.objective(Part::Node(i), Placement::Configured).unwrap();
+        assert_eq!((f.dim(), f.num_samples()), (7, run.node_data(i).len()));
     }
-    let test = run.test_objective().unwrap().unwrap();
-    assert_eq!(test.num_samples(), run.test.as_ref().unwrap().len());
-    assert_eq!(run.node_config(1).x0, run.x0);
+    let test = run.test_objective(Placement::Configured).unwrap().unwrap();
+    assert_eq!(test.num_samples(), run.test_data().as_ref().unwrap().len());
+    assert_eq!(run.node_config(1).x0, run.x0());
     // The factory does not show in Debug, but Prepared still has one, and can be shared.
     assert!(format!("{run:?}").contains("ObjectiveFactory"));
     fn shared<T: Send + Sync + 'static>(_: &T) {}
@@ -103,8 +105,8 @@ fn seeded_init_comes_from_the_custom_objective() {
     let run = prepare(&text).unwrap().with_objective(probe(6)).unwrap();
     let mut expected = vec![0.0f32; 6];
     Probe { dim: 6, samples: 1 }.init(4, &mut expected);
-    assert_eq!(run.x0, expected);
-    assert!(run.x0.iter().any(|&v| v != 0.0));
+    assert_eq!(run.x0(), expected);
+    assert!(run.x0().iter().any(|&v| v != 0.0));
 }
 
 #[test]
@@ -112,10 +114,11 @@ fn factory_with_mismatched_dims_names_the_node() {
     // A common mistake: sizing the model by the node's own data rather than by the shape.
     let text = BASE.replace("samples = 100", "samples = 101").replace("test_fraction = 0.2", "");
     let run = prepare(&text).unwrap();
-    let sizes: Vec<usize> = run.node_data.iter().map(|d| d.len()).collect();
+    let sizes: Vec<usize> = (0..run.n()).map(|i| run.node_data(i).len()).collect();
     let node = (1..3).find(|&i| sizes[i] != sizes[0]).expect("101 samples do not split evenly over 3 nodes");
-    let e =
-        message(run.with_objective(|data, _shape| Box::new(Probe { dim: data.len(), samples: data.len() })));
+    let e = message(
+        run.with_objective(|_part, data, _shape| Box::new(Probe { dim: data.len(), samples: data.len() })),
+    );
     assert_eq!(
         e,
         format!(
@@ -131,9 +134,9 @@ fn factory_with_mismatched_dims_names_the_node() {
 fn a_test_set_objective_of_another_size_is_refused() {
     let run = prepare(BASE).unwrap();
     // 100 samples: 20 held out, 80 over 3 nodes.
-    let test = run.test.as_ref().unwrap().len();
-    assert!(run.node_data.iter().all(|d| d.len() != test));
-    let e = message(run.with_objective(move |data, _shape| {
+    let test = run.test_data().as_ref().unwrap().len();
+    assert!((0..run.n()).all(|i| run.node_data(i).len() != test));
+    let e = message(run.with_objective(move |_part, data, _shape| {
         let dim = if data.len() == test { 4 } else { 3 };
         Box::new(Probe { dim, samples: data.len() })
     }));
@@ -154,7 +157,7 @@ fn gpu_devices_are_refused_naming_the_key_cpu_and_auto_are_not() {
     let run_gpu = BASE.replace("seed = 4", "seed = 4\ndevice = \"cuda\"");
     let e = message(prepare(&run_gpu).unwrap().with_objective(probe(2)));
     assert!(
-        e.starts_with("run.device: the run on device `cuda`: a custom objective runs where its own code"),
+        e.starts_with("run.device: the run on device `cuda:0`: a custom objective runs where its own code"),
         "{e}"
     );
     let node_gpu = format!("{BASE}\n[[nodes]]\nid = 0\n\n[[nodes]]\nid = 2\ndevice = \"cuda:1\"\n");
@@ -165,17 +168,17 @@ fn gpu_devices_are_refused_naming_the_key_cpu_and_auto_are_not() {
         BASE.replace("seed = 4", "seed = 4\ndevice = \"auto\"")
     );
     let run = prepare(&fine).unwrap().with_objective(probe(2)).unwrap();
-    assert_eq!(run.objective(0).unwrap().dim(), 2);
+    assert_eq!(run.objective(Part::Node(0), Placement::Configured).unwrap().dim(), 2);
 }
 
 #[test]
 fn a_built_in_model_can_be_superseded() {
     let text = BASE.replace("kind = \"custom\"", "kind = \"least_squares\"");
     let run = prepare(&text).unwrap();
-    assert_eq!(run.dim, 6);
+    assert_eq!(run.dim(), 6);
     let run = run.with_objective(probe(9)).unwrap();
-    assert_eq!((run.dim, run.x0.len()), (9, 9));
-    assert_eq!(run.objective(0).unwrap().dim(), 9);
+    assert_eq!((run.dim(), run.x0().len()), (9, 9));
+    assert_eq!(run.objective(Part::Node(0), Placement::Configured).unwrap().dim(), 9);
 }
 
 #[test]
@@ -185,14 +188,58 @@ fn custom_data_is_regression_unless_classes_are_counted() {
         "synthetic = { kind = \"gaussian_mixture\", samples = 90, features = 5, classes = 3 }",
     );
     let run = prepare(&text).unwrap();
-    assert_eq!(run.shape, Shape { features: 5, classes: None });
+    assert_eq!(run.shape(), Shape { features: 5, classes: None });
     let run = prepare(&text.replace("test_fraction = 0.2", "test_fraction = 0.2\nclasses = 3")).unwrap();
-    assert_eq!(run.shape, Shape { features: 5, classes: Some(3) });
+    assert_eq!(run.shape(), Shape { features: 5, classes: Some(3) });
 }
 
 #[test]
 fn built_in_model_keys_warn_on_a_custom_model() {
     let run = prepare(&BASE.replace("kind = \"custom\"", "kind = \"custom\"\nhidden = [8]")).unwrap();
-    assert_eq!(run.warnings.len(), 1);
-    assert!(run.warnings[0].contains("no effect on kind = \"custom\""), "{:?}", run.warnings);
+    assert_eq!(run.warnings().len(), 1);
+    assert!(run.warnings()[0].contains("no effect on kind = \"custom\""), "{:?}", run.warnings());
+}
+
+/// What `dprox_cli::main_with` does: `[model] name` picks a registered factory, which is told whose
+/// objective it builds.
+#[test]
+fn a_registered_objective_is_selected_by_name_and_told_whose_it_is() {
+    use std::sync::Mutex;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let objectives = Objectives::new().with("probe", probe(3)).with("logged", move |part, data, _shape| {
+        log.lock().unwrap().push(part);
+        Box::new(Probe { dim: 4, samples: data.len() })
+    });
+    assert_eq!(objectives.names().collect::<Vec<_>>(), ["logged", "probe"]);
+    let named =
+        |name: &str| BASE.replace("kind = \"custom\"", &format!("kind = \"custom\"\nname = \"{name}\""));
+    let run = prepare(&named("logged")).unwrap().with_registered(&objectives).unwrap();
+    assert_eq!(run.dim(), 4);
+    // Node 0 sizes the model, the others and the test set are checked against it.
+    assert_eq!(*seen.lock().unwrap(), [Part::Node(0), Part::Node(1), Part::Node(2), Part::Test]);
+    run.objective(Part::Node(2), Placement::Cpu).unwrap();
+    assert_eq!(seen.lock().unwrap().last(), Some(&Part::Node(2)));
+    assert_eq!(prepare(&named("probe")).unwrap().with_registered(&objectives).unwrap().dim(), 3);
+
+    let e = message(prepare(&named("huber")).unwrap().with_registered(&objectives));
+    assert_eq!(
+        e,
+        "model.name: no custom objective `huber` is registered in this program (registered: logged, probe)"
+    );
+    let e = message(prepare(BASE).unwrap().with_registered(&objectives));
+    assert_eq!(
+        e,
+        "model.name: kind = \"custom\" needs the name of a registered objective (registered: logged, probe)"
+    );
+    let e = message(prepare(&named("huber")).unwrap().with_registered(&Objectives::new()));
+    assert!(e.contains("(registered: none: the stock dprox command has no custom objectives"), "{e}");
+    // A built-in kind ignores the registry, and may not name a custom objective.
+    let builtin = BASE.replace("kind = \"custom\"", "kind = \"least_squares\"");
+    assert_eq!(prepare(&builtin).unwrap().with_registered(&objectives).unwrap().dim(), 6);
+    let e = message(prepare(&builtin.replace(
+        "[model]\nkind = \"least_squares\"",
+        "[model]\nkind = \"least_squares\"\nname = \"probe\"",
+    )));
+    assert_eq!(e, "model.name: names a custom objective (`probe`): it only applies to kind = \"custom\"");
 }

@@ -1,0 +1,242 @@
+//! [`Shared`]: the coordinator's state and what every call does to it, independent of gRPC (the
+//! service in `service` only translates messages and errors).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dprox_prepare::Prepared;
+use dprox_transport::pb;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::state::{Registration, Report, RunState, State};
+use crate::status::{RunInfo, Status, Traffic};
+
+/// A complete evaluation iteration (every node's report), for the evaluator.
+pub(crate) struct Complete {
+    pub iteration: u64,
+    pub reports: Vec<Report>,
+}
+
+/// Why a call was refused; the service maps each to a gRPC status code.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Missing or wrong credentials.
+    Unauthenticated(String),
+    /// The call does not fit the run (unknown id, wrong size, too late).
+    Precondition(String),
+    /// The message is malformed.
+    Invalid(String),
+    /// The run was given up meanwhile.
+    Aborted(String),
+    /// The coordinator is shutting down.
+    Unavailable(String),
+}
+
+/// What the coordinator's calls, its evaluator, watchdog and status page share.
+pub(crate) struct Shared {
+    /// The bookkeeping (also written by the evaluator, which records the curve points in it).
+    pub state: Arc<Mutex<State>>,
+    /// The run's fixed facts and links, for the status page.
+    pub info: RunInfo,
+    pub edges: Vec<(usize, usize)>,
+    pub run: Arc<Prepared>,
+    pub run_id: String,
+    pub token: Vec<u8>,
+    pub secret: String,
+    /// Flips to true when every node has registered.
+    pub started: watch::Sender<bool>,
+    /// Flips when the run is over (completed or aborted).
+    pub over: watch::Sender<bool>,
+    /// Complete iterations for the evaluator; taken (closed) when the run is over.
+    complete: Mutex<Option<mpsc::UnboundedSender<Complete>>>,
+    /// The latest metrics row as CSV (the `Status` call's `last_row`).
+    pub last_row: Mutex<String>,
+    /// When every node had registered.
+    pub start: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// The shared state of a run of `run`; the receiver gets its complete evaluation iterations.
+    pub fn new(run: Arc<Prepared>, secret: &str) -> (Arc<Shared>, mpsc::UnboundedReceiver<Complete>) {
+        let mut token = vec![0u8; 16];
+        getrandom::fill(&mut token).expect("the OS random generator is available");
+        let run_id =
+            format!("{}-{}", run.name(), token[..4].iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Shared {
+            state: Arc::new(Mutex::new(State::new(run.n(), run.dim(), Instant::now()))),
+            info: RunInfo::of(&run, run_id.clone()),
+            edges: crate::status::edges_of(&run),
+            run,
+            run_id,
+            token,
+            secret: secret.to_string(),
+            started: watch::channel(false).0,
+            over: watch::channel(false).0,
+            complete: Mutex::new(Some(tx)),
+            last_row: Mutex::new(String::new()),
+            start: Mutex::new(None),
+        };
+        (Arc::new(shared), rx)
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("not poisoned")
+    }
+
+    /// Flips `over` when the run is over.
+    pub fn note_over(&self) {
+        // Release the state lock before touching the watch: a receiver holding the watch's read
+        // guard may be waiting for the state lock.
+        let over = self.state().is_over();
+        if over {
+            self.over.send_replace(true);
+        }
+    }
+
+    /// Closes the evaluator's channel: no more iterations will complete.
+    pub fn close_evaluation(&self) {
+        drop(self.complete.lock().expect("not poisoned").take());
+    }
+
+    /// The run's status now (what `GET /api/status` serves).
+    pub fn status(&self) -> Status {
+        crate::status::compute(&self.info, &self.edges, &self.state(), Instant::now())
+    }
+
+    /// Registers a node; the reply comes when every node is in (the start signal), or, when the
+    /// run is given up meanwhile, the reason.
+    pub async fn register(&self, r: pb::RegisterRequest) -> Result<pb::RegisterReply, Refusal> {
+        if !self.secret.is_empty() && r.secret != self.secret {
+            return Err(Refusal::Unauthenticated(format!("node {}: wrong or missing cluster secret", r.id)));
+        }
+        let id = r.id as usize;
+        let reg = Registration { address: r.address.clone(), device: r.device, throughput: r.throughput };
+        let all = self
+            .state()
+            .register(id, r.dim as usize, reg, Instant::now())
+            .map_err(|e| Refusal::Precondition(e.to_string()))?;
+        tracing::info!(node = id, address = %r.address, "registered");
+        if all {
+            *self.start.lock().expect("not poisoned") = Some(Instant::now());
+            self.started.send_replace(true);
+            tracing::info!("all {} nodes registered: run {} starts", self.run.n(), self.run_id);
+        }
+        let (mut started, mut over) = (self.started.subscribe(), self.over.subscribe());
+        tokio::select! {
+            r = async { started.wait_for(|&v| v).await.map(drop) } => {
+                r.map_err(|_| Refusal::Unavailable("the coordinator is shutting down".into()))?;
+            }
+            _ = async { over.wait_for(|&v| v).await.map(drop) } => {
+                let why = match &self.state().state {
+                    RunState::Aborted(why) => why.clone(),
+                    _ => "the run is over".to_string(),
+                };
+                return Err(Refusal::Aborted(why));
+            }
+        }
+        Ok(self.session_of(id))
+    }
+
+    /// What node `id` is told once the run starts: the run, its neighbours, its row of W.
+    fn session_of(&self, id: usize) -> pb::RegisterReply {
+        let st = self.state();
+        let peers = self
+            .run
+            .peers(id)
+            .into_iter()
+            .map(|j| pb::Peer { id: j as u32, address: st.address(j).to_string() })
+            .collect();
+        let row =
+            self.run.node_config(id).row.iter().map(|&(j, w)| pb::Weight { peer: j as u32, w }).collect();
+        pb::RegisterReply { run_id: self.run_id.clone(), token: self.token.clone().into(), peers, row }
+    }
+
+    /// A heartbeat; the reply carries the abort reason, if any.
+    pub fn heartbeat(&self, r: pb::HeartbeatRequest) -> pb::HeartbeatReply {
+        let abort = self.state().heartbeat(r.id as usize, r.iteration, Instant::now());
+        pb::HeartbeatReply { abort: abort.unwrap_or_default() }
+    }
+
+    /// A node's iterate at an evaluation point; when it completes the iteration, the evaluator
+    /// gets every node's.
+    pub fn report(&self, r: pb::ReportRequest) -> Result<(), Refusal> {
+        if !r.x.len().is_multiple_of(4) {
+            return Err(Refusal::Invalid(format!("node {}: x is not a whole number of f32", r.id)));
+        }
+        let x = r.x.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let traffic = |payload_bytes, framed_bytes| Traffic { payload_bytes, framed_bytes };
+        let report = Report {
+            x,
+            sent: traffic(r.payload_bytes, r.framed_bytes),
+            elapsed: r.elapsed_s,
+            loss: r.loss,
+            links: r
+                .links
+                .iter()
+                .map(|l| (l.peer as usize, traffic(l.payload_bytes, l.framed_bytes)))
+                .collect(),
+        };
+        let (id, iteration) = (r.id as usize, r.iteration);
+        let done = {
+            let mut state = self.state();
+            let done = state.report(id, iteration, report).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            // A report is a sign of life too.
+            state.heartbeat(id, iteration, Instant::now());
+            done
+        };
+        if let Some(reports) = done
+            && let Some(tx) = self.complete.lock().expect("not poisoned").as_ref()
+        {
+            let _ = tx.send(Complete { iteration, reports });
+        }
+        Ok(())
+    }
+
+    /// A node finished, or failed with an error.
+    pub fn finish(&self, r: pb::FinishRequest) {
+        let error = (!r.error.is_empty()).then_some(r.error);
+        match &error {
+            Some(e) => tracing::error!(node = r.id, "failed: {e}"),
+            None => tracing::info!(node = r.id, iteration = r.iteration, "finished"),
+        }
+        self.state().finish(r.id as usize, error, Instant::now());
+        self.note_over();
+    }
+
+    /// The run's progress, for `dprox launch` (the `Status` call).
+    pub fn progress(&self) -> pb::StatusReply {
+        let status = self.status();
+        let (state, error) = match &self.state().state {
+            RunState::Registering => ("registering", String::new()),
+            RunState::Running => ("running", String::new()),
+            RunState::Completed => ("completed", String::new()),
+            RunState::Aborted(e) => ("aborted", e.clone()),
+        };
+        let nodes = status
+            .nodes
+            .iter()
+            .map(|n| pb::NodeStatus {
+                id: n.id as u32,
+                address: n.address.clone().unwrap_or_default(),
+                device: n.device.clone().unwrap_or_default(),
+                state: serde_json::to_value(n.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                iteration: n.iteration,
+                payload_bytes: n.sent.payload_bytes,
+                framed_bytes: n.sent.framed_bytes,
+                seconds_since_heartbeat: n.heartbeat_age_s.unwrap_or(0.0),
+            })
+            .collect();
+        pb::StatusReply {
+            run_id: self.run_id.clone(),
+            state: state.into(),
+            iterations: self.run.config().run.iterations,
+            nodes,
+            last_row: self.last_row.lock().expect("not poisoned").clone(),
+            error,
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! What `sim` and `launch` share: the config file and the command line's overrides of it.
+
+use std::path::{Path, PathBuf};
+
+use dprox_core::Algorithm;
+use dprox_prepare::{Objectives, Prepared};
+
+/// A run config with command-line overrides.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The run config (TOML).
+    pub config: PathBuf,
+    /// Override run.algorithm (dproxsgt, cdproxsgt, dpsgd, choco, allreduce).
+    #[arg(long, value_parser = parse_algorithm)]
+    pub algorithm: Option<Algorithm>,
+    /// Override run.iterations.
+    #[arg(long)]
+    pub iterations: Option<u64>,
+}
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("unknown algorithm `{s}` (dproxsgt, cdproxsgt, dpsgd, choco, allreduce)"))
+}
+
+impl RunArgs {
+    /// Loads the config, applies the overrides, and prepares the run (a custom objective from
+    /// `objectives`). The run's name is `[run] name`, else the file's stem with the overriding
+    /// algorithm appended.
+    pub fn prepare(&self, objectives: &Objectives) -> anyhow::Result<Prepared> {
+        let path = &self.config;
+        let mut config = dprox_config::load(path)?;
+        if let Some(a) = self.algorithm {
+            config.run.algorithm = a;
+        }
+        if let Some(t) = self.iterations {
+            config.run.iterations = t;
+        }
+        let name = config.run.name.clone().unwrap_or_else(|| {
+            let stem = dprox_prepare::stem(path);
+            match self.algorithm {
+                Some(a) => format!("{stem}-{a}"),
+                None => stem,
+            }
+        });
+        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(Prepared::new(config, base, name)?.with_registered(objectives)?)
+    }
+}

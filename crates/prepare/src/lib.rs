@@ -1,0 +1,339 @@
+//! From a validated config to a run ready to start: the graph and its mixing weights, each node's
+//! data and objective (on its device), the test set, the initial point and the per-node core
+//! configs. The simulator, the coordinator and every cluster node start here, so they see the same
+//! data and the same x^0.
+//!
+//! # Layout
+//! - this file: [`Prepared`] and what it answers (sizes, per-node settings, core configs).
+//! - `topology`: the graph and mixing matrix the config describes.
+//! - `data`: reading, splitting, scaling and partitioning the data.
+//! - `objectives`: [`Prepared::objective`] (one way to get any objective, on its device or on the
+//!   CPU), custom objectives ([`Objectives`], [`Prepared::with_objective`]).
+//! - `budget`: sizes this machine cannot hold, refused before they are allocated.
+//! - `resolved`: the config as a run folder keeps it (data paths made absolute).
+//! - [`error`]: [`PrepareError`], naming the key, file or node at fault.
+//!
+//! ```
+//! use dprox_prepare::{Part, Placement, Prepared};
+//! let cfg = dprox_config::parse(r#"
+//!     [run]
+//!     algorithm = "cdproxsgt"
+//!     iterations = 100
+//!     [topology]
+//!     kind = "ring"
+//!     nodes = 4
+//!     [data]
+//!     synthetic = { kind = "least_squares", samples = 400, features = 20 }
+//!     [model]
+//!     kind = "least_squares"
+//!     [optimizer]
+//!     lr = 0.05
+//! "#, "inline.toml".as_ref()).unwrap();
+//! let run = Prepared::new(cfg, ".".as_ref(), "doc".into()).unwrap();
+//! assert_eq!(run.n(), 4);
+//! assert_eq!(run.dim(), 21); // 20 weights and a bias
+//! assert_eq!((0..4).map(|i| run.node_data(i).len()).sum::<usize>(), 400);
+//! let f = run.objective(Part::Node(1), Placement::Configured).unwrap();
+//! assert_eq!(f.num_samples(), run.node_data(1).len());
+//! ```
+
+mod budget;
+mod data;
+pub mod error;
+mod objectives;
+mod resolved;
+mod topology;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dprox_config::Config;
+use dprox_config::schema::{InitKind, NodeSection};
+use dprox_core::{Algorithm, BatchSize, NodeConfig};
+use dprox_data::Dataset;
+use dprox_objective::{Device, ModelKind, ModelSpec, Shape};
+use dprox_topology::{Graph, MixingMatrix, TopologyFacts};
+
+pub use budget::{Budget, machine_memory};
+pub use data::resolve;
+pub use error::PrepareError;
+pub use objectives::{Factory, Objectives, Part, Placement};
+
+use objectives::ObjectiveFactory;
+
+/// A run, ready to start: built once from a config, shared by every driver.
+#[derive(Debug)]
+pub struct Prepared {
+    config: Config,
+    name: String,
+    /// The folder relative data paths were resolved against.
+    base: PathBuf,
+    graph: Graph,
+    mixing: MixingMatrix,
+    facts: TopologyFacts,
+    shape: Shape,
+    /// The model as configured (superseded once a custom objective is given).
+    model: ModelSpec,
+    /// Number of parameters (0 for `kind = "custom"` until its objective is given).
+    dim: usize,
+    /// x^0, identical on every node.
+    x0: Vec<f32>,
+    node_data: Vec<Arc<Dataset>>,
+    test: Option<Arc<Dataset>>,
+    warnings: Vec<String>,
+    /// The embedding program's objective, once given; it then builds every objective.
+    custom: Option<ObjectiveFactory>,
+}
+
+/// A link's cost: in the simulator's model, and in a shaped cluster's transport.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkCost {
+    /// One-way latency, seconds.
+    pub latency_s: f64,
+    /// Bandwidth, bytes per second.
+    pub bytes_per_s: f64,
+    /// Probability that a chunk is lost and resent (shaped clusters only).
+    pub loss: f64,
+}
+
+/// What one node holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeDataStats {
+    /// Local samples.
+    pub samples: usize,
+    /// Samples per class (empty for regression).
+    pub class_counts: Vec<usize>,
+}
+
+impl Prepared {
+    /// Loads, validates and prepares the config at `path` (data paths relative to its folder;
+    /// the run's name is `[run] name`, else the file's stem).
+    pub fn from_file(path: &Path) -> Result<Prepared, PrepareError> {
+        let config = dprox_config::load(path)?;
+        let name = config.run.name.clone().unwrap_or_else(|| stem(path));
+        Prepared::new(config, path.parent().unwrap_or(Path::new(".")), name)
+    }
+
+    /// Validates `config` and builds the run; relative data paths are resolved against `base`.
+    /// Sizes this machine cannot hold are refused before they are allocated.
+    pub fn new(config: Config, base: &Path, name: String) -> Result<Prepared, PrepareError> {
+        Prepared::new_within(config, base, name, &Budget::of_machine())
+    }
+
+    /// As [`Prepared::new`], refusing what exceeds `budget` rather than this machine's memory.
+    pub fn new_within(
+        config: Config,
+        base: &Path,
+        name: String,
+        budget: &Budget,
+    ) -> Result<Prepared, PrepareError> {
+        let warnings = config.validate()?;
+        let topology::Topology { graph, mixing, facts } = topology::build(&config, budget)?;
+        let raw = data::read(&config, base, budget)?;
+        let shape = raw.shape(&config);
+        let model = ModelSpec {
+            kind: config.model.kind,
+            hidden: config.model.hidden.clone(),
+            activation: config.model.activation,
+            bias: config.model.bias,
+            image: config.model.image,
+            channels: config.model.channels.clone(),
+            pool: config.model.pool,
+        };
+        // A custom model has no size until its objective is given: dim 0, empty x^0.
+        let dim = if model.kind == ModelKind::Custom { 0 } else { model.dim(shape)? };
+        budget.check_model(&config, dim, shape.features)?;
+        let data = raw.finish(&config)?;
+        let mut x0 = vec![0.0f32; dim];
+        if model.kind != ModelKind::Custom {
+            // Node 0's objective checks that the model fits the data, and gives x^0.
+            let first = dprox_objective::build(&model, data.nodes[0].clone(), shape)?;
+            if config.model.init() == InitKind::Seeded {
+                first.init(config.run.seed, &mut x0);
+            }
+        }
+        Ok(Prepared {
+            base: data::resolve(base, "."),
+            name,
+            graph,
+            mixing,
+            facts,
+            shape,
+            model,
+            dim,
+            x0,
+            node_data: data.nodes,
+            test: data.test,
+            warnings,
+            config,
+            custom: None,
+        })
+    }
+
+    /// The config the run was prepared from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The run's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of nodes n.
+    pub fn n(&self) -> usize {
+        self.config.topology.nodes
+    }
+
+    /// Number of parameters d (0 for `kind = "custom"` until its objective is given).
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The initial point x^0, the same on every node.
+    pub fn x0(&self) -> &[f32] {
+        &self.x0
+    }
+
+    /// The communication graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Its mixing matrix W.
+    pub fn mixing(&self) -> &MixingMatrix {
+        &self.mixing
+    }
+
+    /// Degrees and spectral gap.
+    pub fn facts(&self) -> &TopologyFacts {
+        &self.facts
+    }
+
+    /// The global data shape (features, classes).
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// The model as configured (superseded by a custom objective once one is given).
+    pub fn model(&self) -> &ModelSpec {
+        &self.model
+    }
+
+    /// Node `i`'s local training data.
+    pub fn node_data(&self, i: usize) -> &Arc<Dataset> {
+        &self.node_data[i]
+    }
+
+    /// The held-out test set, if any.
+    pub fn test_data(&self) -> Option<&Arc<Dataset>> {
+        self.test.as_ref()
+    }
+
+    /// Warnings from validation (settings without effect).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The core configuration of node `i`.
+    pub fn node_config(&self, i: usize) -> NodeConfig {
+        let c = &self.config;
+        let n = self.n();
+        NodeConfig {
+            id: i,
+            algorithm: c.run.algorithm,
+            row: if c.run.algorithm == Algorithm::Allreduce {
+                (0..n).map(|j| (j, 1.0 / n as f64)).collect()
+            } else {
+                self.mixing.row(i).to_vec()
+            },
+            lr: c.optimizer.lr,
+            gamma_x: c.optimizer.gamma_x,
+            gamma_y: c.optimizer.gamma_y,
+            prox: c.regularizer,
+            compress_x: c.compression.x.clone(),
+            compress_y: c.compression.y.clone(),
+            seed: c.run.seed,
+            x0: self.x0.clone(),
+        }
+    }
+
+    /// The peers node `i` exchanges messages with (its graph neighbours; every other node for
+    /// all-reduce), ascending.
+    pub fn peers(&self, i: usize) -> Vec<usize> {
+        if self.config.run.algorithm == Algorithm::Allreduce {
+            return (0..self.n()).filter(|&j| j != i).collect();
+        }
+        self.mixing.row(i).iter().map(|&(j, _)| j).filter(|&j| j != i).collect()
+    }
+
+    /// Node `i`'s minibatch size.
+    pub fn batch_size(&self, i: usize) -> BatchSize {
+        self.node_section(i).and_then(|s| s.batch_size).unwrap_or(self.config.optimizer.batch_size)
+    }
+
+    /// Node `i`'s relative compute speed (1 unless its `[[nodes]]` entry says otherwise).
+    pub fn speed(&self, i: usize) -> f64 {
+        self.node_section(i).and_then(|s| s.speed).unwrap_or(1.0)
+    }
+
+    /// The cost of the link between `i` and `j` (`[[links]]`, else `[network]`).
+    pub fn link(&self, i: usize, j: usize) -> LinkCost {
+        let net = &self.config.network;
+        let l = self.config.links.iter().find(|l| (l.a, l.b) == (i, j) || (l.b, l.a) == (i, j));
+        LinkCost {
+            latency_s: l.and_then(|l| l.latency_ms).unwrap_or(net.latency_ms) / 1e3,
+            bytes_per_s: l.and_then(|l| l.bandwidth_mbps).unwrap_or(net.bandwidth_mbps) * 1e6 / 8.0,
+            loss: l.and_then(|l| l.loss).unwrap_or(net.loss),
+        }
+    }
+
+    /// The shaping of the directed link i -> j in a real cluster: its [`LinkCost`] when
+    /// `[cluster] shape = true`, else `None`.
+    pub fn link_shape(&self, i: usize, j: usize) -> Option<LinkCost> {
+        self.config.cluster.shape.then(|| self.link(i, j))
+    }
+
+    /// The address node `i` is configured to listen on, if any.
+    pub fn node_address(&self, i: usize) -> Option<&str> {
+        self.node_section(i).and_then(|s| s.address.as_deref())
+    }
+
+    /// Node `i`'s device: its `[[nodes]]` entry's, else `[run] device`, else the CPU.
+    pub fn device(&self, i: usize) -> Device {
+        self.node_section(i).and_then(|s| s.device).or(self.config.run.device).unwrap_or_default()
+    }
+
+    /// Per-node sample and class counts.
+    pub fn node_stats(&self) -> Vec<NodeDataStats> {
+        self.node_data
+            .iter()
+            .map(|d| NodeDataStats {
+                samples: d.len(),
+                class_counts: if d.classes.is_some() { d.class_counts() } else { Vec::new() },
+            })
+            .collect()
+    }
+
+    /// What a run's `summary.json` says about the run before it starts.
+    pub fn header(&self) -> dprox_eval::RunHeader {
+        dprox_eval::RunHeader {
+            name: self.name.clone(),
+            algorithm: self.config.run.algorithm,
+            nodes: self.n(),
+            edges: self.graph.num_edges(),
+            spectral_gap: self.facts.spectral_gap,
+            dim: self.dim,
+            config: serde_json::to_value(&self.config).unwrap_or_default(),
+        }
+    }
+
+    fn node_section(&self, i: usize) -> Option<&NodeSection> {
+        self.config.nodes.iter().find(|s| s.id == i)
+    }
+}
+
+/// A config file's stem, the default run name.
+pub fn stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}

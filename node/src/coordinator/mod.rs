@@ -1,0 +1,49 @@
+//! The node's link to the coordinator, behind the [`CoordinatorLink`] trait: [`GrpcCoordinator`]
+//! over the network, [`MemoryCoordinator`] in one process (tests, in virtual time). The messages
+//! are those of `proto/dprox/v1/coordinator.proto`.
+
+mod grpc;
+mod memory;
+
+use std::future::Future;
+
+use dprox_transport::pb;
+
+pub use grpc::GrpcCoordinator;
+pub use memory::MemoryCoordinator;
+
+/// Why a call to the coordinator failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// The coordinator cannot be reached (not started yet, gone, or the network is down).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The coordinator answered with an error (a refusal, or the run's abort).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The calls a node makes to the coordinator. A link is cheap to clone (the heartbeat runs on a
+/// clone of it).
+pub trait CoordinatorLink: Clone + Send + Sync + 'static {
+    /// Where the coordinator is, for messages.
+    fn address(&self) -> String;
+
+    /// Registers this node; the reply comes when every node has registered (the start signal).
+    fn register(
+        &mut self,
+        req: pb::RegisterRequest,
+    ) -> impl Future<Output = Result<pb::RegisterReply, LinkError>> + Send;
+
+    /// Sends this node's iterate and counters at an evaluation point.
+    fn report(&mut self, req: pb::ReportRequest) -> impl Future<Output = Result<(), LinkError>> + Send;
+
+    /// A sign of life; the reply carries the run's abort reason, if it was aborted.
+    fn heartbeat(
+        &mut self,
+        req: pb::HeartbeatRequest,
+    ) -> impl Future<Output = Result<pb::HeartbeatReply, LinkError>> + Send;
+
+    /// This node finished (or failed, with the reason).
+    fn finish(&mut self, req: pb::FinishRequest) -> impl Future<Output = Result<(), LinkError>> + Send;
+}

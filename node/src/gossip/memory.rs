@@ -1,0 +1,173 @@
+//! Gossip in one process: a [`MemoryNetwork`] routes encoded messages between the nodes that
+//! joined it, decoding them on delivery as the gRPC receiver does. A test can make a node gone
+//! ([`MemoryNetwork::kill`]: probes find it unreachable and deliveries to it fail) or hold a link's
+//! messages back ([`MemoryNetwork::hold`]). Nothing in it waits on a clock, so drivers over it run
+//! in tokio's virtual time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use dprox_compress::Compressed;
+use dprox_transport::{Inbound, TransportError, framed_len, pb};
+use tokio::sync::mpsc;
+
+use super::{Gossip, GossipEvent, Outbound, PeerDown, Session};
+
+#[derive(Debug, Default)]
+struct Routes {
+    inboxes: BTreeMap<usize, mpsc::UnboundedSender<GossipEvent>>,
+    down: BTreeSet<usize>,
+    /// Directed links (from, to) whose messages are dropped.
+    held: BTreeSet<(usize, usize)>,
+}
+
+/// The in-process network: every node that joined can send to every other.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryNetwork {
+    routes: Arc<Mutex<Routes>>,
+}
+
+impl MemoryNetwork {
+    /// An empty network.
+    pub fn new() -> MemoryNetwork {
+        MemoryNetwork::default()
+    }
+
+    /// Node `id` (models of `dim` parameters) joins at address `memory:ID`.
+    pub fn join(&self, id: usize, dim: usize) -> MemoryGossip {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut routes = self.routes.lock().expect("not poisoned");
+        routes.inboxes.insert(id, tx.clone());
+        routes.down.remove(&id);
+        MemoryGossip { net: self.clone(), id, dim, inbox: rx, own: tx, session: None, sent: Vec::new() }
+    }
+
+    /// Node `id` is gone, as a killed process: probes cannot reach it and deliveries to it fail.
+    pub fn kill(&self, id: usize) {
+        let mut routes = self.routes.lock().expect("not poisoned");
+        routes.inboxes.remove(&id);
+        routes.down.insert(id);
+    }
+
+    /// Drops every later message from `from` to `to` (a node that is alive but silent to it).
+    pub fn hold(&self, from: usize, to: usize) {
+        self.routes.lock().expect("not poisoned").held.insert((from, to));
+    }
+
+    /// Delivers `m` from `from` to `to`: decoded as the gRPC receiver decodes it; an error when
+    /// `to` is gone.
+    fn deliver(
+        &self,
+        from: usize,
+        to: usize,
+        header: &pb::Header,
+        data: &[u8],
+        dim: usize,
+    ) -> Result<(), String> {
+        let routes = self.routes.lock().expect("not poisoned");
+        if routes.held.contains(&(from, to)) {
+            return Ok(());
+        }
+        let inbox = routes.inboxes.get(&to).ok_or_else(|| format!("node {to} is not on the network"))?;
+        let mut payload = Compressed::new(dim);
+        payload.decode_from(data, dim).map_err(|e| format!("malformed message: {e}"))?;
+        let exchange = dprox_core::Exchange::from_code(header.exchange as u8).expect("encoded by a node");
+        let _ = inbox.send(GossipEvent::Message(Inbound {
+            from,
+            iteration: header.iteration,
+            exchange,
+            payload,
+            bytes: data.len(),
+            framed: framed_len(header, data.len()),
+        }));
+        Ok(())
+    }
+}
+
+/// One node's end of a [`MemoryNetwork`].
+#[derive(Debug)]
+pub struct MemoryGossip {
+    net: MemoryNetwork,
+    id: usize,
+    dim: usize,
+    inbox: mpsc::UnboundedReceiver<GossipEvent>,
+    /// This node's own inbox, where failed deliveries are reported.
+    own: mpsc::UnboundedSender<GossipEvent>,
+    session: Option<Session>,
+    /// Payload bytes sent to each neighbour, in session order.
+    sent: Vec<u64>,
+}
+
+impl Gossip for MemoryGossip {
+    fn address(&self) -> String {
+        format!("memory:{}", self.id)
+    }
+
+    fn connect(&mut self, session: &Session) -> Result<(), TransportError> {
+        self.sent = vec![0; session.peers.len()];
+        self.session = Some(session.clone());
+        Ok(())
+    }
+
+    fn send(&mut self, m: Outbound) {
+        let Some(session) = &self.session else { return };
+        let header = pb::Header {
+            run_id: session.run_id.clone(),
+            token: session.token.clone(),
+            from: self.id as u32,
+            iteration: m.iteration,
+            exchange: m.exchange.code() as u32,
+            length: m.data.len() as u64,
+        };
+        for (k, p) in session.peers.iter().enumerate() {
+            self.sent[k] += m.data.len() as u64;
+            if let Err(message) = self.net.deliver(self.id, p.id, &header, &m.data, self.dim) {
+                let _ = self.own.send(GossipEvent::SendFailed(TransportError::Send {
+                    peer: p.id,
+                    address: p.address.clone(),
+                    iteration: m.iteration,
+                    exchange: m.exchange,
+                    message,
+                }));
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Option<GossipEvent> {
+        self.inbox.recv().await
+    }
+
+    fn try_next(&mut self) -> Option<GossipEvent> {
+        self.inbox.try_recv().ok()
+    }
+
+    async fn probe(&mut self, peers: &[usize]) -> Option<PeerDown> {
+        let session = self.session.as_ref()?;
+        let routes = self.net.routes.lock().expect("not poisoned");
+        session.peers.iter().filter(|p| peers.contains(&p.id)).find(|p| routes.down.contains(&p.id)).map(
+            |p| PeerDown {
+                peer: p.id,
+                address: p.address.clone(),
+                reason: "not on the network (killed)".into(),
+            },
+        )
+    }
+
+    fn recycle(&mut self, _payload: Compressed) {}
+
+    fn traffic(&self) -> Vec<pb::LinkBytes> {
+        let Some(session) = &self.session else { return Vec::new() };
+        session
+            .peers
+            .iter()
+            .zip(&self.sent)
+            .map(|(p, &b)| pb::LinkBytes { peer: p.id as u32, payload_bytes: b, framed_bytes: b })
+            .collect()
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn shutdown(self) {}
+}
