@@ -37,7 +37,7 @@ pub mod spec;
 pub mod stream;
 pub mod wire;
 
-pub use compressed::{Body, Compressed};
+pub use compressed::{Body, Compressed, Malformed};
 pub use compressor::{Compressor, rand_k_indices, top_k};
 pub use spec::{CompressorSpec, ValueFormat, k_of};
 pub use stream::StreamDecoder;

@@ -85,6 +85,17 @@ pub enum CoreError {
         /// Length received.
         got: usize,
     },
+    /// A message whose body is not a well-formed compressed vector (an index past the end, a
+    /// short body, ...): refused before anything of it is applied.
+    #[error("node {node}: malformed message from {from}: {reason}")]
+    Malformed {
+        /// The receiver.
+        node: usize,
+        /// The sender.
+        from: usize,
+        /// What is wrong.
+        reason: dprox_compress::Malformed,
+    },
     /// A second message from the same peer for the same exchange.
     #[error("node {node}: duplicate {exchange} message from {from} for iteration {iteration}")]
     Duplicate {

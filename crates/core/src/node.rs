@@ -310,6 +310,7 @@ impl Node {
                 got: payload.dim,
             });
         }
+        payload.check().map_err(|reason| CoreError::Malformed { node: self.id, from, reason })?;
         let dup = CoreError::Duplicate { node: self.id, from, iteration, exchange };
         if (iteration, exchange) == (self.iteration, self.exchange()) {
             if self.inbox.has(pos) {

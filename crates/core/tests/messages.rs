@@ -109,6 +109,51 @@ fn protocol_violations_are_refused_with_a_clear_error() {
     assert_eq!(e.to_string(), "node 1: gradient for iteration 0 passed while still waiting for y messages");
 }
 
+/// A `Compressed` built in memory is checked before any of it is applied: these used to panic (an
+/// index past the end, a short sign bit-vector) or be summed partially (a short dense body).
+#[test]
+fn malformed_bodies_are_refused_before_anything_is_applied() {
+    let mut n = path_node(1, Algorithm::Dproxsgt);
+    let msg = |body| Compressed { dim: 2, body };
+    let cases = [
+        (
+            msg(Body::Sparse { format: ValueFormat::F32, indices: vec![0, 7], values: vec![1.0, 2.0] }),
+            "node 1: malformed message from 0: index 7 is out of range for 2 coordinates",
+        ),
+        (
+            msg(Body::Sparse { format: ValueFormat::F32, indices: vec![1, 0], values: vec![1.0, 2.0] }),
+            "node 1: malformed message from 0: indices are not strictly ascending (1 then 0)",
+        ),
+        (
+            msg(Body::Sparse { format: ValueFormat::F32, indices: vec![0, 1], values: vec![1.0] }),
+            "node 1: malformed message from 0: the values has 1 entries, expected 2",
+        ),
+        (
+            msg(Body::Dense { format: ValueFormat::F32, values: vec![1.0] }),
+            "node 1: malformed message from 0: the dense body has 1 entries, expected 2",
+        ),
+        (
+            msg(Body::Sign { scale: 1.0, negative: vec![] }),
+            "node 1: malformed message from 0: the sign bits has 0 entries, expected 1",
+        ),
+        (
+            msg(Body::Sign { scale: f32::INFINITY, negative: vec![0] }),
+            "node 1: malformed message from 0: the scale inf is not finite",
+        ),
+        (
+            msg(Body::Qsgd { levels: 4, scale: 1.0, q: vec![1, -5] }),
+            "node 1: malformed message from 0: level -5 is outside [-4, 4]",
+        ),
+    ];
+    for (m, expected) in cases {
+        let e = n.handle_message(0, 0, Exchange::Y, &m).unwrap_err();
+        assert!(matches!(e, CoreError::Malformed { from: 0, .. }), "{e:?}");
+        assert_eq!(e.to_string(), expected);
+    }
+    // Nothing was applied: a valid message from node 0 is still accepted, not a duplicate.
+    n.handle_message(0, 0, Exchange::Y, &dense(&[0.0, 3.0])).unwrap();
+}
+
 #[test]
 fn divergence_is_reported_not_propagated() {
     // D-PSGD with gradients of -f32::MAX: x overflows to +inf in iteration 1, and the node refuses

@@ -13,7 +13,8 @@ use super::{CoordinatorLink, LinkError};
 #[derive(Debug)]
 struct Book {
     registered: Vec<Option<String>>,
-    reports: Vec<(usize, u64)>,
+    /// (node, iteration, x) of every report, in arrival order.
+    reports: Vec<(usize, u64, Vec<f32>)>,
     finished: Vec<(usize, String)>,
     heartbeats: usize,
     abort: Option<String>,
@@ -54,7 +55,12 @@ impl MemoryCoordinator {
 
     /// The reports received, as (node, iteration), in arrival order.
     pub fn reports(&self) -> Vec<(usize, u64)> {
-        self.book().reports.clone()
+        self.book().reports.iter().map(|r| (r.0, r.1)).collect()
+    }
+
+    /// The iterate node `id` reported at `iteration`, if it did.
+    pub fn iterate(&self, id: usize, iteration: u64) -> Option<Vec<f32>> {
+        self.book().reports.iter().find(|r| (r.0, r.1) == (id, iteration)).map(|r| r.2.clone())
     }
 
     /// The nodes that finished, with their error (empty when they completed), in order.
@@ -115,7 +121,8 @@ impl CoordinatorLink for MemoryCoordinator {
 
     async fn report(&mut self, req: pb::ReportRequest) -> Result<(), LinkError> {
         self.reachable()?;
-        self.book().reports.push((req.id as usize, req.iteration));
+        let x = req.x.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        self.book().reports.push((req.id as usize, req.iteration, x));
         Ok(())
     }
 

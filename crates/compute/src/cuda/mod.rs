@@ -5,14 +5,19 @@
 //!   without them; one context and one loaded module per device and process) and `build`.
 //! - `kernels.rs`: the CUDA C source of the elementwise kernels, compiled once by NVRTC.
 //! - `raw.rs`: every `unsafe` call (kernel launches, cuBLAS), behind size-checking functions.
-//! - `net.rs`: `GpuNet`, the GPU objective for logistic, least squares, softmax and the MLP.
-//! - `lenet.rs`: `GpuLeNet`, the GPU LeNet-5 (im2col + cuBLAS, pooling kernels).
+//! - `runner.rs`: `GpuObjective`, the one `Objective` of every GPU model: the device state it
+//!   shares (stream, cuBLAS handle, uploaded data, parameter and gradient buffers) and the driver
+//!   of a call (upload `x`, run the model chunk by chunk, download the sums and the gradient),
+//!   around a `Model` that supplies only its chunk size, its scratch buffers and one chunk's passes.
+//! - `net.rs`: `GpuNet`, the `Model` of logistic, least squares, softmax and the MLP.
+//! - `lenet.rs`: `GpuLeNet`, the `Model` of LeNet-5 (im2col + cuBLAS, pooling kernels).
 
 mod kernels;
 mod lenet;
 mod net;
 #[allow(unsafe_code)]
 mod raw;
+mod runner;
 #[cfg(test)]
 mod tests;
 
@@ -143,7 +148,7 @@ pub(crate) fn build(
     cpu: Box<dyn Objective>,
 ) -> Result<Box<dyn Objective>, ComputeError> {
     Ok(match spec.kind {
-        ModelKind::LeNet => Box::new(lenet::GpuLeNet::new(dev, spec, &data, shape, cpu)?),
-        _ => Box::new(net::GpuNet::new(dev, spec, &data, shape, cpu)?),
+        ModelKind::LeNet => Box::new(lenet::build(dev, spec, &data, shape, cpu)?),
+        _ => Box::new(net::build(dev, spec, &data, shape, cpu)?),
     })
 }

@@ -1,0 +1,205 @@
+//! The node's driver in memory, on tokio's virtual clock: its timeouts, probes, aborts and
+//! shutdown happen at exact virtual instants, with no socket and no real sleep (each test takes
+//! milliseconds of real time for tens of virtual seconds).
+//!
+//! The nodes are real `Peer` drivers over a `MemoryNetwork` and a `MemoryCoordinator`. A
+//! "puppet" node registers and then does nothing: it is alive (probes reach it) but silent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dprox_node::gossip::{Gossip, MemoryNetwork};
+use dprox_node::{CoordinatorLink, MemoryCoordinator, NodeError, Outcome, Parts, Peer};
+use dprox_prepare::{Part, Placement, Prepared};
+use dprox_transport::pb;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+fn run_of(iterations: u64) -> Arc<Prepared> {
+    let text = format!(
+        r#"
+        [run]
+        algorithm = "dproxsgt"
+        iterations = {iterations}
+        eval_every = 10
+        seed = 2
+        [topology]
+        kind = "ring"
+        nodes = 3
+        [data]
+        synthetic = {{ kind = "least_squares", samples = 120, features = 6 }}
+        [model]
+        kind = "least_squares"
+        [optimizer]
+        lr = 0.05
+        batch_size = 8
+        [cluster]
+        timeout_s = 30
+        heartbeat_s = 1
+        "#
+    );
+    let cfg = dprox_config::parse(&text, "vt.toml".as_ref()).unwrap();
+    Arc::new(Prepared::new(cfg, ".".as_ref(), "vt".into()).unwrap())
+}
+
+/// The test's view of a cluster in memory.
+struct Cluster {
+    run: Arc<Prepared>,
+    net: MemoryNetwork,
+    coordinator: MemoryCoordinator,
+    shutdown: CancellationToken,
+}
+
+impl Cluster {
+    fn new(iterations: u64) -> Cluster {
+        let run = run_of(iterations);
+        let coordinator = MemoryCoordinator::new(run.clone());
+        Cluster { run, net: MemoryNetwork::new(), coordinator, shutdown: CancellationToken::new() }
+    }
+
+    /// Node `id` as a real driver.
+    fn node(&self, id: usize) -> JoinHandle<Result<Outcome, NodeError>> {
+        let parts = Parts {
+            id,
+            run: self.run.clone(),
+            objective: self.run.objective(Part::Node(id), Placement::Configured).unwrap(),
+            gossip: self.net.join(id, self.run.dim()),
+            coordinator: self.coordinator.clone(),
+            out: None,
+        };
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move { Peer::register(parts).await?.run(shutdown).await })
+    }
+
+    /// Node `id` as a puppet: it joins the network and registers, then never sends.
+    fn puppet(&self, id: usize) -> JoinHandle<dprox_node::gossip::MemoryGossip> {
+        let gossip = self.net.join(id, self.run.dim());
+        let mut coordinator = self.coordinator.clone();
+        let dim = self.run.dim() as u64;
+        tokio::spawn(async move {
+            let req = pb::RegisterRequest { id: id as u32, address: gossip.address(), dim, ..Default::default() };
+            coordinator.register(req).await.unwrap();
+            gossip
+        })
+    }
+}
+
+async fn error_of(task: JoinHandle<Result<Outcome, NodeError>>) -> String {
+    task.await.unwrap().unwrap_err().to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn drivers_in_memory_complete_the_run_with_the_simulators_iterates() {
+    let c = Cluster::new(20);
+    let nodes: Vec<_> = (0..3).map(|i| c.node(i)).collect();
+    for task in nodes {
+        let o = task.await.unwrap().unwrap();
+        assert_eq!(o.iterations, 20);
+    }
+    let mut sim = dprox_sim::Simulation::new(&c.run).unwrap();
+    for _ in 0..20 {
+        sim.step().unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(c.coordinator.iterate(i, 20).unwrap(), sim.nodes()[i].params(), "node {i}");
+    }
+    assert_eq!(c.coordinator.reports().len(), 3 * 3, "iterations 0, 10 and 20 of every node");
+    let mut finished = c.coordinator.finished();
+    finished.sort();
+    assert_eq!(finished, [(0, String::new()), (1, String::new()), (2, String::new())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_neighbour_times_out_after_exactly_timeout_s_naming_it() {
+    let c = Cluster::new(20);
+    let _puppet = c.puppet(2);
+    let t0 = Instant::now();
+    let (a, b) = (c.node(0), c.node(1));
+    let e = error_of(a).await;
+    // The probes find node 2 alive every second, so only the timeout ends the wait.
+    assert_eq!(e, "node 0: no y message of iteration 0 from node 2 (memory:2) within 30 s");
+    assert_eq!(t0.elapsed(), Duration::from_secs(30));
+    assert_eq!(error_of(b).await, "node 1: no y message of iteration 0 from node 2 (memory:2) within 30 s");
+    // Each told the coordinator why it stopped.
+    let finished = c.coordinator.finished();
+    assert_eq!(finished.len(), 2);
+    assert!(finished.iter().all(|(_, e)| e.contains("from node 2 (memory:2) within 30 s")), "{finished:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_neighbour_that_is_gone_is_found_by_the_probe_one_second_after_the_last_progress() {
+    let c = Cluster::new(20);
+    let puppet = c.puppet(2);
+    let t0 = Instant::now();
+    let (a, _b) = (c.node(0), c.node(1));
+    // Node 2 registers (everyone starts), receives its neighbours' first messages, then dies.
+    let _gossip = puppet.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.net.kill(2);
+    let e = error_of(a).await;
+    assert_eq!(
+        e,
+        "node 2 at memory:2 is gone (waiting for its y message of iteration 0): not on the network (killed)"
+    );
+    assert_eq!(t0.elapsed(), Duration::from_secs(1), "the first probe, a second after the start");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_coordinators_abort_stops_waiting_nodes_at_the_next_heartbeat() {
+    let c = Cluster::new(20);
+    let _puppet = c.puppet(2);
+    let (a, b) = (c.node(0), c.node(1));
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    let t0 = Instant::now();
+    c.coordinator.abort("node 2 (memory:2) failed: disk full");
+    let e = error_of(a).await;
+    assert_eq!(e, "run aborted by the coordinator: node 2 (memory:2) failed: disk full");
+    assert!(t0.elapsed() <= Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert_eq!(error_of(b).await, e);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_a_waiting_node_at_once_and_it_reports_why() {
+    let c = Cluster::new(20);
+    let _puppet = c.puppet(2);
+    let a = c.node(0);
+    let _b = c.node(1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t0 = Instant::now();
+    c.shutdown.cancel();
+    assert_eq!(error_of(a).await, "node 0: shut down before the run completed");
+    assert_eq!(t0.elapsed(), Duration::ZERO);
+    assert!(c.coordinator.finished().contains(&(0, "node 0: shut down before the run completed".into())));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_coordinator_that_stops_answering_aborts_the_nodes_after_ten_heartbeats() {
+    let c = Cluster::new(20);
+    let _puppet = c.puppet(2);
+    let a = c.node(0);
+    let _b = c.node(1);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let t0 = Instant::now();
+    c.coordinator.disconnect();
+    let e = error_of(a).await;
+    assert_eq!(
+        e,
+        "run aborted by the coordinator: the coordinator stopped answering: unreachable: the coordinator is disconnected"
+    );
+    // Heartbeats at 3, 4, ..., 12 s fail: the tenth ends it.
+    assert_eq!(t0.elapsed(), Duration::from_millis(9_500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_coordinator_that_cannot_be_reached_fails_registration_after_thirty_seconds() {
+    let c = Cluster::new(20);
+    c.coordinator.disconnect();
+    let t0 = Instant::now();
+    let e = error_of(c.node(0)).await;
+    assert_eq!(
+        e,
+        "coordinator at memory:coordinator: could not be reached within 30 s: the coordinator is disconnected"
+    );
+    assert!(t0.elapsed() >= Duration::from_secs(30) && t0.elapsed() < Duration::from_millis(30_200));
+}
