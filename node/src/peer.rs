@@ -158,7 +158,7 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
             self.gradient_step().await?;
             self.await_exchange(shutdown).await?;
             self.progress.store(self.core.iteration(), Ordering::Relaxed);
-            if self.core.iteration() % every == 0 || self.core.iteration() == total {
+            if self.core.iteration().is_multiple_of(every) || self.core.iteration() == total {
                 self.report().await?;
             }
         }

@@ -78,7 +78,8 @@ impl Cluster {
         let mut coordinator = self.coordinator.clone();
         let dim = self.run.dim() as u64;
         tokio::spawn(async move {
-            let req = pb::RegisterRequest { id: id as u32, address: gossip.address(), dim, ..Default::default() };
+            let req =
+                pb::RegisterRequest { id: id as u32, address: gossip.address(), dim, ..Default::default() };
             coordinator.register(req).await.unwrap();
             gossip
         })

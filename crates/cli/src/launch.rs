@@ -146,7 +146,7 @@ pub fn run(args: &Args, objectives: &Objectives) -> anyhow::Result<()> {
     })();
     result.with_context(|| format!("the cluster run failed; what it computed is in {}", out.display()))?;
     let summary = Summary::read(&out.join("summary.json")).context("the coordinator wrote no summary")?;
-    println!("{} in {:.2} s", crate::report::summary_line(&summary), summary.wall_time_s);
+    println!("{} in {:.2} s", crate::report::summary_line(&summary, true), summary.wall_time_s);
     Ok(())
 }
 

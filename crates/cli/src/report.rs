@@ -14,15 +14,19 @@ pub fn progress_message(r: &MetricsRow) -> String {
     )
 }
 
-/// One line: what `-q` prints and what the tests of launch read.
-pub fn summary_line(s: &Summary) -> String {
+/// One line: what `sim -q` prints (and `launch` always, with the size of the run when `size`).
+pub fn summary_line(s: &Summary, size: bool) -> String {
+    let what = match size {
+        true => {
+            format!("{} {}: {} nodes, {} iterations,", s.run.name, s.run.algorithm, s.run.nodes, s.iterations)
+        }
+        false => format!("{} {}:", s.run.name, s.run.algorithm),
+    };
     let Some(e) = s.last.as_ref().map(|l| &l.eval) else {
-        return format!("{} {}: no metrics row", s.run.name, s.run.algorithm);
+        return format!("{what} no metrics row");
     };
     format!(
-        "{} {}: objective {:.6} consensus {:.3e} test_accuracy {} bytes {}",
-        s.run.name,
-        s.run.algorithm,
+        "{what} objective {:.6} consensus {:.3e} test_accuracy {} bytes {}",
         e.objective,
         e.consensus_error,
         e.test_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
@@ -34,7 +38,7 @@ pub fn summary_line(s: &Summary) -> String {
 pub fn print_summary(s: &Summary, out: &Path, quiet: bool) {
     let Some(last) = &s.last else { return };
     if quiet {
-        println!("{}", summary_line(s));
+        println!("{}", summary_line(s, false));
         return;
     }
     let e = &last.eval;

@@ -115,7 +115,11 @@ fn sim_writes_metrics_summary_and_config() {
     assert!(last_bytes > 0);
     assert_eq!(s["bytes_sent"].as_u64(), Some(last_bytes), "{s}");
 
-    assert_eq!(std::fs::read_to_string(out.join("config.toml")).unwrap(), TINY);
+    // The config as it ran: the same run (named), runnable as is.
+    let copied = dprox_config::load(&out.join("config.toml")).unwrap();
+    let mut original = dprox_config::parse(TINY, "tiny.toml".as_ref()).unwrap();
+    original.run.name = Some("tiny".into());
+    assert_eq!(copied, original);
 
     // The summary on stdout.
     let stdout = text(&run.stdout);

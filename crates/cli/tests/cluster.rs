@@ -91,34 +91,69 @@ fn launch_reproduces_sim_for_cdproxsgt_with_top_k() {
     );
 }
 
+/// The test kills node 2 (SIGKILL, as the OOM killer or a pre-emption would) once it has
+/// reported iteration 10: its neighbours must notice within seconds and name it, and the
+/// coordinator must keep the rows computed before.
 #[test]
 fn a_node_that_dies_fails_the_run_fast_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "dproxsgt", "");
-    let start = std::time::Instant::now();
-    let o = dprox()
+    let text = std::fs::read_to_string(config(dir.path(), "dproxsgt", "")).unwrap();
+    // Long and slowed by shaped links (10 ms each way), so that the kill lands mid-run.
+    let long = text.replace("iterations = 40", "iterations = 100000")
+        + "\n[network]\nlatency_ms = 10.0\n[cluster]\nshape = true\n";
+    let cfg = dir.path().join("long.toml");
+    std::fs::write(&cfg, long).unwrap();
+    let out = dir.path().join("out");
+    let child = dprox()
         .arg("launch")
         .arg(&cfg)
         .arg("--out")
-        .arg(dir.path().join("out"))
-        .env("DPROX_FAULT_EXIT_AT", "2:15")
-        .output()
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert!(err.contains("node 2 died (exit status: 3); the run was aborted"), "{err}");
+    let mut launcher = Launcher(child);
+    let node2 = wait_for_node(launcher.0.id(), 2);
+    let csv = out.join("nodes/node-2.csv");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&csv).unwrap_or_default().lines().any(|l| l.starts_with("10,")) {
+        assert!(std::time::Instant::now() < deadline, "node 2 never reached iteration 10");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let start = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-KILL", &node2.to_string()]).status().unwrap().success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut launcher.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!launcher.0.wait().unwrap().success());
+    assert!(err.contains("node 2 died (signal: 9 (SIGKILL)); the run was aborted"), "{err}");
     // A neighbour names node 2: either its message to node 2 failed ("... to node 2 at ...
     // failed"), or it had delivered it and, waiting for node 2's own, found it gone ("node 2 at
-    // ... is gone"). Which one depends on whether node 2 died before or after the neighbours'
-    // sends; both must come before the coordinator's heartbeat timeout.
+    // ... is gone"). Both must come before the coordinator's heartbeat timeout.
     assert!(err.contains("node 2 at 127.0.0.1:"), "a neighbour names node 2: {err}");
     assert!(!err.contains("stopped sending heartbeats"), "the neighbours, not the heartbeat timeout: {err}");
     assert!(start.elapsed().as_secs() < 28, "must not wait for the 30 s message timeout");
-    let summary = std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap();
-    assert!(summary.contains("\"status\": \"failed\""), "{summary}");
+    let summary = dprox_eval::Summary::read(&out.join("summary.json")).unwrap();
+    assert_eq!(summary.status, dprox_eval::RunStatus::Failed);
     // The rows computed before the failure are kept.
-    let rows = columns(&dir.path().join("out/metrics.csv"), &["iter"]);
-    assert_eq!(rows, vec![vec!["0".to_string()], vec!["10".to_string()]]);
+    let rows = columns(&out.join("metrics.csv"), &["iter"]);
+    assert!(rows.len() >= 2 && rows[0] == ["0"] && rows[1] == ["10"], "{rows:?}");
+}
+
+/// The pid of node `id` among the processes `launcher` started, once it runs.
+fn wait_for_node(launcher: u32, id: usize) -> u32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let node = children_of(launcher).into_iter().find(|&pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            args.windows(2).any(|w| w[0] == b"--id" && w[1] == id.to_string().as_bytes())
+        });
+        if let Some(pid) = node {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "node {id} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[test]

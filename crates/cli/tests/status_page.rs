@@ -1,6 +1,7 @@
 //! The live status page end to end: `dprox launch --http-addr` serves it, `/api/status` follows
 //! the run, `dprox status` prints it (and names the URL when it cannot), and a headless Chromium
-//! renders the page with every node and a growing curve (skipped where no Chromium is installed).
+//! renders the page with every node and a growing curve (skipped where no Chromium is installed, unless
+//! DPROX_REQUIRE_CHROMIUM is set, as CI sets it).
 //!
 //! The runs are slowed by link shaping so there is time to look; every wait is on observable
 //! state (the JSON, the DOM) with a deadline.
@@ -316,6 +317,12 @@ fn count(dom: &str) -> u64 {
 #[test]
 fn the_status_page_renders_in_headless_chromium() {
     let Some(bin) = chromium() else {
+        // CI installs Chromium and sets DPROX_REQUIRE_CHROMIUM: there a missing browser fails the
+        // test instead of passing it unseen.
+        assert!(
+            std::env::var_os("DPROX_REQUIRE_CHROMIUM").is_none(),
+            "DPROX_REQUIRE_CHROMIUM is set but no chromium was found (set CHROMIUM to its path)"
+        );
         eprintln!("skipping the_status_page_renders_in_headless_chromium: no chromium found (set CHROMIUM)");
         return;
     };

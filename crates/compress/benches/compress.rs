@@ -1,5 +1,5 @@
 //! Compressors and their encoding on d = 1e6. Throughput is reported in bytes of the input f32
-//! vector (4 MB), so the figures compare directly with memory bandwidth (README: ~10-12 GB/s for
+//! vector (4 MB), so the figures compare directly with memory bandwidth (docs/benchmarks.md: ~10-12 GB/s for
 //! large buffers on the 2-core machine). A `memcpy` of the same vector is measured as the baseline.
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dprox_compress::{Compressed, Compressor, CompressorSpec, Encoder, StreamDecoder, ValueFormat};

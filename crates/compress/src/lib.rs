@@ -1,7 +1,7 @@
 //! Compressors for gossip messages, and their wire format.
 //!
 //! CDProxSGT and CHOCO send Q(v), a compressed version of a difference vector v, instead of v.
-//! This crate owns the compressors of ALGORITHMS.md (identity, top_k, rand_k, qsgd, sign), the
+//! This crate owns the compressors of docs/algorithms.md (identity, top_k, rand_k, qsgd, sign), the
 //! in-memory form of a compressed vector that neighbours apply, and the byte encoding that travels
 //! (with its exact size, which is what `bytes_sent` counts).
 //!

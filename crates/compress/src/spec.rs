@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A compressor Q, as named in ALGORITHMS.md and in the `[compression]` config table.
+/// A compressor Q, as named in docs/algorithms.md and in the `[compression]` config table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CompressorSpec {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::CoreError;
 use crate::prox::Prox;
 
-/// The algorithm every node runs (ALGORITHMS.md).
+/// The algorithm every node runs (docs/algorithms.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {

@@ -4,7 +4,7 @@
 //! (3 x f32(1/3) = 1 + 3e-8) and small compressed deltas are swamped when added to a large running
 //! sum, and both errors bias gradient tracking over thousands of iterations.
 //!
-//! ALGORITHMS.md requires every mixing sum to run in ascending node id so that runs are
+//! docs/algorithms.md requires every mixing sum to run in ascending node id so that runs are
 //! reproducible bit for bit. The inbox applies a message at once when it is the next term of the
 //! sum (the common case when a driver delivers in id order: no copy), and otherwise keeps a copy
 //! until the terms before it have arrived. Messages one exchange ahead of the current one (a fast

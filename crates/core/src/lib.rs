@@ -4,7 +4,7 @@
 //! messages to send; it never reads a clock, a socket or the OS random generator. The simulator
 //! and the gRPC node both drive this one implementation, so a simulated run and a real cluster
 //! with the same config compute the same iterates, bit for bit. The equations are those of
-//! ALGORITHMS.md (the project's numerical contract).
+//! docs/algorithms.md (the project's numerical contract).
 //!
 //! # Layout
 //! - [`algorithm`]: [`Algorithm`], [`Exchange`] and the per-node [`NodeConfig`].

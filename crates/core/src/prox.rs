@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The nonsmooth part r of the composite objective f + r (ALGORITHMS.md, "Proximal operators").
+/// The nonsmooth part r of the composite objective f + r (docs/algorithms.md, "Proximal operators").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Prox {

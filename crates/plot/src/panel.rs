@@ -142,15 +142,16 @@ impl PanelData {
         };
         let x = if x1 > x0 { x0..x1 } else { x0 - 0.5..x0 + 0.5 };
         let y = if log_y {
-            // A margin of 5% of the span in log space (at least a tenth of a decade), and at least one
-            // decade in all, so that the axis has labels.
+            // Out to the powers of ten around the data (with a margin of a twentieth of a
+            // decade), so that the axis has at least two labelled ticks: a log axis labels powers
+            // of ten, and a span inside one decade would show a single label.
             let (l0, l1) = (y0.log10(), y1.log10());
-            let pad = ((l1 - l0) * 0.05).max(0.1);
-            let (mut l0, mut l1) = (l0 - pad, l1 + pad);
+            let (mut l0, mut l1) = ((l0 - 0.05).floor(), (l1 + 0.05).ceil());
             if l1 - l0 < 1.0 {
-                let mid = 0.5 * (l0 + l1);
-                (l0, l1) = (mid - 0.5, mid + 0.5);
+                l1 = l0 + 1.0;
             }
+            // Just past the powers, so that rounding in powf keeps them on the axis.
+            (l0, l1) = (l0 - 1e-9, l1 + 1e-9);
             10f64.powf(l0)..10f64.powf(l1)
         } else if y1 > y0 {
             let pad = (y1 - y0) * 0.05;

@@ -3,7 +3,7 @@
 //! Every node runs the sans-IO core of `dprox-core`, exactly as a networked `dprox-node` does; the
 //! simulator replaces the network by an in-memory exchange and the wall clock by a cost model:
 //! per-node compute speed (heterogeneous workers, stragglers) and per-link latency and bandwidth.
-//! It reports the metrics of ALGORITHMS.md and the time the run would take on that network.
+//! It reports the metrics of docs/algorithms.md and the time the run would take on that network.
 //!
 //! # Layout
 //! - [`simulation`]: [`Simulation`], one iteration at a time (gradients in parallel with rayon,

@@ -49,7 +49,7 @@ use std::sync::Arc;
 
 use dprox_data::{Dataset, Features, InvalidDataset};
 use dprox_objective::{Batch, Objective, Shape};
-use dprox_prepare::Part;
+use dprox_prepare::{Factory, Part};
 
 /// Why a [`Huber`] objective cannot be built.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -97,19 +97,16 @@ impl Huber {
     /// The factory cannot return an error, so it panics on malformed data (see
     /// [`HuberError`]): the data sets of a `Prepared` come from dprox's loaders, which check
     /// their files, so that does not happen there.
-    pub fn factory(
-        delta: f64,
-    ) -> Result<impl Fn(Part, Arc<Dataset>, Shape) -> Box<dyn Objective> + Send + Sync + 'static, HuberError>
-    {
+    pub fn factory(delta: f64) -> Result<Box<Factory>, HuberError> {
         check_delta(delta)?;
-        Ok(move |_part: Part, data: Arc<Dataset>, _shape: Shape| -> Box<dyn Objective> {
+        Ok(Box::new(move |_part: Part, data: Arc<Dataset>, _shape: Shape| -> Box<dyn Objective> {
             // The size comes from the data, which dprox has checked has the global shape's
             // features on every node; `with_objective` would name any node that differed.
             match Huber::new(data, delta) {
                 Ok(h) => Box::new(h),
                 Err(e) => panic!("Huber regression on a malformed data set: {e}"),
             }
-        })
+        }))
     }
 
     /// The threshold between the quadratic and the linear part.

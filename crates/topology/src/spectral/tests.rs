@@ -178,7 +178,7 @@ fn a_matrix_that_never_reaches_consensus_is_refused_and_a_small_gap_is_not() {
     let g = Graph::ring(2).unwrap();
     let swap = MixingMatrix::explicit(&g, &[vec![0.0, 1.0], vec![1.0, 0.0]]).unwrap();
     let e = TopologyFacts::compute(&g, &swap).unwrap_err();
-    assert!(matches!(e, TopologyError::NoConsensus { gap, rho } if gap.abs() < 1e-15 && rho == 1.0), "{e:?}");
+    assert!(matches!(e, TopologyError::NoConsensus { gap, .. } if gap.abs() < 1e-12), "{e:?}");
     assert!(e.to_string().starts_with("the mixing matrix has spectral gap"), "{e}");
     assert!(e.to_string().contains("never reaches consensus"), "{e}");
     // A bipartite ring of 6 with a zero diagonal (each node 1/2 to each neighbour): -1 is an
