@@ -26,8 +26,8 @@ def spec(name):
         return f'{{ git = "file://{repo}", rev = "{rev}" }}'
     items = ", ".join(f"{k} = {repr(v).replace(chr(39), chr(34)).lower() if isinstance(v, bool) else repr(v).replace(chr(39), chr(34))}" for k, v in d.items())
     return "{ " + items + " }"
-text = re.sub(r"^([\w-]+)\.workspace = true$", lambda m: f"{m.group(1)} = {spec(m.group(1))}", text, flags=re.M)
 text = re.sub(r"^(version|edition|rust-version|license)\.workspace = true$", lambda m: f'{m.group(1)} = "{pkg[m.group(1)]}"', text, flags=re.M)
+text = re.sub(r"^([\w-]+)\.workspace = true$", lambda m: f"{m.group(1)} = {spec(m.group(1))}", text, flags=re.M)
 text = re.sub(r"^\[lints\]\nworkspace = true\n", "", text, flags=re.M)
 # The same profile as the repository's, so that the shared target folder's artifacts are reused.
 text += '\n[workspace]\n\n[profile.dev]\nopt-level = 1\n\n[profile.dev.package."*"]\nopt-level = 3\n'
@@ -37,7 +37,7 @@ PY
 sed -i "s#\.\./\.\./data/#$repo/data/#" "$crate/huber.toml"
 cp "$repo/Cargo.lock" "$crate/Cargo.lock"
 cd "$crate"
-export CARGO_TARGET_DIR="$repo/target/outside"
+export CARGO_TARGET_DIR="$repo/target"
 cargo build --bin dprox-example-custom-objective
 out="$work/run"
 "$CARGO_TARGET_DIR/debug/dprox-example-custom-objective" sim huber.toml --iterations 20 -q --out "$out"
