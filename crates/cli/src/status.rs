@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use dprox_coordinator::status::{Phase, Status};
+use dprox_coordinator::status::{NodeStatus, Phase, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Arguments of `dprox status`.
@@ -229,26 +229,17 @@ fn render(s: &Status) -> String {
         r.iterations,
         phase_text(s)
     );
-    let rows: Vec<[String; 9]> = s
-        .nodes
-        .iter()
-        .map(|n| {
-            [
-                n.id.to_string(),
-                serde_json::to_value(n.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
-                n.iteration.to_string(),
-                n.heartbeat_age_s.map(|a| format!("{a:.1} s")).unwrap_or_else(|| "-".into()),
-                n.loss.map(number).unwrap_or_else(|| "-".into()),
-                bytes(n.sent.payload_bytes),
-                bytes(n.sent.framed_bytes),
-                n.address.clone().unwrap_or_else(|| "-".into()),
-                n.device.clone().unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
+    render_nodes(&mut o, s);
+    render_links(&mut o, s);
+    render_last_point(&mut o, s);
+    o
+}
+
+/// Appends the node table (one row per node, under a header line, each column as wide as its
+/// widest cell), then a line per failed node with its error.
+fn render_nodes(o: &mut String, s: &Status) {
+    use std::fmt::Write;
+    let rows: Vec<[String; 9]> = s.nodes.iter().map(node_row).collect();
     let header =
         ["node", "state", "iteration", "heartbeat", "loss", "payload", "framed", "address", "device"];
     let width: Vec<usize> = (0..header.len())
@@ -271,6 +262,27 @@ fn render(s: &Status) -> String {
     for n in s.nodes.iter().filter(|n| n.error.is_some()) {
         let _ = writeln!(o, "node {} failed: {}", n.id, n.error.as_deref().unwrap_or(""));
     }
+}
+
+/// The cells of one node's row of the table, in the header's order.
+fn node_row(n: &NodeStatus) -> [String; 9] {
+    [
+        n.id.to_string(),
+        serde_json::to_value(n.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        n.iteration.to_string(),
+        n.heartbeat_age_s.map(|a| format!("{a:.1} s")).unwrap_or_else(|| "-".into()),
+        n.loss.map(number).unwrap_or_else(|| "-".into()),
+        bytes(n.sent.payload_bytes),
+        bytes(n.sent.framed_bytes),
+        n.address.clone().unwrap_or_else(|| "-".into()),
+        n.device.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+/// Appends the payload sent over each link, both ways, on one line; only for 1 to 16 links
+/// (more would not fit a terminal line).
+fn render_links(o: &mut String, s: &Status) {
+    use std::fmt::Write;
     if !s.edges.is_empty() && s.edges.len() <= 16 {
         let links: Vec<String> = s
             .edges
@@ -287,6 +299,11 @@ fn render(s: &Status) -> String {
             .collect();
         let _ = writeln!(o, "links (payload a->b / b->a): {}", links.join(", "));
     }
+}
+
+/// Appends the last evaluated point of the curve, or says there is none yet.
+fn render_last_point(o: &mut String, s: &Status) {
+    use std::fmt::Write;
     match s.points.last() {
         Some(p) => {
             let acc =
@@ -306,7 +323,6 @@ fn render(s: &Status) -> String {
             let _ = writeln!(o, "no evaluation yet");
         }
     }
-    o
 }
 
 #[cfg(test)]

@@ -184,90 +184,10 @@ impl Compressed {
                 let values = take_dense(&mut self.body, format);
                 r.values(format, dim, values)?;
             }
-            TAG_SPARSE => {
-                let k = r.count(dim)?;
-                let (indices, values) = take_sparse(&mut self.body);
-                if zstd {
-                    let n = r.varint()? as usize;
-                    let packed = r.take(n, "zstd index block")?;
-                    // A block of k varints is at most 5k bytes: refuse anything larger (zip bombs).
-                    let block = zstd::bulk::decompress(packed, 5 * k + 16)
-                        .map_err(|e| WireError::Zstd(e.to_string()))?;
-                    let mut br = Reader { b: &block };
-                    br.index_block(k, dim, indices)?;
-                    if !br.b.is_empty() {
-                        return Err(WireError::Zstd(format!("{} bytes after {k} indices", br.b.len())));
-                    }
-                } else {
-                    r.index_block(k, dim, indices)?;
-                }
-                r.values(format, k, values)?;
-                if let Body::Sparse { format: f, .. } = &mut self.body {
-                    *f = format;
-                }
-            }
-            TAG_RANDK => {
-                let seed = u64::from_le_bytes(r.take(8, "rand_k seed")?.try_into().unwrap());
-                let k = r.count(dim)?;
-                if !matches!(self.body, Body::RandK { .. }) {
-                    self.body = Body::RandK { format, seed, indices: Vec::new(), values: Vec::new() };
-                }
-                let Body::RandK { format: f, seed: s, indices, values } = &mut self.body else {
-                    unreachable!()
-                };
-                *f = format;
-                *s = seed;
-                r.values(format, k, values)?;
-                rand_k_indices(seed, dim, k, indices);
-            }
-            TAG_QSGD => {
-                let s = r.varint()?;
-                if s == 0 || s > 32767 {
-                    return Err(WireError::BadLevels(format!("levels {s} outside 1..=32767")));
-                }
-                let scale = r.f32("qsgd scale")?;
-                let bits = qsgd_bits(s as u32);
-                let packed = r.take((dim * bits).div_ceil(8), "qsgd levels")?;
-                if !matches!(self.body, Body::Qsgd { .. }) {
-                    self.body = Body::Qsgd { levels: 0, scale: 0.0, q: Vec::new() };
-                }
-                let Body::Qsgd { levels, scale: sc, q } = &mut self.body else { unreachable!() };
-                *levels = s as u32;
-                *sc = scale;
-                q.clear();
-                let (mut acc, mut avail, mut bytes) = (0u64, 0usize, packed.iter());
-                let mask = (1u64 << bits) - 1;
-                for j in 0..dim {
-                    while avail < bits {
-                        acc |= (*bytes.next().expect("length checked above") as u64) << avail;
-                        avail += 8;
-                    }
-                    let u = acc & mask;
-                    acc >>= bits;
-                    avail -= bits;
-                    if u > 2 * s {
-                        return Err(WireError::BadLevels(format!(
-                            "level {} at coordinate {j} outside [-{s}, {s}]",
-                            u as i64 - s as i64
-                        )));
-                    }
-                    q.push((u as i64 - s as i64) as i16);
-                }
-            }
-            TAG_SIGN => {
-                let scale = r.f32("sign scale")?;
-                let packed = r.take(dim.div_ceil(8), "sign bits")?;
-                if !matches!(self.body, Body::Sign { .. }) {
-                    self.body = Body::Sign { scale: 0.0, negative: Vec::new() };
-                }
-                let Body::Sign { scale: sc, negative } = &mut self.body else { unreachable!() };
-                *sc = scale;
-                negative.clear();
-                negative.resize(dim.div_ceil(64), 0);
-                for (i, &byte) in packed.iter().enumerate() {
-                    negative[i / 8] |= (byte as u64) << (8 * (i % 8));
-                }
-            }
+            TAG_SPARSE => decode_sparse(&mut r, &mut self.body, format, zstd, dim)?,
+            TAG_RANDK => decode_rand_k(&mut r, &mut self.body, format, dim)?,
+            TAG_QSGD => decode_qsgd(&mut r, &mut self.body, dim)?,
+            TAG_SIGN => decode_sign(&mut r, &mut self.body, dim)?,
             t => return Err(WireError::UnknownTag(t)),
         }
         if !r.b.is_empty() {
@@ -278,6 +198,126 @@ impl Compressed {
         }
         Ok(())
     }
+}
+
+/// The body of a sparse message (after the prefix) into `body`: k, the index block (plain, or
+/// zstd-compressed with the flag), then k values. The format is set last, once all is read.
+#[inline]
+fn decode_sparse(
+    r: &mut Reader<'_>,
+    body: &mut Body,
+    format: ValueFormat,
+    zstd: bool,
+    dim: usize,
+) -> Result<(), WireError> {
+    let k = r.count(dim)?;
+    let (indices, values) = take_sparse(body);
+    if zstd {
+        let n = r.varint()? as usize;
+        let packed = r.take(n, "zstd index block")?;
+        // A block of k varints is at most 5k bytes: refuse anything larger (zip bombs).
+        let block = zstd::bulk::decompress(packed, 5 * k + 16).map_err(|e| WireError::Zstd(e.to_string()))?;
+        let mut br = Reader { b: &block };
+        br.index_block(k, dim, indices)?;
+        if !br.b.is_empty() {
+            return Err(WireError::Zstd(format!("{} bytes after {k} indices", br.b.len())));
+        }
+    } else {
+        r.index_block(k, dim, indices)?;
+    }
+    r.values(format, k, values)?;
+    if let Body::Sparse { format: f, .. } = body {
+        *f = format;
+    }
+    Ok(())
+}
+
+/// The body of a rand_k message into `body`: the seed, k and the k values; the indices are
+/// regenerated from the seed, as the sender drew them.
+#[inline]
+fn decode_rand_k(
+    r: &mut Reader<'_>,
+    body: &mut Body,
+    format: ValueFormat,
+    dim: usize,
+) -> Result<(), WireError> {
+    let seed = u64::from_le_bytes(r.take(8, "rand_k seed")?.try_into().unwrap());
+    let k = r.count(dim)?;
+    if !matches!(body, Body::RandK { .. }) {
+        *body = Body::RandK { format, seed, indices: Vec::new(), values: Vec::new() };
+    }
+    let Body::RandK { format: f, seed: s, indices, values } = body else { unreachable!() };
+    *f = format;
+    *s = seed;
+    r.values(format, k, values)?;
+    rand_k_indices(seed, dim, k, indices);
+    Ok(())
+}
+
+/// The body of a QSGD message into `body`: s (checked to be in 1..=32767), the scale, then the
+/// dim packed levels, each checked to be within [-s, s].
+#[inline]
+fn decode_qsgd(r: &mut Reader<'_>, body: &mut Body, dim: usize) -> Result<(), WireError> {
+    let s = r.varint()?;
+    if s == 0 || s > 32767 {
+        return Err(WireError::BadLevels(format!("levels {s} outside 1..=32767")));
+    }
+    let scale = r.f32("qsgd scale")?;
+    let bits = qsgd_bits(s as u32);
+    let packed = r.take((dim * bits).div_ceil(8), "qsgd levels")?;
+    if !matches!(body, Body::Qsgd { .. }) {
+        *body = Body::Qsgd { levels: 0, scale: 0.0, q: Vec::new() };
+    }
+    let Body::Qsgd { levels, scale: sc, q } = body else { unreachable!() };
+    *levels = s as u32;
+    *sc = scale;
+    unpack_levels(packed, bits, s, dim, q)
+}
+
+/// Unpacks `dim` levels of `bits` bits each (LSB first) from `packed` into `q` (cleared first),
+/// shifted back from u = q_j + s to q_j; refuses a level outside [-s, s]. `packed` holds at
+/// least `dim * bits` bits (checked by the caller).
+#[inline]
+fn unpack_levels(packed: &[u8], bits: usize, s: u64, dim: usize, q: &mut Vec<i16>) -> Result<(), WireError> {
+    q.clear();
+    let (mut acc, mut avail, mut bytes) = (0u64, 0usize, packed.iter());
+    let mask = (1u64 << bits) - 1;
+    for j in 0..dim {
+        while avail < bits {
+            acc |= (*bytes.next().expect("length checked above") as u64) << avail;
+            avail += 8;
+        }
+        let u = acc & mask;
+        acc >>= bits;
+        avail -= bits;
+        if u > 2 * s {
+            return Err(WireError::BadLevels(format!(
+                "level {} at coordinate {j} outside [-{s}, {s}]",
+                u as i64 - s as i64
+            )));
+        }
+        q.push((u as i64 - s as i64) as i16);
+    }
+    Ok(())
+}
+
+/// The body of a sign message into `body`: the scale, then one bit per coordinate, gathered
+/// into 64-bit words (byte i of the message is byte i % 8 of word i / 8).
+#[inline]
+fn decode_sign(r: &mut Reader<'_>, body: &mut Body, dim: usize) -> Result<(), WireError> {
+    let scale = r.f32("sign scale")?;
+    let packed = r.take(dim.div_ceil(8), "sign bits")?;
+    if !matches!(body, Body::Sign { .. }) {
+        *body = Body::Sign { scale: 0.0, negative: Vec::new() };
+    }
+    let Body::Sign { scale: sc, negative } = body else { unreachable!() };
+    *sc = scale;
+    negative.clear();
+    negative.resize(dim.div_ceil(64), 0);
+    for (i, &byte) in packed.iter().enumerate() {
+        negative[i / 8] |= (byte as u64) << (8 * (i % 8));
+    }
+    Ok(())
 }
 
 pub(crate) fn take_dense(body: &mut Body, fmt: ValueFormat) -> &mut Vec<f32> {

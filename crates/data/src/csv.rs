@@ -45,6 +45,31 @@ pub struct CsvOptions {
 /// - Regression: labels are any finite reals; `classes` must be `None`.
 pub fn load_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<Dataset, DataError> {
     let path = path.as_ref();
+    check_options(path, opts)?;
+    let mut lines = Lines::open(path)?;
+    let path_str = lines.path().to_string();
+    let mut rows = Rows::default();
+    let mut seen_first = false;
+
+    while let Some((line, text)) = lines.next_line()? {
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if !seen_first {
+            seen_first = true;
+            if text.split(',').any(|f| parse_f32(f.trim()).is_none()) {
+                continue; // header
+            }
+        }
+        rows.push(text, line, opts, &path_str)?;
+    }
+    rows.into_dataset(opts, path_str)
+}
+
+/// Refuses options that contradict each other, before the file is opened: classes for a
+/// regression task, or zero classes.
+fn check_options(path: &Path, opts: &CsvOptions) -> Result<(), DataError> {
     if opts.task == Task::Regression && opts.classes.is_some() {
         return Err(DataError::InvalidArgument(format!(
             "{}: classes = {:?} was given for a regression task",
@@ -58,87 +83,111 @@ pub fn load_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<Dataset, Da
             path.display()
         )));
     }
-    let mut lines = Lines::open(path)?;
-    let path_str = lines.path().to_string();
-    let mut features: Vec<f32> = Vec::new();
-    let mut targets: Vec<f32> = Vec::new();
-    let mut row: Vec<f32> = Vec::new();
-    // (fields per row, line of the first data row), fixed by the first data row.
-    let mut shape: Option<(usize, usize)> = None;
-    let mut seen_first = false;
-    let mut max_label = 0u64;
+    Ok(())
+}
 
-    while let Some((line, text)) = lines.next_line()? {
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        if !seen_first {
-            seen_first = true;
-            if text.split(',').any(|f| parse_f32(f.trim()).is_none()) {
-                continue; // header
-            }
-        }
-        row.clear();
-        let mut label_text = "";
-        for (i, field) in text.split(',').enumerate() {
-            let field = field.trim();
-            let bad = |make: fn(String, usize, usize, String) -> DataError| {
-                make(path_str.clone(), line, i + 1, field.to_string())
-            };
-            let v = parse_f32(field).ok_or_else(|| bad(bad_number))?;
-            if !v.is_finite() {
-                return Err(bad(non_finite));
-            }
-            row.push(v);
-            if i == 0 && opts.label_column == LabelColumn::First {
-                label_text = field;
-            }
-            if opts.label_column == LabelColumn::Last {
-                label_text = field;
-            }
-        }
-        let (fields, first_line) = *shape.get_or_insert((row.len(), line));
-        if row.len() != fields {
+/// The data rows read so far.
+#[derive(Default)]
+struct Rows {
+    /// The features of every row, row after row.
+    features: Vec<f32>,
+    targets: Vec<f32>,
+    /// The fields of the current line (reused from line to line).
+    row: Vec<f32>,
+    /// (fields per row, line of the first data row), fixed by the first data row.
+    shape: Option<(usize, usize)>,
+    max_label: u64,
+}
+
+impl Rows {
+    /// Adds the data line `text` (line number `line`): its fields, checked to be finite numbers
+    /// and as many as in the first data row, then its label, checked for the task.
+    fn push(&mut self, text: &str, line: usize, opts: &CsvOptions, path: &str) -> Result<(), DataError> {
+        let label_text = parse_fields(text, line, opts.label_column, path, &mut self.row)?;
+        let fields = self.check_shape(line, path)?;
+        let row = &self.row;
+        let (label, feats) = match opts.label_column {
+            LabelColumn::First => (row[0], &row[1..]),
+            LabelColumn::Last => (row[fields - 1], &row[..fields - 1]),
+        };
+        let target = if opts.task == Task::Classification {
+            let class = class_label(label, label_text, opts.classes, path, line)?;
+            self.max_label = self.max_label.max(class);
+            class as f32 // normalises `-0` and `3.0`
+        } else {
+            label
+        };
+        self.features.extend_from_slice(feats);
+        self.targets.push(target);
+        Ok(())
+    }
+
+    /// The number of fields of the current row, which the first data row fixes for all: refuses
+    /// a row with another count, or with fewer than two fields (a feature and the label).
+    fn check_shape(&mut self, line: usize, path: &str) -> Result<usize, DataError> {
+        let (fields, first_line) = *self.shape.get_or_insert((self.row.len(), line));
+        if self.row.len() != fields {
             return Err(DataError::FieldCount {
-                path: path_str.clone(),
+                path: path.to_string(),
                 line,
-                got: row.len(),
+                got: self.row.len(),
                 expected: fields,
                 first_line,
             });
         }
         if fields < 2 {
             return Err(DataError::InvalidArgument(format!(
-                "{path_str}: line {line} has {fields} field; a row needs at least one feature and the label"
+                "{path}: line {line} has {fields} field; a row needs at least one feature and the label"
             )));
         }
-        let (label, feats) = match opts.label_column {
-            LabelColumn::First => (row[0], &row[1..]),
-            LabelColumn::Last => (row[fields - 1], &row[..fields - 1]),
-        };
-        let target = if opts.task == Task::Classification {
-            let class = class_label(label, label_text, opts.classes, &path_str, line)?;
-            max_label = max_label.max(class);
-            class as f32 // normalises `-0` and `3.0`
-        } else {
-            label
-        };
-        features.extend_from_slice(feats);
-        targets.push(target);
+        Ok(fields)
     }
 
-    let Some((fields, _)) = shape else {
-        return Err(DataError::Empty { path: path_str });
-    };
-    let classes = match opts.task {
-        Task::Classification => Some(opts.classes.unwrap_or(max_label as usize + 1)),
-        Task::Regression => None,
-    };
-    let n = targets.len();
-    let matrix = Array2::from_shape_vec((n, fields - 1), features)
-        .expect("every row was checked to have the same number of fields");
-    Ok(Dataset { features: Features::Dense(matrix), targets, classes })
+    /// The data set of the rows read; an error when there was none.
+    fn into_dataset(self, opts: &CsvOptions, path: String) -> Result<Dataset, DataError> {
+        let Some((fields, _)) = self.shape else {
+            return Err(DataError::Empty { path });
+        };
+        let classes = match opts.task {
+            Task::Classification => Some(opts.classes.unwrap_or(self.max_label as usize + 1)),
+            Task::Regression => None,
+        };
+        let n = self.targets.len();
+        let matrix = Array2::from_shape_vec((n, fields - 1), self.features)
+            .expect("every row was checked to have the same number of fields");
+        Ok(Dataset { features: Features::Dense(matrix), targets: self.targets, classes })
+    }
+}
+
+/// Parses the comma-separated fields of `text` into `row` (cleared first), refusing a field
+/// that is not a finite number; returns the label's text, as written, for error messages.
+fn parse_fields<'t>(
+    text: &'t str,
+    line: usize,
+    label_column: LabelColumn,
+    path: &str,
+    row: &mut Vec<f32>,
+) -> Result<&'t str, DataError> {
+    row.clear();
+    let mut label_text = "";
+    for (i, field) in text.split(',').enumerate() {
+        let field = field.trim();
+        let bad = |make: fn(String, usize, usize, String) -> DataError| {
+            make(path.to_string(), line, i + 1, field.to_string())
+        };
+        let v = parse_f32(field).ok_or_else(|| bad(bad_number))?;
+        if !v.is_finite() {
+            return Err(bad(non_finite));
+        }
+        row.push(v);
+        if i == 0 && label_column == LabelColumn::First {
+            label_text = field;
+        }
+        if label_column == LabelColumn::Last {
+            label_text = field;
+        }
+    }
+    Ok(label_text)
 }
 
 /// Checks a parsed classification label and returns it as an integer.

@@ -55,58 +55,14 @@ pub fn load_libsvm(path: impl AsRef<Path>, opts: &LibsvmOptions) -> Result<Datas
         let Some(label_tok) = tokens.next() else {
             continue;
         };
-        let bad = |token: &str, reason: String| DataError::BadToken {
-            path: p.clone(),
-            line,
-            token: token.to_string(),
-            reason,
-        };
-        let label: f64 = label_tok.parse().map_err(|_| bad(label_tok, "the label is not a number".into()))?;
-        if !label.is_finite() {
-            return Err(bad(label_tok, "the label is not finite (NaN or infinite)".into()));
-        }
+        let label = parse_label(label_tok, &p, line)?;
         if first_fractional.is_none() && (label.fract() != 0.0 || label.abs() >= MAX_CLASS_LABEL) {
             first_fractional = Some((line, label_tok.to_string()));
         }
         // `+ 0.0` turns -0 into 0, so the two cannot become distinct classes below.
         labels.push(label + 0.0);
-
-        let mut prev = 0usize;
-        for tok in tokens {
-            if tok.starts_with("qid:") {
-                continue;
-            }
-            let (idx_s, val_s) =
-                tok.split_once(':').ok_or_else(|| bad(tok, "expected `index:value`".into()))?;
-            let idx: usize = idx_s
-                .parse()
-                .map_err(|_| bad(tok, format!("index `{idx_s}` is not a non-negative integer")))?;
-            if idx == 0 {
-                return Err(bad(tok, "index 0: LIBSVM indices are 1-based".into()));
-            }
-            if idx <= prev {
-                return Err(bad(
-                    tok,
-                    format!("index {idx} does not follow {prev}: indices must be strictly ascending"),
-                ));
-            }
-            if let Some(nf) = opts.num_features
-                && idx > nf
-            {
-                return Err(bad(tok, format!("index {idx} is larger than num_features = {nf}")));
-            }
-            if idx > u32::MAX as usize {
-                return Err(bad(tok, format!("index {idx} does not fit in 32 bits")));
-            }
-            let val = parse_f32(val_s).ok_or_else(|| bad(tok, format!("value `{val_s}` is not a number")))?;
-            if !val.is_finite() {
-                return Err(bad(tok, format!("value `{val_s}` is not finite (NaN or infinite)")));
-            }
-            csr.indices.push((idx - 1) as u32);
-            csr.values.push(val);
-            prev = idx;
-        }
-        max_index = max_index.max(prev);
+        let last = parse_features(tokens, opts.num_features, &p, line, &mut csr)?;
+        max_index = max_index.max(last);
         csr.indptr.push(csr.indices.len());
     }
 
@@ -117,31 +73,103 @@ pub fn load_libsvm(path: impl AsRef<Path>, opts: &LibsvmOptions) -> Result<Datas
     csr.cols = opts.num_features.unwrap_or(max_index);
     let (targets, classes) = match opts.task {
         Task::Regression => (labels.iter().map(|&l| l as f32).collect(), None),
-        Task::Classification => {
-            if let Some((line, text)) = first_fractional {
-                return Err(DataError::LabelNotInteger { path: p, line, text });
-            }
-            let mut distinct = labels.clone();
-            distinct.sort_by(f64::total_cmp);
-            distinct.dedup();
-            if let Some(c) = opts.classes
-                && distinct.len() > c
-            {
-                return Err(DataError::TooManyLabels {
-                    path: p,
-                    found: distinct.len(),
-                    classes: c,
-                    labels: list_labels(&distinct),
-                });
-            }
-            let targets = labels
-                .iter()
-                .map(|l| distinct.binary_search_by(|d| d.total_cmp(l)).expect("label is in distinct") as f32)
-                .collect();
-            (targets, Some(opts.classes.unwrap_or(distinct.len())))
-        }
+        Task::Classification => class_targets(&labels, first_fractional, opts.classes, p)?,
     };
     Ok(Dataset { features: Features::Sparse(csr), targets, classes })
+}
+
+/// The error for `token` on line `line` of `path`.
+fn bad(path: &str, line: usize, token: &str, reason: String) -> DataError {
+    DataError::BadToken { path: path.to_string(), line, token: token.to_string(), reason }
+}
+
+/// The label token of a line as a finite number.
+fn parse_label(label_tok: &str, p: &str, line: usize) -> Result<f64, DataError> {
+    let label: f64 =
+        label_tok.parse().map_err(|_| bad(p, line, label_tok, "the label is not a number".into()))?;
+    if !label.is_finite() {
+        return Err(bad(p, line, label_tok, "the label is not finite (NaN or infinite)".into()));
+    }
+    Ok(label)
+}
+
+/// Appends the `index:value` tokens of one line to `csr` (without closing the row) and returns
+/// the line's last index (0 when it has none). Refuses an index that is not 1-based, not
+/// strictly ascending, above `num_features` or beyond 32 bits, and a value that is not a finite
+/// number; `qid:` tokens are skipped.
+fn parse_features<'t>(
+    tokens: impl Iterator<Item = &'t str>,
+    num_features: Option<usize>,
+    p: &str,
+    line: usize,
+    csr: &mut Csr,
+) -> Result<usize, DataError> {
+    let mut prev = 0usize;
+    for tok in tokens {
+        if tok.starts_with("qid:") {
+            continue;
+        }
+        let err = |reason: String| bad(p, line, tok, reason);
+        let (idx_s, val_s) = tok.split_once(':').ok_or_else(|| err("expected `index:value`".into()))?;
+        let idx: usize =
+            idx_s.parse().map_err(|_| err(format!("index `{idx_s}` is not a non-negative integer")))?;
+        if idx == 0 {
+            return Err(err("index 0: LIBSVM indices are 1-based".into()));
+        }
+        if idx <= prev {
+            return Err(err(format!(
+                "index {idx} does not follow {prev}: indices must be strictly ascending"
+            )));
+        }
+        if let Some(nf) = num_features
+            && idx > nf
+        {
+            return Err(err(format!("index {idx} is larger than num_features = {nf}")));
+        }
+        if idx > u32::MAX as usize {
+            return Err(err(format!("index {idx} does not fit in 32 bits")));
+        }
+        let val = parse_f32(val_s).ok_or_else(|| err(format!("value `{val_s}` is not a number")))?;
+        if !val.is_finite() {
+            return Err(err(format!("value `{val_s}` is not finite (NaN or infinite)")));
+        }
+        csr.indices.push((idx - 1) as u32);
+        csr.values.push(val);
+        prev = idx;
+    }
+    Ok(prev)
+}
+
+/// Classification targets: refuses a non-integer label (`first_fractional`, the first one seen)
+/// and more distinct labels than `classes`, then maps the sorted distinct labels to `0..C`.
+/// Returns the targets and the number of classes (`classes`, or the number of distinct labels).
+fn class_targets(
+    labels: &[f64],
+    first_fractional: Option<(usize, String)>,
+    classes: Option<usize>,
+    p: String,
+) -> Result<(Vec<f32>, Option<usize>), DataError> {
+    if let Some((line, text)) = first_fractional {
+        return Err(DataError::LabelNotInteger { path: p, line, text });
+    }
+    let mut distinct = labels.to_vec();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    if let Some(c) = classes
+        && distinct.len() > c
+    {
+        return Err(DataError::TooManyLabels {
+            path: p,
+            found: distinct.len(),
+            classes: c,
+            labels: list_labels(&distinct),
+        });
+    }
+    let targets = labels
+        .iter()
+        .map(|l| distinct.binary_search_by(|d| d.total_cmp(l)).expect("label is in distinct") as f32)
+        .collect();
+    Ok((targets, Some(classes.unwrap_or(distinct.len()))))
 }
 
 /// The distinct labels for a message, abbreviated after 20.

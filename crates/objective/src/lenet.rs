@@ -34,7 +34,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::batch::{
-    Gather, Input, affine_backward, affine_forward, batch_len, check_data, check_labels, chunks_of,
+    Gather, Input, Sel, affine_backward, affine_forward, batch_len, check_data, check_labels, chunks_of,
 };
 use crate::conv::{Conv, MapLayout, Pooling, col2im, im2col};
 use crate::softmax::{argmax, cross_entropy};
@@ -296,106 +296,213 @@ impl LeNet {
             g.fill(0.0);
         }
         let LeNet { data, arch, layers, stages, gather, bufs, .. } = self;
-        let Buffers { cols1, a1, p1, cols2, a2, p2, acts, delta, dp2, da2, dp1, da1 } = bufs;
-        let (act, bias, n) = (arch.activation, arch.bias, data.len());
-        let (conv1, pool1, conv2, pool2) = *stages;
+        let n = data.len();
         let total = batch_len(batch, n);
         if total == 0 {
             return 0.0;
         }
-        let params = |l: &LeNetLayer| {
-            let (w, rest) = x[l.offset..].split_at(l.weights());
-            (w, bias.then(|| &rest[..l.outputs]))
-        };
-        let (l1, l2, dense) = (layers[0], layers[1], &layers[2..]);
-        let top = dense.len() - 1;
-        let (k1, k2, m1, m2) = (conv1.patch(), conv2.patch(), l1.outputs, l2.outputs);
-        let flat = dense[0].inputs;
+        let net = Net::new(x, arch, layers, *stages);
         let scale = 1.0 / total as f64;
         let mut sum = 0.0f64;
         for sel in chunks_of(batch, n, CHUNK) {
-            let b = sel.len();
-            let (r1, q1, r2) =
-                (b * conv1.positions(), b * pool1.hout() * pool1.wout(), b * conv2.positions());
+            let c = net.chunk(sel.len());
             let input = gather.dense(data, sel);
-
             // Forward: conv 1, pool 1, conv 2, pool 2 (into p2, one row per sample), dense.
-            im2col(&conv1, input, b, grow(cols1, r1 * k1));
-            let (w, bb) = params(&l1);
-            affine_forward(&Input::Dense(mat(cols1, r1, k1)), w, bb, &mut mat_mut(a1, r1, m1));
-            a1[..r1 * m1].iter_mut().for_each(|v| *v = act.apply(*v));
-            pool1.forward(&a1[..r1 * m1], b, grow(p1, q1 * m1));
-            im2col(&conv2, &p1[..q1 * m1], b, grow(cols2, r2 * k2));
-            let (w, bb) = params(&l2);
-            affine_forward(&Input::Dense(mat(cols2, r2, k2)), w, bb, &mut mat_mut(a2, r2, m2));
-            a2[..r2 * m2].iter_mut().for_each(|v| *v = act.apply(*v));
-            pool2.forward(&a2[..r2 * m2], b, grow(p2, b * flat));
-            for (l, layer) in dense.iter().enumerate() {
-                let (w, bb) = params(layer);
-                let (done, rest) = acts.split_at_mut(l);
-                let input = if l == 0 { mat(p2, b, flat) } else { mat(&done[l - 1], b, layer.inputs) };
-                let out = if l == top { &mut delta[top] } else { &mut rest[0] };
-                affine_forward(&Input::Dense(input), w, bb, &mut mat_mut(out, b, layer.outputs));
-                if l < top {
-                    out[..b * layer.outputs].iter_mut().for_each(|v| *v = act.apply(*v));
-                }
-            }
-
+            net.conv_forward(&c, input, bufs);
+            net.dense_forward(&c, bufs);
             // The head turns the logits into scale * dLoss/dlogits in place.
-            let classes = dense[top].outputs;
-            for (r, zr) in delta[top][..b * classes].chunks_exact_mut(classes).enumerate() {
-                let y = data.class_of(sel.get(r));
-                if let Some(c) = correct.as_deref_mut() {
-                    *c += usize::from(argmax(zr) == y);
-                }
-                sum += cross_entropy(zr, y, scale);
-            }
+            let classes = net.dense[net.top].outputs;
+            let logits = &mut bufs.delta[net.top][..c.b * classes];
+            head(logits, classes, data, sel, correct.as_deref_mut(), scale, &mut sum);
             let Some(g) = grad.as_deref_mut() else { continue };
-
-            // Backward through the dense layers, top first; the first one's input gradient
-            // goes to dp2 (pooled values carry no activation of their own).
-            for (l, layer) in dense.iter().enumerate().rev() {
-                let (lo, hi) = delta.split_at_mut(l);
-                let d = mat(&hi[0], b, layer.outputs);
-                let input = if l == 0 { mat(p2, b, flat) } else { mat(&acts[l - 1], b, layer.inputs) };
-                let (gw, rest) = g[layer.offset..].split_at_mut(layer.weights());
-                affine_backward(&Input::Dense(input), d, gw, bias.then(|| &mut rest[..layer.outputs]));
-                let (w, _) = params(layer);
-                let w = ArrayView2::from_shape((layer.outputs, layer.inputs), w).expect("layer shape");
-                let dst = if l == 0 { &mut *dp2 } else { &mut lo[l - 1] };
-                general_mat_mul(1.0, &d, &w, 0.0, &mut mat_mut(dst, b, layer.inputs));
-                if l > 0 {
-                    times_derivative(
-                        act,
-                        &mut lo[l - 1][..b * layer.inputs],
-                        &acts[l - 1][..b * layer.inputs],
-                    );
-                }
-            }
-
-            // Pool 2 and conv 2: the weight gradient, then dcols2 = da2 W2 (into cols2) and col2im.
-            pool2.backward(&a2[..r2 * m2], &p2[..b * flat], &dp2[..b * flat], b, grow(da2, r2 * m2));
-            times_derivative(act, &mut da2[..r2 * m2], &a2[..r2 * m2]);
-            let (gw, rest) = g[l2.offset..].split_at_mut(l2.weights());
-            let d2 = mat(da2, r2, m2);
-            affine_backward(&Input::Dense(mat(cols2, r2, k2)), d2, gw, bias.then(|| &mut rest[..m2]));
-            let (w, _) = params(&l2);
-            let w = ArrayView2::from_shape((m2, k2), w).expect("layer shape");
-            general_mat_mul(1.0, &d2, &w, 0.0, &mut mat_mut(cols2, r2, k2));
-            col2im(&conv2, &cols2[..r2 * k2], b, grow(dp1, q1 * m1));
-
-            // Pool 1 and conv 1: only the weight gradient (the input needs none).
-            pool1.backward(&a1[..r1 * m1], &p1[..q1 * m1], &dp1[..q1 * m1], b, grow(da1, r1 * m1));
-            times_derivative(act, &mut da1[..r1 * m1], &a1[..r1 * m1]);
-            let (gw, rest) = g[l1.offset..].split_at_mut(l1.weights());
-            affine_backward(
-                &Input::Dense(mat(cols1, r1, k1)),
-                mat(da1, r1, m1),
-                gw,
-                bias.then(|| &mut rest[..m1]),
-            );
+            net.dense_backward(&c, bufs, g);
+            net.conv_backward(&c, bufs, g);
         }
         sum / total as f64
+    }
+}
+
+/// One evaluation's view of the network: the parameter vector `x` read through the layer
+/// layout, with the stages and the widths every chunk uses. Built once per [`LeNet::eval`] call
+/// (plain borrows and copies, nothing allocated).
+struct Net<'a> {
+    x: &'a [f32],
+    act: Activation,
+    bias: bool,
+    stages: (Conv, Pooling, Conv, Pooling),
+    l1: LeNetLayer,
+    l2: LeNetLayer,
+    /// The dense layers, the output layer last (at `top`).
+    dense: &'a [LeNetLayer],
+    top: usize,
+    /// Patch sizes (GEMM inner dimensions) of the two convolutions.
+    k1: usize,
+    k2: usize,
+    /// Output channels of the two convolutions.
+    m1: usize,
+    m2: usize,
+    /// Inputs of the first dense layer: the second pooled map, flattened.
+    flat: usize,
+}
+
+/// The row counts of one chunk of `b` samples: `r1`, `r2` the rows of the convolutions' GEMMs
+/// (samples x output positions), `q1` those of the first pooled map.
+struct Chunk {
+    b: usize,
+    r1: usize,
+    q1: usize,
+    r2: usize,
+}
+
+impl<'a> Net<'a> {
+    /// Splits `layers` into the two convolutions and the dense layers, and reads off the widths
+    /// every chunk uses, once per call rather than once per chunk.
+    fn new(
+        x: &'a [f32],
+        arch: &LeNetArch,
+        layers: &'a [LeNetLayer],
+        stages: (Conv, Pooling, Conv, Pooling),
+    ) -> Self {
+        let (conv1, _, conv2, _) = stages;
+        let (l1, l2, dense) = (layers[0], layers[1], &layers[2..]);
+        Net {
+            x,
+            act: arch.activation,
+            bias: arch.bias,
+            stages,
+            l1,
+            l2,
+            dense,
+            top: dense.len() - 1,
+            k1: conv1.patch(),
+            k2: conv2.patch(),
+            m1: l1.outputs,
+            m2: l2.outputs,
+            flat: dense[0].inputs,
+        }
+    }
+
+    /// The row counts of a chunk of `b` samples.
+    fn chunk(&self, b: usize) -> Chunk {
+        let (conv1, pool1, conv2, _) = self.stages;
+        Chunk { b, r1: b * conv1.positions(), q1: b * pool1.hout() * pool1.wout(), r2: b * conv2.positions() }
+    }
+
+    /// W and b of `l` in `x` (b only with a bias).
+    #[inline]
+    fn params(&self, l: &LeNetLayer) -> (&'a [f32], Option<&'a [f32]>) {
+        let (w, rest) = self.x[l.offset..].split_at(l.weights());
+        (w, self.bias.then(|| &rest[..l.outputs]))
+    }
+
+    /// Forward through the convolutional part: conv 1, pool 1, conv 2, pool 2 (into `p2`, one
+    /// row per sample, the input of the dense layers).
+    fn conv_forward(&self, c: &Chunk, input: &[f32], bufs: &mut Buffers) {
+        let Buffers { cols1, a1, p1, cols2, a2, p2, .. } = bufs;
+        let (conv1, pool1, conv2, pool2) = self.stages;
+        let (act, &Chunk { b, r1, q1, r2 }) = (self.act, c);
+        let (k1, k2, m1, m2) = (self.k1, self.k2, self.m1, self.m2);
+        im2col(&conv1, input, b, grow(cols1, r1 * k1));
+        let (w, bb) = self.params(&self.l1);
+        affine_forward(&Input::Dense(mat(cols1, r1, k1)), w, bb, &mut mat_mut(a1, r1, m1));
+        a1[..r1 * m1].iter_mut().for_each(|v| *v = act.apply(*v));
+        pool1.forward(&a1[..r1 * m1], b, grow(p1, q1 * m1));
+        im2col(&conv2, &p1[..q1 * m1], b, grow(cols2, r2 * k2));
+        let (w, bb) = self.params(&self.l2);
+        affine_forward(&Input::Dense(mat(cols2, r2, k2)), w, bb, &mut mat_mut(a2, r2, m2));
+        a2[..r2 * m2].iter_mut().for_each(|v| *v = act.apply(*v));
+        pool2.forward(&a2[..r2 * m2], b, grow(p2, b * self.flat));
+    }
+
+    /// Forward through the dense layers: the hidden ones into `acts`, the logits into the top
+    /// `delta` (where the head turns them into the output gradient in place).
+    fn dense_forward(&self, c: &Chunk, bufs: &mut Buffers) {
+        let Buffers { p2, acts, delta, .. } = bufs;
+        let (act, b, top, flat) = (self.act, c.b, self.top, self.flat);
+        for (l, layer) in self.dense.iter().enumerate() {
+            let (w, bb) = self.params(layer);
+            let (done, rest) = acts.split_at_mut(l);
+            let input = if l == 0 { mat(p2, b, flat) } else { mat(&done[l - 1], b, layer.inputs) };
+            let out = if l == top { &mut delta[top] } else { &mut rest[0] };
+            affine_forward(&Input::Dense(input), w, bb, &mut mat_mut(out, b, layer.outputs));
+            if l < top {
+                out[..b * layer.outputs].iter_mut().for_each(|v| *v = act.apply(*v));
+            }
+        }
+    }
+
+    /// Backward through the dense layers, top first, adding their gradients to `g`; the first
+    /// one's input gradient goes to dp2 (pooled values carry no activation of their own).
+    fn dense_backward(&self, c: &Chunk, bufs: &mut Buffers, g: &mut [f32]) {
+        let Buffers { p2, acts, delta, dp2, .. } = bufs;
+        let (act, b, flat) = (self.act, c.b, self.flat);
+        for (l, layer) in self.dense.iter().enumerate().rev() {
+            let (lo, hi) = delta.split_at_mut(l);
+            let d = mat(&hi[0], b, layer.outputs);
+            let input = if l == 0 { mat(p2, b, flat) } else { mat(&acts[l - 1], b, layer.inputs) };
+            let (gw, rest) = g[layer.offset..].split_at_mut(layer.weights());
+            affine_backward(&Input::Dense(input), d, gw, self.bias.then(|| &mut rest[..layer.outputs]));
+            let (w, _) = self.params(layer);
+            let w = ArrayView2::from_shape((layer.outputs, layer.inputs), w).expect("layer shape");
+            let dst = if l == 0 { &mut *dp2 } else { &mut lo[l - 1] };
+            general_mat_mul(1.0, &d, &w, 0.0, &mut mat_mut(dst, b, layer.inputs));
+            if l > 0 {
+                times_derivative(act, &mut lo[l - 1][..b * layer.inputs], &acts[l - 1][..b * layer.inputs]);
+            }
+        }
+    }
+
+    /// Backward through the convolutional part from `dp2`, adding the weight (and bias)
+    /// gradients of both convolutions to `g`.
+    fn conv_backward(&self, c: &Chunk, bufs: &mut Buffers, g: &mut [f32]) {
+        let Buffers { cols1, a1, p1, cols2, a2, p2, dp2, da2, dp1, da1, .. } = bufs;
+        let (_, pool1, conv2, pool2) = self.stages;
+        let (act, bias, &Chunk { b, r1, q1, r2 }) = (self.act, self.bias, c);
+        let (k1, k2, m1, m2, flat) = (self.k1, self.k2, self.m1, self.m2, self.flat);
+        let (l1, l2) = (self.l1, self.l2);
+
+        // Pool 2 and conv 2: the weight gradient, then dcols2 = da2 W2 (into cols2) and col2im.
+        pool2.backward(&a2[..r2 * m2], &p2[..b * flat], &dp2[..b * flat], b, grow(da2, r2 * m2));
+        times_derivative(act, &mut da2[..r2 * m2], &a2[..r2 * m2]);
+        let (gw, rest) = g[l2.offset..].split_at_mut(l2.weights());
+        let d2 = mat(da2, r2, m2);
+        affine_backward(&Input::Dense(mat(cols2, r2, k2)), d2, gw, bias.then(|| &mut rest[..m2]));
+        let (w, _) = self.params(&l2);
+        let w = ArrayView2::from_shape((m2, k2), w).expect("layer shape");
+        general_mat_mul(1.0, &d2, &w, 0.0, &mut mat_mut(cols2, r2, k2));
+        col2im(&conv2, &cols2[..r2 * k2], b, grow(dp1, q1 * m1));
+
+        // Pool 1 and conv 1: only the weight gradient (the input needs none).
+        pool1.backward(&a1[..r1 * m1], &p1[..q1 * m1], &dp1[..q1 * m1], b, grow(da1, r1 * m1));
+        times_derivative(act, &mut da1[..r1 * m1], &a1[..r1 * m1]);
+        let (gw, rest) = g[l1.offset..].split_at_mut(l1.weights());
+        affine_backward(
+            &Input::Dense(mat(cols1, r1, k1)),
+            mat(da1, r1, m1),
+            gw,
+            bias.then(|| &mut rest[..m1]),
+        );
+    }
+}
+
+/// The head of one chunk: turns the logits `zs` (one row of `classes` per sample of `sel`) into
+/// scale * dLoss/dlogits in place, adds each sample's loss to `sum` (one by one, in sample
+/// order, so the total rounds as before) and, with `correct`, counts the right predictions.
+fn head(
+    zs: &mut [f32],
+    classes: usize,
+    data: &Dataset,
+    sel: Sel<'_>,
+    mut correct: Option<&mut usize>,
+    scale: f64,
+    sum: &mut f64,
+) {
+    for (r, zr) in zs.chunks_exact_mut(classes).enumerate() {
+        let y = data.class_of(sel.get(r));
+        if let Some(c) = correct.as_deref_mut() {
+            *c += usize::from(argmax(zr) == y);
+        }
+        *sum += cross_entropy(zr, y, scale);
     }
 }
 

@@ -7,7 +7,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
 
 use crate::batch::{
-    Gather, Input, affine_backward, affine_forward, batch_len, check_data, check_labels, chunks, scratch,
+    Gather, Input, Sel, affine_backward, affine_forward, batch_len, check_data, check_labels, chunks, scratch,
 };
 use crate::softmax::{argmax, cross_entropy};
 use crate::{Activation, Batch, Objective, ObjectiveError};
@@ -101,76 +101,125 @@ impl Mlp {
             g.fill(0.0);
         }
         let Mlp { data, layers, activation, bias, gather, acts, delta, .. } = self;
-        let (act, n, top) = (*activation, data.len(), layers.len() - 1);
+        let (n, top) = (data.len(), layers.len() - 1);
         let total = batch_len(batch, n);
         if total == 0 {
             return 0.0;
         }
-        let params = |l: &Layer| {
-            let (w, rest) = x[l.offset..].split_at(l.weights());
-            (w, bias.then(|| &rest[..l.outputs]))
-        };
+        let net = Net { x, layers, act: *activation, bias: *bias };
         let scale = 1.0 / total as f64;
         let mut sum = 0.0f64;
         for sel in chunks(batch, n) {
             let rows = sel.len();
             let input = gather.input(data, sel);
-
             // Forward: hidden layers into `acts`, the logits into the top `delta`.
-            for (l, layer) in layers.iter().enumerate() {
-                let (w, b) = params(layer);
-                let split = l.min(acts.len());
-                let (done, rest) = acts.split_at_mut(split);
-                let mut out = if l == top {
-                    scratch(&mut delta[top], rows, layer.outputs)
-                } else {
-                    scratch(&mut rest[0], rows, layer.outputs)
-                };
-                if l == 0 {
-                    affine_forward(&input, w, b, &mut out);
-                } else {
-                    let prev = Input::Dense(done[l - 1].slice(s![..rows, ..]));
-                    affine_forward(&prev, w, b, &mut out);
-                }
-                if l < top {
-                    out.mapv_inplace(|v| act.apply(v));
-                }
-            }
-
+            net.forward(&input, rows, acts, delta);
             // The head turns the logits into scale * dLoss/dlogits in place.
-            let classes = layers[top].outputs;
             let mut logits = delta[top].slice_mut(s![..rows, ..]);
             let zs = logits.as_slice_mut().expect("scratch rows are contiguous");
-            for (r, zr) in zs.chunks_exact_mut(classes).enumerate() {
-                let y = data.class_of(sel.get(r));
-                if let Some(c) = correct.as_deref_mut() {
-                    *c += usize::from(argmax(zr) == y);
-                }
-                sum += cross_entropy(zr, y, scale);
-            }
+            head(zs, layers[top].outputs, data, sel, correct.as_deref_mut(), scale, &mut sum);
             let Some(g) = grad.as_deref_mut() else { continue };
-
             // Backward, top layer first.
-            for (l, layer) in layers.iter().enumerate().rev() {
-                let (lo, hi) = delta.split_at_mut(l);
-                let d = hi[0].slice(s![..rows, ..]);
-                let (gw, rest) = g[layer.offset..].split_at_mut(layer.weights());
-                let gb = bias.then(|| &mut rest[..layer.outputs]);
-                if l == 0 {
-                    affine_backward(&input, d, gw, gb);
-                    continue;
-                }
-                let a = acts[l - 1].slice(s![..rows, ..]);
-                affine_backward(&Input::Dense(a), d, gw, gb);
-                // delta_{l-1} = (delta_l W_l) * act'(a_{l-1}), the derivative read off the output.
-                let (w, _) = params(layer);
-                let w = ArrayView2::from_shape((layer.outputs, layer.inputs), w).expect("layer shape");
-                let mut dp: ArrayViewMut2<'_, f32> = scratch(&mut lo[l - 1], rows, layer.inputs);
-                general_mat_mul(1.0, &d, &w, 0.0, &mut dp);
-                dp.zip_mut_with(&a, |dv, &av| *dv *= act.derivative_from_output(av));
-            }
+            net.backward(&input, rows, acts, delta, g);
         }
         sum / total as f64
+    }
+}
+
+/// One evaluation's view of the model: the parameter vector `x` read through the layer layout.
+/// Built once per [`Mlp::eval`] call (plain borrows, nothing allocated).
+#[derive(Clone, Copy)]
+struct Net<'a> {
+    x: &'a [f32],
+    layers: &'a [Layer],
+    act: Activation,
+    bias: bool,
+}
+
+impl<'a> Net<'a> {
+    /// W and b of `l` in `x` (b only with a bias).
+    #[inline]
+    fn params(&self, l: &Layer) -> (&'a [f32], Option<&'a [f32]>) {
+        let (w, rest) = self.x[l.offset..].split_at(l.weights());
+        (w, self.bias.then(|| &rest[..l.outputs]))
+    }
+
+    /// Forward pass of one chunk of `rows` samples: the hidden layers into `acts`, the logits
+    /// into the top `delta` (where the head turns them into the output gradient in place).
+    fn forward(&self, input: &Input<'_>, rows: usize, acts: &mut [Array2<f32>], delta: &mut [Array2<f32>]) {
+        let top = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (w, b) = self.params(layer);
+            let split = l.min(acts.len());
+            let (done, rest) = acts.split_at_mut(split);
+            let mut out = if l == top {
+                scratch(&mut delta[top], rows, layer.outputs)
+            } else {
+                scratch(&mut rest[0], rows, layer.outputs)
+            };
+            if l == 0 {
+                affine_forward(input, w, b, &mut out);
+            } else {
+                let prev = Input::Dense(done[l - 1].slice(s![..rows, ..]));
+                affine_forward(&prev, w, b, &mut out);
+            }
+            if l < top {
+                let act = self.act;
+                out.mapv_inplace(|v| act.apply(v));
+            }
+        }
+    }
+
+    /// Backward pass of one chunk, top layer first: adds every layer's weight (and bias)
+    /// gradient to `g`, and turns `delta[l - 1]` into the next layer down's output gradient.
+    fn backward(
+        &self,
+        input: &Input<'_>,
+        rows: usize,
+        acts: &[Array2<f32>],
+        delta: &mut [Array2<f32>],
+        g: &mut [f32],
+    ) {
+        for (l, layer) in self.layers.iter().enumerate().rev() {
+            let (lo, hi) = delta.split_at_mut(l);
+            let d = hi[0].slice(s![..rows, ..]);
+            let (gw, rest) = g[layer.offset..].split_at_mut(layer.weights());
+            let gb = self.bias.then(|| &mut rest[..layer.outputs]);
+            if l == 0 {
+                affine_backward(input, d, gw, gb);
+                continue;
+            }
+            let a = acts[l - 1].slice(s![..rows, ..]);
+            affine_backward(&Input::Dense(a), d, gw, gb);
+            // delta_{l-1} = (delta_l W_l) * act'(a_{l-1}), the derivative read off the output.
+            let (w, _) = self.params(layer);
+            let w = ArrayView2::from_shape((layer.outputs, layer.inputs), w).expect("layer shape");
+            let mut dp: ArrayViewMut2<'_, f32> = scratch(&mut lo[l - 1], rows, layer.inputs);
+            general_mat_mul(1.0, &d, &w, 0.0, &mut dp);
+            let act = self.act;
+            dp.zip_mut_with(&a, |dv, &av| *dv *= act.derivative_from_output(av));
+        }
+    }
+}
+
+/// The head of one chunk: turns the logits `zs` (one row of `classes` per sample of `sel`) into
+/// scale * dLoss/dlogits in place, adds each sample's loss to `sum` (one by one, in sample
+/// order, so the total rounds as before) and, with `correct`, counts the right predictions.
+fn head(
+    zs: &mut [f32],
+    classes: usize,
+    data: &Dataset,
+    sel: Sel<'_>,
+    mut correct: Option<&mut usize>,
+    scale: f64,
+    sum: &mut f64,
+) {
+    for (r, zr) in zs.chunks_exact_mut(classes).enumerate() {
+        let y = data.class_of(sel.get(r));
+        if let Some(c) = correct.as_deref_mut() {
+            *c += usize::from(argmax(zr) == y);
+        }
+        *sum += cross_entropy(zr, y, scale);
     }
 }
 
