@@ -20,6 +20,10 @@ pub struct Args {
     /// Print nothing but the final summary line.
     #[arg(long, short)]
     quiet: bool,
+    /// Continue the run in `--out` from its last complete checkpoint (`[run] checkpoint_every`):
+    /// the rows computed up to it are kept, and the result equals the uninterrupted run's.
+    #[arg(long)]
+    resume: bool,
     /// Serve Prometheus metrics (`GET /metrics`) on this address while the run lasts (port 0
     /// picks one; the URL is printed on stderr). Off by default.
     #[arg(long, value_name = "HOST:PORT")]
@@ -40,9 +44,11 @@ pub fn run(args: &Args, objectives: &Objectives) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     // The config as it runs (overrides applied, data paths resolved): `dprox sim OUT/config.toml`
-    // repeats the run from anywhere.
-    run.write_config(&out.join("config.toml"))
-        .with_context(|| format!("writing the config into {}", out.display()))?;
+    // repeats the run from anywhere. (Resuming from OUT/config.toml itself leaves it as it is.)
+    if !args.resume {
+        run.write_config(&out.join("config.toml"))
+            .with_context(|| format!("writing the config into {}", out.display()))?;
+    }
     let total = run.config().run.iterations;
     let bar = crate::progress_bar(total, args.quiet);
     if !args.quiet {
@@ -57,7 +63,7 @@ pub fn run(args: &Args, objectives: &Objectives) -> anyhow::Result<()> {
             total
         );
     }
-    let result = dprox_sim::simulate(&run, Some(out), |e| match e {
+    let result = dprox_sim::simulate_with(&run, Some(out), args.resume, |e| match e {
         Event::Iteration(t) => {
             bar.set_position(t);
             if let Some(g) = &gauges {

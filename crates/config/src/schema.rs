@@ -38,6 +38,50 @@ pub struct Config {
     /// `[cluster]`: settings of a real cluster (`dprox launch`, `dprox-node`).
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// `[[faults]]`: the fault schedule, applied alike by the simulator and `dprox launch`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSection>,
+}
+
+/// What a scheduled fault does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The node leaves gracefully at iteration `at` (keeping its state), optionally rejoining.
+    Leave,
+    /// The node's process is killed at iteration `at` (its state is lost), optionally restarted.
+    Crash,
+    /// The node stops for `seconds` at iteration `at`, then goes on.
+    Pause,
+    /// The link is down from iteration `at` until iteration `until`.
+    LinkDown,
+}
+
+/// `[[faults]]`: one scheduled fault, e.g. `{ node = 3, at = 100, kind = "leave", rejoin = 200 }`
+/// or `{ link = [0, 1], at = 50, until = 80, kind = "link_down" }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSection {
+    /// The node (leave, crash, pause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<usize>,
+    /// The link (link_down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<[usize; 2]>,
+    /// The iteration it happens at: the node does not start this iteration (leave, crash), or
+    /// pauses before it; the link carries no message of it.
+    pub at: u64,
+    /// What happens.
+    pub kind: FaultKind,
+    /// The iteration the node takes part again from (leave, crash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejoin: Option<u64>,
+    /// The iteration the link is up again from (link_down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
+    /// How long the node pauses (pause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
 /// `[cluster]`.
@@ -61,6 +105,14 @@ pub struct ClusterSection {
     /// The coordinator's host:port, for nodes started by hand (`dprox-node --coordinator` wins).
     #[serde(default)]
     pub coordinator: Option<String>,
+    /// The run goes on while at least this many nodes are live; below, it fails with a
+    /// checkpoint to resume from.
+    #[serde(default = "default_min_nodes")]
+    pub min_nodes: usize,
+}
+
+fn default_min_nodes() -> usize {
+    2
 }
 
 impl Default for ClusterSection {
@@ -71,6 +123,7 @@ impl Default for ClusterSection {
             heartbeat_s: default_heartbeat(),
             register_timeout_s: default_register_timeout(),
             coordinator: None,
+            min_nodes: default_min_nodes(),
         }
     }
 }
@@ -106,6 +159,14 @@ pub struct RunSection {
     /// (CUDA device 0 when one opens, else the CPU). A `[[nodes]]` entry's `device` overrides it.
     #[serde(default)]
     pub device: Option<Device>,
+    /// Write a checkpoint of every node (and the coordinator's record) every this many
+    /// iterations; 0 or absent: none. `--resume` continues from the last complete one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub checkpoint_every: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 fn default_eval_every() -> u64 {

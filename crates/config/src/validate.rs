@@ -5,7 +5,7 @@ use dprox_core::Algorithm;
 use crate::error::{ConfigError, invalid};
 use dprox_objective::{Activation, ModelKind, Pool};
 
-use crate::schema::{Config, InitKind, PartitionSection, TopologyKind, WeightsKind};
+use crate::schema::{Config, FaultKind, FaultSection, InitKind, PartitionSection, TopologyKind, WeightsKind};
 
 impl Config {
     /// Validates the config; returns warnings (settings that have no effect) on success.
@@ -20,6 +20,7 @@ impl Config {
         self.check_cluster()?;
         self.check_links()?;
         self.check_nodes()?;
+        self.check_faults()?;
         Ok(warnings)
     }
 
@@ -230,6 +231,13 @@ impl Config {
                 return Err(invalid(key, format!("must be a positive number of seconds, got {v}")));
             }
         }
+        let n = self.topology.nodes;
+        if cl.min_nodes == 0 || cl.min_nodes > n {
+            return Err(invalid(
+                "cluster.min_nodes",
+                format!("must be in 1..={n} (the topology's nodes), got {}", cl.min_nodes),
+            ));
+        }
         Ok(())
     }
 
@@ -274,5 +282,109 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The fault schedule: each entry's keys fit its kind, its iterations lie inside the run, and
+    /// the node faults of each node follow one another (a node is not lost while it is away).
+    fn check_faults(&self) -> Result<(), ConfigError> {
+        let (n, total) = (self.topology.nodes, self.run.iterations);
+        let mut away: Vec<Vec<(u64, u64)>> = vec![Vec::new(); n];
+        for (k, f) in self.faults.iter().enumerate() {
+            let key = format!("faults[{k}]");
+            let bad = |reason: String| invalid(&key, reason);
+            if f.at == 0 || f.at >= total {
+                return Err(bad(format!(
+                    "at = {} must be in 1..{total} (inside the run's iterations)",
+                    f.at
+                )));
+            }
+            match f.kind {
+                FaultKind::LinkDown => check_link_fault(f, n, total).map_err(bad)?,
+                kind => {
+                    let node = check_node_fault(f, kind, n, total).map_err(bad)?;
+                    if let Some(end) = f.rejoin.or((kind != FaultKind::Pause).then_some(total)) {
+                        away[node].push((f.at, end));
+                    }
+                }
+            }
+        }
+        for (node, spans) in away.iter_mut().enumerate() {
+            spans.sort();
+            if let Some(w) = spans.windows(2).find(|w| w[1].0 < w[0].1) {
+                return Err(invalid(
+                    "faults",
+                    format!(
+                        "node {node} is away from {} to {} and cannot fail again at {}",
+                        w[0].0, w[0].1, w[1].0
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A leave, crash or pause: the node, and the keys its kind takes. Returns the node.
+fn check_node_fault(f: &FaultSection, kind: FaultKind, n: usize, total: u64) -> Result<usize, String> {
+    let Some(node) = f.node else { return Err(format!("kind = \"{}\" needs `node`", kind_name(kind))) };
+    if node >= n {
+        return Err(format!("node {node} is not a node of the {n}-node topology"));
+    }
+    if f.link.is_some() || f.until.is_some() {
+        return Err("`link` and `until` only apply to kind = \"link_down\"".into());
+    }
+    match kind {
+        FaultKind::Pause => {
+            if f.rejoin.is_some() {
+                return Err("`rejoin` only applies to kind = \"leave\" or \"crash\"".into());
+            }
+            match f.seconds {
+                Some(s) if s > 0.0 && s.is_finite() && s <= 3600.0 => {}
+                other => return Err(format!("kind = \"pause\" needs `seconds` in (0, 3600], got {other:?}")),
+            }
+        }
+        _ => {
+            if f.seconds.is_some() {
+                return Err("`seconds` only applies to kind = \"pause\"".into());
+            }
+            if let Some(r) = f.rejoin
+                && !(r > f.at && r < total)
+            {
+                return Err(format!(
+                    "rejoin = {r} must be after at = {} and before the last iteration {total}",
+                    f.at
+                ));
+            }
+        }
+    }
+    Ok(node)
+}
+
+/// A link_down: two distinct nodes and an `until` after `at`.
+fn check_link_fault(f: &FaultSection, n: usize, total: u64) -> Result<(), String> {
+    let Some([a, b]) = f.link else { return Err("kind = \"link_down\" needs `link = [a, b]`".into()) };
+    if a >= n || b >= n || a == b {
+        return Err(format!("link [{a}, {b}] is not a link between two of the {n} nodes"));
+    }
+    if f.node.is_some() || f.rejoin.is_some() || f.seconds.is_some() {
+        return Err("`node`, `rejoin` and `seconds` do not apply to kind = \"link_down\"".into());
+    }
+    match f.until {
+        Some(u) if u > f.at && u <= total => Ok(()),
+        other => Err(format!(
+            "kind = \"link_down\" needs `until` after at = {} and at most {total}, got {other:?}",
+            f.at
+        )),
+    }
+}
+
+fn kind_name(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::Leave => "leave",
+        FaultKind::Crash => "crash",
+        FaultKind::Pause => "pause",
+        FaultKind::LinkDown => "link_down",
     }
 }

@@ -120,19 +120,7 @@ impl NodeConfig {
         if self.x0.is_empty() {
             return err("the model has no parameters".into());
         }
-        if !self.row.windows(2).all(|w| w[0].0 < w[1].0) {
-            return err("mixing row must be sorted by peer with no repeats".into());
-        }
-        if !self.row.iter().any(|&(j, _)| j == self.id) {
-            return err("mixing row must include the node's own weight".into());
-        }
-        if let Some(&(j, w)) = self.row.iter().find(|&&(_, w)| !(w.is_finite() && w >= 0.0)) {
-            return err(format!("weight to {j} is {w}; weights must be finite and >= 0"));
-        }
-        let sum: f64 = self.row.iter().map(|&(_, w)| w).sum();
-        if (sum - 1.0).abs() > 1e-9 {
-            return err(format!("mixing row sums to {sum}, not 1"));
-        }
+        validate_row(self.id, &self.row).or_else(&err)?;
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return err(format!("lr must be positive and finite, got {}", self.lr));
         }
@@ -150,4 +138,23 @@ impl NodeConfig {
         }
         Ok(())
     }
+}
+
+/// A row of W for node `id`: sorted by peer without repeats, holding the node's own weight, with
+/// finite nonnegative weights summing to 1 within 1e-9.
+pub(crate) fn validate_row(id: usize, row: &[(usize, f64)]) -> Result<(), String> {
+    if !row.windows(2).all(|w| w[0].0 < w[1].0) {
+        return Err("mixing row must be sorted by peer with no repeats".into());
+    }
+    if !row.iter().any(|&(j, _)| j == id) {
+        return Err("mixing row must include the node's own weight".into());
+    }
+    if let Some(&(j, w)) = row.iter().find(|&&(_, w)| !(w.is_finite() && w >= 0.0)) {
+        return Err(format!("weight to {j} is {w}; weights must be finite and >= 0"));
+    }
+    let sum: f64 = row.iter().map(|&(_, w)| w).sum();
+    if (sum - 1.0).abs() > 1e-9 {
+        return Err(format!("mixing row sums to {sum}, not 1"));
+    }
+    Ok(())
 }

@@ -36,6 +36,9 @@ pub struct Sent<'a> {
 #[derive(Debug)]
 pub struct Cluster {
     nodes: Vec<Node>,
+    /// Nodes taking part (all, until a membership change says otherwise). Inactive nodes are
+    /// neither stepped nor delivered to; their state stays as it was.
+    active: Vec<bool>,
     /// Per sender, one slot per exchange: the message of the current round in that slot.
     wire: Vec<Vec<(u64, Exchange, Compressed)>>,
     /// Per sender: the slots sent this round, in sending order (usually one).
@@ -50,6 +53,7 @@ impl Cluster {
         let nodes = configs.into_iter().map(Node::new).collect::<Result<Vec<_>, _>>()?;
         let n = nodes.len();
         Ok(Cluster {
+            active: vec![true; n],
             nodes,
             wire: (0..n).map(|_| Vec::new()).collect(),
             order: (0..n).map(|_| Vec::with_capacity(2)).collect(),
@@ -68,6 +72,23 @@ impl Cluster {
         &mut self.nodes
     }
 
+    /// Whether node `id` takes part in the run now.
+    pub fn is_active(&self, id: usize) -> bool {
+        self.active[id]
+    }
+
+    /// Takes node `id` out of the run (it left or crashed) or back in (it joined): inactive
+    /// nodes are neither stepped nor delivered to. The rows of the active nodes must only name
+    /// active peers ([`Node::start_epoch`]).
+    pub fn set_active(&mut self, id: usize, active: bool) {
+        self.active[id] = active;
+    }
+
+    /// Replaces node `id` (a node that joins with a state of its own).
+    pub fn replace(&mut self, id: usize, node: Node) {
+        self.nodes[id] = node;
+    }
+
     /// One full iteration: `grad(node, x, g)` writes node i's gradient at x into g; then the
     /// exchanges run to completion. `on_send` sees each message once as it leaves its sender.
     pub fn step(
@@ -76,7 +97,7 @@ impl Cluster {
         delivery: Delivery,
         on_send: impl FnMut(Sent<'_>),
     ) -> Result<(), CoreError> {
-        for node in &mut self.nodes {
+        for node in self.nodes.iter_mut().filter(|n| self.active[n.id()]) {
             self.grad.resize(node.dim(), 0.0);
             grad(node.id(), node.params(), &mut self.grad);
             node.handle_gradient(&self.grad)?;
@@ -94,6 +115,10 @@ impl Cluster {
         loop {
             let mut any = false;
             for (i, node) in self.nodes.iter_mut().enumerate() {
+                if !self.active[i] {
+                    self.order[i].clear();
+                    continue;
+                }
                 let recipients = node.peers().count();
                 let exchanges = node.algorithm().exchanges();
                 let (slots, order) = (&mut self.wire[i], &mut self.order[i]);
@@ -119,7 +144,9 @@ impl Cluster {
             self.deliver(delivery, round)?;
             round += 1;
         }
-        if let Some(node) = self.nodes.iter().find(|n| n.phase() != Phase::NeedGradient) {
+        if let Some(node) =
+            self.nodes.iter().find(|n| self.active[n.id()] && n.phase() != Phase::NeedGradient)
+        {
             // Every message was delivered and still some node waits: a peer never sent (cannot
             // happen with symmetric rows; reported rather than looping forever).
             return Err(CoreError::Config {
@@ -132,7 +159,7 @@ impl Cluster {
 
     fn deliver(&mut self, delivery: Delivery, round: u64) -> Result<(), CoreError> {
         self.pairs.clear();
-        for (to, node) in self.nodes.iter().enumerate() {
+        for (to, node) in self.nodes.iter().enumerate().filter(|(to, _)| self.active[*to]) {
             for from in node.peers() {
                 for m in 0..self.order[from].len() {
                     self.pairs.push((from, to, m));

@@ -55,5 +55,5 @@ pub use algorithm::{Algorithm, Exchange, NodeConfig};
 pub use batch::{BatchSampler, BatchSize};
 pub use error::CoreError;
 pub use harness::{Cluster, Delivery, Sent};
-pub use node::{Node, Phase, Transmit};
+pub use node::{EpochStart, Node, NodeState, Phase, Transmit};
 pub use prox::Prox;

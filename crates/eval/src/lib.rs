@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`metrics`]: [`Evaluator`] computes the contract metrics of docs/algorithms.md (objective at the
 //!   average model, consensus error, test accuracy, density) plus the proximal gradient mapping.
+//! - [`checkpoint`]: checkpoint files (atomic, checksummed).
+//! - [`model`]: `model.safetensors`, the average model by layer.
 //! - [`output`]: `metrics.csv` rows ([`MetricsRow`], [`MetricsWriter`]) and `summary.json`.
 //!
 //! ```
@@ -29,11 +31,13 @@
 //! assert_eq!(ev.consensus_contributions().collect::<Vec<_>>(), [0.125, 0.125]);
 //! ```
 
+pub mod checkpoint;
 pub mod metrics;
+pub mod model;
 pub mod output;
 
 pub use metrics::{Evaluation, Evaluator};
 pub use output::{
-    METRICS_HEADER, MetricsRow, MetricsWriter, OutputError, Recorder, RunHeader, RunStatus, Summary,
-    read_metrics, write_json,
+    EventKind, METRICS_HEADER, MembershipEvent, MetricsRow, MetricsWriter, OutputError, Recorder, Resume,
+    RunHeader, RunStatus, Summary, read_metrics, write_json,
 };

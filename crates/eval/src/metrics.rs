@@ -83,7 +83,9 @@ impl Evaluator {
         squares.sqrt() / eta
     }
 
-    /// Evaluates the nodes' iterates `xs` (node order) with node i's objective `objectives[i]`.
+    /// Evaluates the nodes' iterates `xs` (node order): xbar and the consensus error over `xs`,
+    /// f(xbar) and its gradient as the mean over every objective of `objectives` (node i's f_i;
+    /// when nodes are away, `xs` holds the live nodes' iterates only).
     /// Sums run in node order whatever the thread schedule, so the result is reproducible.
     pub fn evaluate(
         &mut self,
@@ -111,8 +113,8 @@ impl Evaluator {
 
         // f_i(xbar) and grad f_i(xbar): a chunk of nodes at a time in parallel, summed in order.
         let chunk = rayon::current_num_threads().max(1) * 2;
-        if self.bufs.len() < chunk.min(n) {
-            self.bufs.resize_with(chunk.min(n), || vec![0.0; d]);
+        if self.bufs.len() < chunk.min(objectives.len()) {
+            self.bufs.resize_with(chunk.min(objectives.len()), || vec![0.0; d]);
         }
         self.grad_sum.fill(0.0);
         let mut loss = 0.0;
@@ -130,8 +132,11 @@ impl Evaluator {
                 }
             }
         }
-        loss /= n as f64;
-        let grad_mapping = self.grad_mapping(n);
+        // f averages over every objective: when some nodes are away (a membership change), x̄
+        // is the live nodes' average but the problem is still the whole run's.
+        let m = objectives.len();
+        loss /= m as f64;
+        let grad_mapping = self.grad_mapping(m);
         Evaluation {
             objective: loss + self.prox.value(&self.xbar),
             loss,

@@ -126,10 +126,58 @@ pub struct RunHeader {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
-    /// It reached its last iteration.
+    /// It reached its last iteration with at least `[cluster] min_nodes` nodes.
     Completed,
-    /// It stopped early; `error` in the summary says why.
+    /// It stopped early; `error` in the summary says why (and `resume`, where to go on from).
     Failed,
+    /// It has not ended: the summary a running run keeps on disk at each checkpoint, so that a
+    /// run whose coordinator was killed says where to resume from.
+    Interrupted,
+}
+
+/// What happened to the membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A node left as scheduled (keeping its state).
+    Leave,
+    /// A node's process was killed as scheduled.
+    Crash,
+    /// A node was lost without notice (found unreachable, or silent too long).
+    Lost,
+    /// A node took part again after leaving or crashing.
+    Rejoin,
+    /// A node paused (no membership change).
+    Pause,
+    /// A link went down.
+    LinkDown,
+    /// A link came back.
+    LinkUp,
+}
+
+/// A membership change, as `summary.json` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MembershipEvent {
+    /// The iteration the change took effect at (the new epoch's first).
+    pub iteration: u64,
+    /// The node (for a link, its lower end).
+    pub node: usize,
+    /// The link's other end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<usize>,
+    /// What happened.
+    pub kind: EventKind,
+    /// The epoch the change started.
+    pub epoch: u64,
+}
+
+/// Where an unfinished run goes on from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The iteration of the last complete checkpoint.
+    pub iteration: u64,
+    /// The command that continues the run.
+    pub command: String,
 }
 
 /// `summary.json`: what ran, how it ended, and the final metrics. Written by [`Recorder::finish`];
@@ -153,6 +201,15 @@ pub struct Summary {
     pub sim_time_s: f64,
     /// Real seconds.
     pub wall_time_s: f64,
+    /// The membership changes, in order.
+    #[serde(default)]
+    pub events: Vec<MembershipEvent>,
+    /// The nodes taking part at the end.
+    #[serde(default)]
+    pub live_nodes: usize,
+    /// Where to resume from, when the run has a checkpoint and did not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
 }
 
 impl Summary {
@@ -201,6 +258,7 @@ impl Recorder {
             None => None,
         };
         let summary = Summary {
+            live_nodes: header.nodes,
             run: header,
             status: RunStatus::Completed,
             error: None,
@@ -209,8 +267,61 @@ impl Recorder {
             bytes_sent: 0,
             sim_time_s: 0.0,
             wall_time_s: 0.0,
+            events: Vec::new(),
+            resume: None,
         };
         Ok(Recorder { dir: out.map(Path::to_path_buf), metrics, summary })
+    }
+
+    /// Continues the run whose summary was `summary` when it checkpointed at iteration `upto`:
+    /// `metrics.csv` in `out` keeps its rows up to `upto` (later ones, computed after the
+    /// checkpoint by the interrupted run, are dropped) and grows from there.
+    pub fn resume(out: &Path, summary: Summary, upto: u64) -> Result<Recorder, OutputError> {
+        let p = out.join("metrics.csv");
+        let text = std::fs::read_to_string(&p).map_err(|e| OutputError::at(&p, e))?;
+        let mut kept = String::new();
+        for (k, line) in text.lines().enumerate() {
+            let iter = line.split(',').next().and_then(|v| v.parse::<u64>().ok());
+            if k == 0 || iter.is_some_and(|i| i <= upto) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        std::fs::write(&p, kept).map_err(|e| OutputError::at(&p, e))?;
+        let file = std::fs::OpenOptions::new().append(true).open(&p).map_err(|e| OutputError::at(&p, e))?;
+        let metrics = Some(MetricsWriter { file: std::io::BufWriter::new(file) });
+        Ok(Recorder { dir: Some(out.to_path_buf()), metrics, summary: Summary { resume: None, ..summary } })
+    }
+
+    /// The nodes taking part at the end.
+    pub fn set_live(&mut self, live_nodes: usize) {
+        self.summary.live_nodes = live_nodes;
+    }
+
+    /// Records a membership change (and the number of live nodes after it).
+    pub fn event(&mut self, e: MembershipEvent, live_nodes: usize) {
+        self.summary.events.push(e);
+        self.summary.live_nodes = live_nodes;
+    }
+
+    /// A checkpoint at `iteration` is complete: the summary on disk says, until the run ends,
+    /// that it can be resumed from there with `command`.
+    pub fn checkpointed(
+        &mut self,
+        iteration: u64,
+        command: String,
+        wall_time_s: f64,
+    ) -> Result<(), OutputError> {
+        self.summary.resume = Some(Resume { iteration, command });
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let p = dir.join("summary.json");
+        let interrupted = Summary {
+            status: RunStatus::Interrupted,
+            error: Some(format!("the run was interrupted after its checkpoint at iteration {iteration}")),
+            wall_time_s,
+            ..self.summary.clone()
+        };
+        write_json(&p, &interrupted).map_err(|e| OutputError::at(&p, e))
     }
 
     /// The run folder, if any.
@@ -245,9 +356,12 @@ impl Recorder {
     /// `summary.json` and returns the summary.
     pub fn finish(mut self, outcome: Result<(), String>, wall_time_s: f64) -> Result<Summary, OutputError> {
         self.summary.wall_time_s = wall_time_s;
-        if let Err(e) = outcome {
-            self.summary.status = RunStatus::Failed;
-            self.summary.error = Some(e);
+        match outcome {
+            Ok(()) => self.summary.resume = None,
+            Err(e) => {
+                self.summary.status = RunStatus::Failed;
+                self.summary.error = Some(e);
+            }
         }
         if let Some(dir) = &self.dir {
             let p = dir.join("summary.json");

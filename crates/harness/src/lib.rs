@@ -131,6 +131,8 @@ impl InProcess {
                     coordinator: coordinator.clone(),
                     out: self.out.clone(),
                     secret: self.secret.clone(),
+                    start: dprox_node::Start::Fresh,
+                    faults: dprox_node::Faults::InProcess,
                 };
                 let node =
                     dprox_node::run(self.run.clone(), objective, opts, listener, std::future::pending());

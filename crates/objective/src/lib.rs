@@ -113,4 +113,4 @@ pub use linear::{LeastSquares, Logistic};
 pub use mlp::Mlp;
 pub use objective::{Batch, Objective};
 pub use softmax::Softmax;
-pub use spec::{Activation, ModelKind, ModelSpec, Pool, Shape, build};
+pub use spec::{Activation, ModelKind, ModelSpec, Pool, Shape, TensorLayout, build};

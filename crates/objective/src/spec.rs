@@ -223,3 +223,83 @@ pub fn build(
         ModelKind::Custom => return Err(ObjectiveError::CustomModel),
     })
 }
+
+/// Where one named tensor of a model sits in its flat parameter vector (what
+/// `model.safetensors` names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorLayout {
+    /// Its name, PyTorch style: `weight`, `bias`, `layers.0.weight`, `conv1.weight`, ...
+    pub name: String,
+    /// Its shape (a weight matrix is outputs x inputs, row-major, as in `torch.nn.Linear`).
+    pub shape: Vec<usize>,
+    /// Offset of its first value in the parameter vector.
+    pub offset: usize,
+}
+
+impl TensorLayout {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether it holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl ModelSpec {
+    /// The model's named tensors for the global `shape`, in parameter order (they tile the whole
+    /// vector). A custom model is one flat tensor `x` of `dim` values (its layout is its own).
+    ///
+    /// A LeNet's convolutions are `conv1.weight` (c1 x 25 * image channels) and `conv2.weight`
+    /// (c2 x 25 * c1), each row a unit's weights over its 5 x 5 patch in the order the model's
+    /// im2col reads it (conv 1: channel, row, column; conv 2: row, column, channel); its dense
+    /// layers are `fc1`, `fc2`, ... and the last is the output layer.
+    pub fn tensors(&self, shape: Shape, dim: usize) -> Result<Vec<TensorLayout>, ObjectiveError> {
+        let mut t = Tiles { v: Vec::new(), offset: 0, bias: self.bias };
+        match self.kind {
+            ModelKind::Custom => t.push("x".into(), vec![dim]),
+            ModelKind::Logistic | ModelKind::LeastSquares => t.layer("", 1, shape.features),
+            ModelKind::Softmax => t.layer("", classes_of("softmax regression", shape)?, shape.features),
+            ModelKind::Mlp => {
+                let c = classes_of("an mlp", shape)?;
+                let mut inputs = shape.features;
+                for (l, &out) in self.hidden.iter().chain([c].iter()).enumerate() {
+                    t.layer(&format!("layers.{l}."), out, inputs);
+                    inputs = out;
+                }
+            }
+            ModelKind::LeNet => {
+                for (k, l) in LeNetArch::from_spec(self, shape)?.layers().iter().enumerate() {
+                    let prefix = if k < 2 { format!("conv{}.", k + 1) } else { format!("fc{}.", k - 1) };
+                    t.layer(&prefix, l.outputs, l.inputs);
+                }
+            }
+        }
+        Ok(t.v)
+    }
+}
+
+/// Tensors laid one after another in a parameter vector.
+struct Tiles {
+    v: Vec<TensorLayout>,
+    offset: usize,
+    bias: bool,
+}
+
+impl Tiles {
+    fn push(&mut self, name: String, shape: Vec<usize>) {
+        let len: usize = shape.iter().product();
+        self.v.push(TensorLayout { name, shape, offset: self.offset });
+        self.offset += len;
+    }
+
+    /// An affine layer: `PREFIXweight` (outputs x inputs), then `PREFIXbias` (outputs).
+    fn layer(&mut self, prefix: &str, outputs: usize, inputs: usize) {
+        self.push(format!("{prefix}weight"), vec![outputs, inputs]);
+        if self.bias {
+            self.push(format!("{prefix}bias"), vec![outputs]);
+        }
+    }
+}

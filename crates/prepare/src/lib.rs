@@ -9,6 +9,7 @@
 //! - `data`: reading, splitting, scaling and partitioning the data.
 //! - `objectives`: [`Prepared::objective`] (one way to get any objective, on its device or on the
 //!   CPU), custom objectives ([`Objectives`], [`Prepared::with_objective`]).
+//! - `membership`: epochs (who takes part, the graph and W) and the fault schedule.
 //! - `budget`: sizes this machine cannot hold, refused before they are allocated.
 //! - `resolved`: the config as a run folder keeps it (data paths made absolute).
 //! - [`error`]: [`PrepareError`], naming the key, file or node at fault.
@@ -40,6 +41,7 @@
 mod budget;
 mod data;
 pub mod error;
+mod membership;
 mod objectives;
 mod resolved;
 mod topology;
@@ -57,6 +59,7 @@ use dprox_topology::{Graph, MixingMatrix, TopologyFacts};
 pub use budget::{Budget, machine_memory};
 pub use data::resolve;
 pub use error::PrepareError;
+pub use membership::{Change, ChangeKind, Epoch};
 pub use objectives::{Factory, Objectives, Part, Placement};
 
 use objectives::ObjectiveFactory;
@@ -336,4 +339,37 @@ impl Prepared {
 /// A config file's stem, the default run name.
 pub fn stem(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+impl Prepared {
+    /// The model's named tensors in the parameter vector (one flat `x` for a custom objective).
+    pub fn tensors(&self) -> Vec<dprox_objective::TensorLayout> {
+        let flat =
+            || vec![dprox_objective::TensorLayout { name: "x".into(), shape: vec![self.dim], offset: 0 }];
+        if self.custom.is_some() || self.model.kind == ModelKind::Custom {
+            return flat();
+        }
+        self.model.tensors(self.shape, self.dim).unwrap_or_else(|_| flat())
+    }
+
+    /// Writes `xbar` as `model.safetensors` at `path`, with the run's name, algorithm and model
+    /// kind in its metadata.
+    pub fn save_model(&self, path: &Path, xbar: &[f32]) -> Result<(), dprox_eval::model::ModelError> {
+        let kind = serde_json::to_value(self.config.model.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let metadata = [
+            ("run".to_string(), self.name.clone()),
+            ("algorithm".to_string(), self.config.run.algorithm.to_string()),
+            ("model".to_string(), kind),
+            ("format".to_string(), "dprox".to_string()),
+        ];
+        dprox_eval::model::save(path, &self.tensors(), xbar, metadata.into_iter().collect())
+    }
+
+    /// Reads a `model.safetensors` of this run's model into a parameter vector.
+    pub fn load_model(&self, path: &Path) -> Result<Vec<f32>, dprox_eval::model::ModelError> {
+        dprox_eval::model::load(path, &self.tensors(), self.dim)
+    }
 }

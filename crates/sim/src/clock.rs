@@ -15,7 +15,7 @@
 //! a real cluster with per-neighbour waits does, and what the cluster node measures.
 
 /// One directed link into a node: (peer, latency s, bandwidth bytes/s).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InLink {
     /// The sending neighbour.
     pub from: usize,
@@ -26,7 +26,7 @@ pub struct InLink {
 }
 
 /// Per-node virtual times.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Clock {
     /// Node i's time at the start of its next iteration.
     time: Vec<f64>,
@@ -62,6 +62,21 @@ impl Clock {
             std::mem::swap(&mut self.send, &mut self.recv);
         }
         self.time.copy_from_slice(&self.send);
+    }
+
+    /// The links of a new membership epoch (nodes that are away have none).
+    pub fn set_links(&mut self, links: Vec<Vec<InLink>>) {
+        self.links = links;
+    }
+
+    /// Node `i` stops for `seconds` before its next iteration (a scheduled pause).
+    pub fn delay(&mut self, i: usize, seconds: f64) {
+        self.time[i] += seconds;
+    }
+
+    /// Node `i` joins (again) at time `t`, if that is later than its own.
+    pub fn join_at(&mut self, i: usize, t: f64) {
+        self.time[i] = self.time[i].max(t);
     }
 
     /// The time at which every node has finished the iterations so far.

@@ -9,6 +9,7 @@
 //! - [`simulation`]: [`Simulation`], one iteration at a time (gradients in parallel with rayon,
 //!   deterministic whatever the thread count).
 //! - [`clock`]: the virtual clock, a max-plus recursion over per-neighbour waits.
+//! - [`membership`]: the fault schedule: epochs, leaving, crashing, rejoining, pauses, links.
 //! - [`run`]: [`simulate`], a whole run with `metrics.csv` and `summary.json`.
 //!
 //! ```
@@ -39,8 +40,9 @@
 //! ```
 
 pub mod clock;
+pub mod membership;
 pub mod run;
 pub mod simulation;
 
-pub use run::{Event, simulate};
+pub use run::{Event, simulate, simulate_with};
 pub use simulation::{SimError, Simulation};

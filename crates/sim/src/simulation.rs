@@ -8,6 +8,7 @@ use dprox_prepare::{Part, Placement, PrepareError, Prepared};
 use rayon::prelude::*;
 
 use crate::clock::{Clock, InLink};
+use crate::membership::Membership;
 
 /// Why a simulation stopped.
 #[derive(Debug, thiserror::Error)]
@@ -21,19 +22,41 @@ pub enum SimError {
     /// An output file could not be written.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] dprox_eval::checkpoint::CheckpointError),
+    /// `--resume` found no intact checkpoint.
+    #[error("no checkpoint to resume from in {}", dir.display())]
+    NoCheckpoint {
+        /// Where checkpoints were looked for.
+        dir: std::path::PathBuf,
+    },
+    /// Fewer nodes than `[cluster] min_nodes` would be left.
+    #[error("iteration {iteration}: only {live} node(s) would be left, fewer than cluster.min_nodes = {min}")]
+    TooFewNodes {
+        /// The iteration of the change.
+        iteration: u64,
+        /// Nodes that would be left.
+        live: usize,
+        /// The minimum.
+        min: usize,
+    },
 }
 
 /// A simulated cluster: the nodes, their objectives and minibatch samplers, the virtual clock and
 /// the byte counters. Deterministic: the same [`Prepared`] run gives the same iterates, bytes and
 /// simulated times on every call, whatever the number of threads.
-pub struct Simulation {
-    cluster: Cluster,
+pub struct Simulation<'a> {
+    pub(crate) run: &'a Prepared,
+    pub(crate) cluster: Cluster,
+    /// Who takes part, and the fault schedule still to come (see `membership`).
+    pub(crate) members: Membership,
     objectives: Vec<Box<dyn Objective>>,
-    samplers: Vec<BatchSampler>,
+    pub(crate) samplers: Vec<BatchSampler>,
     grads: Vec<Vec<f32>>,
     test: Option<Box<dyn Objective>>,
     evaluator: Evaluator,
-    clock: Clock,
+    pub(crate) clock: Clock,
     /// Seconds of compute per sample on each node.
     secs_per_sample: Vec<f64>,
     batch_len: Vec<usize>,
@@ -43,12 +66,12 @@ pub struct Simulation {
     /// Bytes node i sends to each neighbour in exchange s of the current iteration.
     sent: Vec<Vec<u64>>,
     stages: usize,
-    bytes_sent: u64,
+    pub(crate) bytes_sent: u64,
     encoder: Option<(Encoder, Vec<u8>)>,
-    iteration: u64,
+    pub(crate) iteration: u64,
 }
 
-impl std::fmt::Debug for Simulation {
+impl std::fmt::Debug for Simulation<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Simulation")
             .field("iteration", &self.iteration)
@@ -57,9 +80,9 @@ impl std::fmt::Debug for Simulation {
     }
 }
 
-impl Simulation {
+impl<'a> Simulation<'a> {
     /// Builds the nodes, objectives and clock of `run`.
-    pub fn new(run: &Prepared) -> Result<Simulation, SimError> {
+    pub fn new(run: &'a Prepared) -> Result<Simulation<'a>, SimError> {
         let n = run.n();
         // Objectives first: for `kind = "custom"` without `Prepared::with_objective`, their error
         // says what to do, where the core would only see an empty x^0.
@@ -91,6 +114,8 @@ impl Simulation {
         let stages = run.config().run.algorithm.exchanges().len();
         let zstd = run.config().compression.zstd;
         Ok(Simulation {
+            members: Membership::new(run),
+            run,
             cluster,
             samplers,
             grads: vec![vec![0.0; run.dim()]; n],
@@ -130,10 +155,13 @@ impl Simulation {
         self.cluster.nodes()
     }
 
-    /// One iteration on every node: gradients (in parallel), then the exchanges.
+    /// One iteration on every live node: the scheduled membership changes of this iteration,
+    /// the gradients (in parallel), then the exchanges.
     pub fn step(&mut self) -> Result<(), SimError> {
+        self.apply_schedule()?;
         // Gradients in parallel; each node's outcome goes to its own preallocated slot, so the
         // step allocates nothing.
+        let active = self.members.active();
         self.cluster
             .nodes_mut()
             .par_iter_mut()
@@ -142,6 +170,10 @@ impl Simulation {
             .zip(self.grads.par_iter_mut())
             .zip(self.outcome.par_iter_mut())
             .for_each(|((((node, obj), sampler), g), outcome)| {
+                if !active[node.id()] {
+                    *outcome = Ok(0);
+                    return;
+                }
                 let batch = sampler.next_batch();
                 let len = batch.map_or(obj.num_samples(), |b| b.len());
                 let batch = batch.map_or(Batch::Full, Batch::Indices);
@@ -179,9 +211,12 @@ impl Simulation {
         Ok(())
     }
 
-    /// The contract metrics of the current iterates.
+    /// The contract metrics of the current iterates: xbar over the live nodes, the objective
+    /// over every node's data.
     pub fn evaluate(&mut self) -> Evaluation {
-        let xs: Vec<&[f32]> = self.cluster.nodes().iter().map(|n| n.params()).collect();
+        let active = self.members.active();
+        let xs: Vec<&[f32]> =
+            self.cluster.nodes().iter().filter(|n| active[n.id()]).map(|n| n.params()).collect();
         self.evaluator.evaluate(&xs, &mut self.objectives, self.test.as_mut())
     }
 

@@ -1,4 +1,14 @@
 //! One node's state machine.
+//!
+//! # Layout
+//! - this file: [`Node`], its inputs (`handle_gradient`, `handle_message`) and outputs
+//!   (`poll_transmit`).
+//! - `epoch`: membership changes ([`Node::start_epoch`]), a joining node's model
+//!   ([`Node::set_params`]), and checkpoints ([`Node::snapshot_at`], [`Node::restore`]).
+
+mod epoch;
+
+pub use epoch::{EpochStart, NodeState};
 
 use dprox_compress::{Compressed, Compressor};
 
@@ -20,6 +30,8 @@ pub enum Phase {
 /// node; copy or encode it before the next `handle_*` call.
 #[derive(Debug)]
 pub struct Transmit<'a> {
+    /// The membership epoch it belongs to (receivers drop older epochs' messages).
+    pub epoch: u64,
     /// Iteration t the message belongs to.
     pub iteration: u64,
     /// Which exchange of that iteration.
@@ -73,6 +85,8 @@ pub struct Node {
     gamma_y: f32,
     prox: Prox,
     seed: u64,
+    /// The membership epoch the node is in (0 until the first change).
+    epoch: u64,
     iteration: u64,
     /// Index into `algorithm.exchanges()` of the exchange in progress (or next, before the gradient).
     stage: usize,
@@ -99,6 +113,13 @@ pub struct Node {
     outs: Vec<Compressed>,
     out_meta: Vec<(u64, Exchange, bool)>,
     inbox: Inbox,
+    /// x at the start of the current iteration, for the algorithms that change x mid-iteration
+    /// (cdproxsgt, choco; empty for the others, whose x changes only when the iteration ends): an
+    /// epoch change restarts the iteration from it.
+    x_start: Vec<f32>,
+    /// A checkpoint requested for the start of this iteration, and the one taken.
+    snapshot_at: Option<u64>,
+    snapshot: Option<NodeState>,
 }
 
 impl Node {
@@ -132,6 +153,7 @@ impl Node {
             gamma_y: cfg.gamma_y,
             prox: cfg.prox,
             seed: cfg.seed,
+            epoch: 0,
             iteration: 0,
             stage: 0,
             waiting_gradient: true,
@@ -153,15 +175,23 @@ impl Node {
             outs: (0..stages).map(|_| Compressed::new(d)).collect(),
             out_meta: vec![(0, Exchange::X, false); stages],
             inbox: Inbox::new(cfg.id, &cfg.row, d),
+            x_start: if needs_estimates { cfg.x0.clone() } else { Vec::new() },
+            snapshot_at: None,
+            snapshot: None,
             x: cfg.x0,
         };
-        node.open_exchange();
+        node.begin_iteration();
         Ok(node)
     }
 
     /// This node's id.
     pub fn id(&self) -> usize {
         self.id
+    }
+
+    /// The membership epoch the node is in (0 until the first change).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The algorithm it runs.
@@ -342,7 +372,7 @@ impl Node {
         let s = self.out_meta.iter().position(|m| m.2)?;
         let (iteration, exchange, _) = self.out_meta[s];
         self.out_meta[s].2 = false;
-        Some(Transmit { iteration, exchange, payload: &self.outs[s] })
+        Some(Transmit { epoch: self.epoch, iteration, exchange, payload: &self.outs[s] })
     }
 
     /// Checks the message of `stage`, queues it for sending, and offers it to the own inbox slot.
@@ -388,7 +418,7 @@ impl Node {
                 self.iteration += 1;
                 self.stage = 0;
                 self.waiting_gradient = true;
-                self.open_exchange();
+                self.begin_iteration();
                 return Ok(());
             }
             self.stage += 1;
