@@ -32,6 +32,9 @@ pub struct Args {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = dprox_telemetry::LogFormat::Text)]
     pub log_format: dprox_telemetry::LogFormat,
+    /// Resume the run in `--out` from its last complete checkpoint.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
 }
 
 /// A flag's number of seconds: a number >= 0 that a [`std::time::Duration`] can hold (what
@@ -78,6 +81,7 @@ pub fn main(args: Args, objectives: &dprox_prepare::Objectives) -> anyhow::Resul
             // `GET /metrics` next to the status page.
             http_routes: Some(dprox_telemetry::router(dprox_telemetry::install())),
             http_linger: args.http_linger_s,
+            resume: args.resume,
         };
         let metrics = match &args.metrics_addr {
             Some(a) => Some(dprox_telemetry::Endpoint::start(a).await?),

@@ -17,6 +17,7 @@
 
 pub mod cli;
 mod evaluator;
+mod model;
 mod service;
 mod shared;
 pub mod state;
@@ -37,10 +38,8 @@ use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
 use service::CoordinatorService;
-use shared::Shared;
-use state::RunState;
-
-pub use watchdog::DEAD_AFTER_HEARTBEATS;
+use shared::{CoordinatorCheckpoint, Shared};
+use state::{Membership, RunState};
 
 /// How the coordinator runs.
 #[derive(Debug, Default)]
@@ -58,6 +57,8 @@ pub struct Options {
     /// How long the HTTP server outlives the run, so that pollers (the page, `dprox status
     /// --watch`) see its final state and last curve point; cut short by the shutdown future.
     pub http_linger: Duration,
+    /// Resume the run in `out` from its last complete checkpoint.
+    pub resume: bool,
 }
 
 /// Why the coordinator stopped without a completed run.
@@ -78,6 +79,9 @@ pub enum CoordinatorError {
     /// The gRPC server failed.
     #[error("serving the coordinator: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// `resume` found no complete checkpoint to resume from.
+    #[error("{0}")]
+    Resume(String),
 }
 
 /// Serves the coordinator of `run` on `listener` (and, with `opts.http`, its status page) until
@@ -92,9 +96,13 @@ pub async fn run(
     // Built before anything is served: a run that could not be evaluated fails now, not after
     // training.
     let objectives = evaluator::Objectives::build(&run).await?;
-    let recorder = Recorder::create(opts.out.as_deref(), run.header())?;
-    let (shared, complete) = Shared::new(run.clone(), &opts.secret);
-    let evaluation = evaluator::spawn(&shared, objectives, complete, recorder);
+    let (membership, resume_at, recorder) = match (opts.resume, &opts.out) {
+        (true, Some(out)) => resumed(&run, out)?,
+        (true, None) => return Err(CoordinatorError::Resume("resuming needs the run folder (--out)".into())),
+        (false, out) => (Membership::new(&run), None, Recorder::create(out.as_deref(), run.header())?),
+    };
+    let (shared, jobs) = Shared::new(run.clone(), &opts.secret, membership, resume_at);
+    let evaluation = evaluator::spawn(&shared, objectives, jobs, recorder);
     let watchdog = watchdog::spawn(shared.clone());
     let shutdown = Shutdown::forward(shutdown);
     let http = opts.http.map(|l| Http::serve(l, web::router(shared.clone(), opts.http_routes)));
@@ -102,7 +110,11 @@ pub async fn run(
     drop(watchdog);
     let state = shared.state().state.clone();
     shared.close_evaluation();
-    let recorder = evaluation.await.expect("the evaluator does not panic")?;
+    let mut recorder = evaluation.await.expect("the evaluator does not panic")?;
+    recorder.set_live(shared.state().membership.live.len());
+    if let Some(out) = &opts.out {
+        model::write(&run, &out.join("model.safetensors"), &shared.xbar.lock().expect("not poisoned"));
+    }
     let started = *shared.start.lock().expect("not poisoned");
     let wall = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
     let outcome = match &state {
@@ -119,6 +131,26 @@ pub async fn run(
         RunState::Aborted(e) => Err(CoordinatorError::Aborted(e)),
         _ => Err(CoordinatorError::Shutdown),
     }
+}
+
+/// The membership, start and record of the run in `out`, from its last complete checkpoint.
+fn resumed(
+    run: &Prepared,
+    out: &std::path::Path,
+) -> Result<(Membership, Option<u64>, Recorder), CoordinatorError> {
+    let folder = out.join("checkpoints").join("coordinator");
+    let found = evaluator::checkpoints(&folder)
+        .into_iter()
+        .rev()
+        .find_map(|(_, p)| dprox_eval::checkpoint::read::<CoordinatorCheckpoint>(&p).ok());
+    let c = found.ok_or_else(|| {
+        CoordinatorError::Resume(format!("no complete checkpoint to resume from in {}", folder.display()))
+    })?;
+    let summary: dprox_eval::Summary = serde_json::from_str(&c.summary)
+        .map_err(|e| CoordinatorError::Resume(format!("the checkpoint's summary: {e}")))?;
+    tracing::info!("resuming {} from its checkpoint at iteration {}", run.name(), c.iteration);
+    let recorder = Recorder::resume(out, summary, c.iteration)?;
+    Ok((c.membership, Some(c.iteration), recorder))
 }
 
 /// Serves gRPC until the run is over (after an abort, long enough for the nodes to read it in

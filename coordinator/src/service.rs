@@ -51,4 +51,26 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
         Ok(Response::new(self.0.progress()))
     }
+
+    async fn sync(&self, req: Request<pb::SyncRequest>) -> Result<Response<pb::SyncReply>, Status> {
+        Ok(Response::new(self.0.sync(req.into_inner()).await?))
+    }
+
+    async fn lost(&self, req: Request<pb::LostRequest>) -> Result<Response<pb::LostReply>, Status> {
+        self.0.lost(req.into_inner());
+        Ok(Response::new(pb::LostReply {}))
+    }
+
+    async fn leave(&self, req: Request<pb::LeaveRequest>) -> Result<Response<pb::LeaveReply>, Status> {
+        self.0.leave(req.into_inner());
+        Ok(Response::new(pb::LeaveReply {}))
+    }
+
+    async fn checkpointed(
+        &self,
+        req: Request<pb::CheckpointedRequest>,
+    ) -> Result<Response<pb::CheckpointedReply>, Status> {
+        self.0.checkpointed(req.into_inner());
+        Ok(Response::new(pb::CheckpointedReply {}))
+    }
 }

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use tokio::time::Instant;
-//! use dprox_coordinator::state::State;
+//! use dprox_coordinator::state::{Membership, State};
 //! use dprox_coordinator::status::{compute, Phase, RunInfo};
 //!
 //! let info = RunInfo {
@@ -22,7 +22,7 @@
 //!     heartbeat_s: 1.0,
 //! };
 //! let t = Instant::now();
-//! let state = State::new(3, 10, t);
+//! let state = State::new(3, 10, t, Membership::of_nodes(3));
 //! let s = compute(&info, &[(0, 1), (0, 2), (1, 2)], &state, t);
 //! assert_eq!(s.phase, Phase::Waiting);
 //! assert_eq!((s.nodes.len(), s.edges.len(), s.points.len()), (3, 3, 0));
@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use dprox_prepare::Prepared;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::state::{Progress, RunState, State};
+use crate::state::{Away, Progress, RunState, State};
 
 /// A running node whose last heartbeat is older than this many heartbeat periods shows as
 /// `silent` (the coordinator aborts the run at 10: this is the early warning).
@@ -58,6 +58,12 @@ pub struct Status {
     pub edges: Vec<EdgeStatus>,
     /// The evaluated points so far, ascending by iteration.
     pub points: Vec<CurvePoint>,
+    /// The membership epoch (0 until the first change).
+    #[serde(default)]
+    pub epoch: u64,
+    /// The nodes taking part in it.
+    #[serde(default)]
+    pub live_nodes: usize,
 }
 
 /// The fixed facts of a run.
@@ -109,6 +115,14 @@ pub enum NodeState {
     Done,
     /// Stopped with an error: see [`NodeStatus::error`].
     Failed,
+    /// Left the run as scheduled (it may rejoin).
+    Left,
+    /// Killed as scheduled (it may rejoin).
+    Crashed,
+    /// Lost: unreachable, or silent longer than `cluster.timeout_s` (it may rejoin).
+    Lost,
+    /// Registered to join; admitted at the next epoch.
+    Joining,
 }
 
 /// Bytes sent, as the nodes count them.
@@ -221,6 +235,10 @@ pub fn compute(info: &RunInfo, edges: &[(usize, usize)], state: &State, now: Ins
             let node_state = match (&book.progress, reg) {
                 (Progress::Finished, _) => NodeState::Done,
                 (Progress::Failed(_), _) => NodeState::Failed,
+                (Progress::Away(_), _) if state.membership.joiners.contains(&i) => NodeState::Joining,
+                (Progress::Away(Away::Left), _) => NodeState::Left,
+                (Progress::Away(Away::Crashed), _) => NodeState::Crashed,
+                (Progress::Away(Away::Lost), _) => NodeState::Lost,
                 (Progress::Running, None) => NodeState::Unregistered,
                 (Progress::Running, Some(_)) if state.state == RunState::Registering => NodeState::Registered,
                 (Progress::Running, Some(_)) if age > silent_after => NodeState::Silent,
@@ -255,7 +273,17 @@ pub fn compute(info: &RunInfo, edges: &[(usize, usize)], state: &State, now: Ins
     };
     let elapsed_s =
         state.started.map(|t| state.ended.unwrap_or(now).saturating_duration_since(t).as_secs_f64());
-    Status { run: info.clone(), phase, reason, elapsed_s, nodes, edges, points: state.curve.clone() }
+    Status {
+        run: info.clone(),
+        phase,
+        reason,
+        elapsed_s,
+        nodes,
+        edges,
+        points: state.curve.clone(),
+        epoch: state.membership.epoch.index,
+        live_nodes: state.membership.live.len(),
+    }
 }
 
 #[cfg(test)]
@@ -309,7 +337,7 @@ mod tests {
     fn nodes_go_from_unregistered_to_running_to_silent_to_done() {
         use NodeState::*;
         let t = Instant::now();
-        let mut s = State::new(3, 1, t);
+        let mut s = State::new(3, 1, t, crate::state::Membership::of_nodes(3));
         let st = compute(&info(), &RING3, &s, t);
         assert_eq!((st.phase, st.elapsed_s), (Phase::Waiting, None));
         assert_eq!(states(&st), [Unregistered; 3]);
@@ -354,7 +382,7 @@ mod tests {
     #[test]
     fn a_failure_marks_the_node_failed_and_aborts_with_the_reason() {
         let t = Instant::now();
-        let mut s = State::new(3, 1, t);
+        let mut s = State::new(3, 1, t, crate::state::Membership::of_nodes(3));
         for id in 0..3 {
             s.register(id, 1, reg(&format!("h:{id}")), t).unwrap();
         }
@@ -370,7 +398,7 @@ mod tests {
     #[test]
     fn edges_carry_the_bytes_each_end_sent_the_other() {
         let t = Instant::now();
-        let mut s = State::new(3, 1, t);
+        let mut s = State::new(3, 1, t, crate::state::Membership::of_nodes(3));
         s.report(0, 10, report(10, None, &[(1, 100, 130), (2, 100, 131)])).unwrap();
         s.report(1, 10, report(10, None, &[(0, 40, 50), (2, 41, 52)])).unwrap();
         // Node 2 runs an older build that sends no per-link bytes: its directions stay zero.
@@ -395,7 +423,7 @@ mod tests {
     #[test]
     fn the_curve_keeps_its_order_and_span_when_thinned() {
         let t = Instant::now();
-        let mut s = State::new(1, 1, t);
+        let mut s = State::new(1, 1, t, crate::state::Membership::of_nodes(1));
         let p = |i: u64| CurvePoint {
             iteration: i,
             time_s: i as f64,
@@ -417,7 +445,7 @@ mod tests {
     #[test]
     fn the_json_uses_the_documented_names_and_round_trips() {
         let t = Instant::now();
-        let mut s = State::new(2, 1, t);
+        let mut s = State::new(2, 1, t, crate::state::Membership::of_nodes(2));
         s.register(0, 1, reg("h:0"), t).unwrap();
         s.record_point(CurvePoint {
             iteration: 0,

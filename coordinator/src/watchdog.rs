@@ -1,6 +1,7 @@
-//! The watchdog: a node silent for 10 heartbeat periods is declared dead, and a run whose nodes
-//! do not all register within `[cluster] register_timeout_s` is given up. It also publishes the
-//! cluster's health gauges.
+//! The watchdog: a live member silent for `[cluster] timeout_s` is lost (the failure detector's
+//! one tolerance; neighbours that find a node unreachable report it at once), and a run whose
+//! nodes do not all register within `[cluster] register_timeout_s` is given up. It also
+//! publishes the cluster's health gauges.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +15,10 @@ use crate::state::State;
 /// How often the watchdog looks.
 const PERIOD: Duration = Duration::from_millis(200);
 
-/// A node silent for this many heartbeat periods is dead.
-pub const DEAD_AFTER_HEARTBEATS: f64 = 10.0;
-
 /// Starts the watchdog of `shared`'s run; it stops when the handle is dropped.
 pub(crate) fn spawn(shared: Arc<Shared>) -> AbortOnDropHandle<()> {
     let cluster = &shared.run.config().cluster;
-    let limit = Duration::from_secs_f64(cluster.heartbeat_s * DEAD_AFTER_HEARTBEATS);
+    let limit = Duration::from_secs_f64(cluster.timeout_s);
     let register_limit = Duration::from_secs_f64(cluster.register_timeout_s);
     AbortOnDropHandle::new(tokio::spawn(async move {
         let mut tick = tokio::time::interval(PERIOD);
@@ -37,11 +35,13 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> AbortOnDropHandle<()> {
             let aborted = {
                 let mut state = shared.state();
                 publish_health(&state, Instant::now());
-                (punctual && state.check_liveness(Instant::now(), limit))
-                    || state.check_registration(Instant::now(), register_limit)
+                state.check_registration(Instant::now(), register_limit)
             };
             if aborted {
                 shared.note_over();
+            }
+            if punctual {
+                shared.watch_liveness(limit);
             }
         }
     }))

@@ -114,7 +114,14 @@ async fn the_status_api_follows_a_real_run_to_its_end() {
     let mut nodes = Vec::new();
     for id in 0..4 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let opts = dprox_node::Options { id, coordinator: coord.clone(), out: None, secret: String::new() };
+        let opts = dprox_node::Options {
+            id,
+            coordinator: coord.clone(),
+            out: None,
+            secret: String::new(),
+            start: dprox_node::Start::Fresh,
+            faults: dprox_node::Faults::InProcess,
+        };
         let objective =
             run.objective(dprox_prepare::Part::Node(id), dprox_prepare::Placement::Configured).unwrap();
         let node = dprox_node::run(run.clone(), objective, opts, listener, std::future::pending::<()>());

@@ -33,6 +33,14 @@ pub struct Args {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = dprox_telemetry::LogFormat::Text)]
     pub log_format: dprox_telemetry::LogFormat,
+    /// Join a running cluster (a restarted node, or one started late): admitted at the next
+    /// membership epoch, with the state it left with, its latest checkpoint, or its new
+    /// neighbours' average model.
+    #[arg(long, conflicts_with = "resume")]
+    pub join: bool,
+    /// Resume the run from its last complete checkpoint in `--out` (the coordinator resumes too).
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Loads the config, builds the node's objective (a registered one of `objectives` for
@@ -60,8 +68,24 @@ pub fn main(args: Args, objectives: &Objectives) -> anyhow::Result<()> {
             Some(a) => Some(dprox_telemetry::Endpoint::start(a).await?),
             None => None,
         };
-        let opts =
-            crate::Options { id: args.id, coordinator, out: args.out.clone(), secret: args.secret.clone() };
+        let start = match (args.join, args.resume) {
+            (true, _) => crate::Start::Join,
+            (_, true) => crate::Start::Resume,
+            _ => crate::Start::Fresh,
+        };
+        // Under `dprox launch` the launcher enacts this node's scheduled crash and pause.
+        let faults = match std::env::var_os("DPROX_LAUNCHER_PID") {
+            Some(_) => crate::Faults::Launcher,
+            None => crate::Faults::InProcess,
+        };
+        let opts = crate::Options {
+            id: args.id,
+            coordinator,
+            out: args.out.clone(),
+            secret: args.secret.clone(),
+            start,
+            faults,
+        };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

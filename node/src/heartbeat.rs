@@ -1,5 +1,6 @@
-//! The heartbeat: every `[cluster] heartbeat_s`, the node's iteration to the coordinator; the
-//! reply carries the run's abort. A coordinator that stops answering aborts the node.
+//! The heartbeat: every `[cluster] heartbeat_s`, the node's iteration and epoch to the coordinator;
+//! the reply carries the run's abort, or a freeze while a membership change is being formed. A
+//! coordinator that stops answering aborts the node.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,30 +15,54 @@ use crate::coordinator::{CoordinatorLink, LinkError};
 /// Consecutive failed heartbeats after which the coordinator counts as gone.
 pub const MISSED_HEARTBEATS: u32 = 10;
 
+/// What the coordinator tells a node between its calls.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Control {
+    /// Go on.
+    Running,
+    /// Stop where you are and sync: a membership change is being formed.
+    Freeze,
+    /// The run is over for everyone: the reason.
+    Abort(String),
+}
+
+/// What the heartbeat reads of the node.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Progress {
+    /// Iterations completed.
+    pub iteration: Arc<AtomicU64>,
+    /// The membership epoch the node is in.
+    pub epoch: Arc<AtomicU64>,
+}
+
 /// Starts the heartbeat of node `id`; it stops when the handle is dropped, and after sending an
-/// abort on `abort`.
+/// abort on `control`.
 pub(crate) fn spawn<C: CoordinatorLink>(
     coordinator: C,
     id: usize,
-    progress: Arc<AtomicU64>,
+    progress: Progress,
     every: Duration,
-    abort: watch::Sender<String>,
+    control: Arc<watch::Sender<Control>>,
 ) -> AbortOnDropHandle<()> {
-    AbortOnDropHandle::new(tokio::spawn(beat(coordinator, id, progress, every, abort)))
+    AbortOnDropHandle::new(tokio::spawn(beat(coordinator, id, progress, every, control)))
 }
 
 async fn beat<C: CoordinatorLink>(
     mut coordinator: C,
     id: usize,
-    progress: Arc<AtomicU64>,
+    progress: Progress,
     every: Duration,
-    abort: watch::Sender<String>,
+    control: Arc<watch::Sender<Control>>,
 ) {
     let mut tick = tokio::time::interval(every);
     let mut failures = 0;
     loop {
         tick.tick().await;
-        let req = pb::HeartbeatRequest { id: id as u32, iteration: progress.load(Ordering::Relaxed) };
+        let req = pb::HeartbeatRequest {
+            id: id as u32,
+            iteration: progress.iteration.load(Ordering::Relaxed),
+            epoch: progress.epoch.load(Ordering::Relaxed),
+        };
         // An answer slower than a few beats counts as a failure, like no answer.
         let limit = every.max(Duration::from_secs(1)) * 5;
         let reply = tokio::time::timeout(limit, coordinator.heartbeat(req))
@@ -45,14 +70,19 @@ async fn beat<C: CoordinatorLink>(
             .unwrap_or_else(|_| Err(LinkError::Unreachable("no answer to a heartbeat".into())));
         match reply {
             Ok(r) if !r.abort.is_empty() => {
-                let _ = abort.send(r.abort);
+                control.send_replace(Control::Abort(r.abort));
                 return;
             }
-            Ok(_) => failures = 0,
+            Ok(r) => {
+                failures = 0;
+                if r.freeze {
+                    control.send_if_modified(|c| std::mem::replace(c, Control::Freeze) != Control::Freeze);
+                }
+            }
             Err(e) => {
                 failures += 1;
                 if failures >= MISSED_HEARTBEATS {
-                    let _ = abort.send(format!("the coordinator stopped answering: {e}"));
+                    control.send_replace(Control::Abort(format!("the coordinator stopped answering: {e}")));
                     return;
                 }
             }

@@ -46,7 +46,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use coordinator::{CoordinatorLink, GrpcCoordinator, LinkError, MemoryCoordinator};
 pub use gossip::{Gossip, GrpcGossip, MemoryGossip, MemoryNetwork, PeerAddr};
-pub use peer::{Parts, Peer};
+pub use heartbeat::Control;
+pub use peer::{Faults, Parts, Peer, Start};
 
 /// How to reach the run.
 #[derive(Clone, Debug)]
@@ -59,6 +60,10 @@ pub struct Options {
     pub out: Option<PathBuf>,
     /// Cluster secret.
     pub secret: String,
+    /// How the node enters the run.
+    pub start: Start,
+    /// Who enacts its scheduled faults.
+    pub faults: Faults,
 }
 
 /// What a completed node did.
@@ -72,6 +77,8 @@ pub struct Outcome {
     pub framed_bytes: u64,
     /// Seconds from the start signal to the end.
     pub elapsed_s: f64,
+    /// The iteration the node left the run at (a scheduled leave or crash), if it did.
+    pub left_at: Option<u64>,
 }
 
 /// Why a node stopped early. Every variant names the node or peer at fault.
@@ -119,6 +126,25 @@ pub enum NodeError {
     /// The shutdown signal arrived.
     #[error("node {0}: shut down before the run completed")]
     Shutdown(usize),
+    /// The coordinator formed an epoch without this node (it was declared lost: silent for
+    /// longer than `[cluster] timeout_s`, or unreachable by a neighbour).
+    #[error(
+        "node {node}: the run went on without this node (declared lost at iteration {iteration}); restart it with --join to take part again"
+    )]
+    Excluded {
+        /// This node.
+        node: usize,
+        /// Its iteration.
+        iteration: u64,
+    },
+    /// A checkpoint or leave state could not be written or read.
+    #[error("node {node}: {message}")]
+    Checkpoint {
+        /// This node.
+        node: usize,
+        /// What went wrong.
+        message: String,
+    },
     /// The node's metrics file could not be written.
     #[error("{}: {source}", path.display())]
     Record {
@@ -146,7 +172,16 @@ pub async fn run(
     let coordinator = GrpcCoordinator::new(&opts.coordinator)
         .map_err(|e| NodeError::Coordinator { address: opts.coordinator.clone(), message: e.to_string() })?
         .with_secret(&opts.secret);
-    let parts = Parts { id: opts.id, run, objective, gossip, coordinator, out: opts.out };
+    let parts = Parts {
+        id: opts.id,
+        run,
+        objective,
+        gossip,
+        coordinator,
+        out: opts.out,
+        start: opts.start,
+        faults: opts.faults,
+    };
     let peer = Peer::register(parts).await?;
     let token = cancel_on(shutdown);
     let outcome = peer.run(token.clone()).await;

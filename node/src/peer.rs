@@ -1,31 +1,65 @@
 //! [`Peer`], the node's driver: it registers with the coordinator, then runs the sans-IO core of
-//! `dprox-core` one named step at a time (gradient, exchange, report), and finishes. Its side
-//! effects go through the [`Gossip`] and [`CoordinatorLink`] traits and its clock is tokio's, so
-//! the same code runs over gRPC and, in tests, in memory on a virtual clock.
+//! `dprox-core` one named step at a time (gradient, exchange, report, checkpoint, membership
+//! change), and finishes. Its side effects go through the [`Gossip`] and [`CoordinatorLink`]
+//! traits and its clock is tokio's, so the same code runs over gRPC and, in tests, in memory on a
+//! virtual clock.
+//!
+//! # Layout
+//! - this file: the driver's parts, registration, the loop, and the steps of an iteration.
+//! - `exchange`: waiting for the neighbours' messages (timeouts, probes, freezes).
+//! - `membership`: planned changes (leave, crash, pause), losses, joining, starting an epoch.
+//! - `checkpoint`: the node's checkpoint files, and resuming from them.
 
+mod checkpoint;
+mod exchange;
+mod membership;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use dprox_compress::Encoder;
-use dprox_core::{BatchSampler, Node, Phase};
+use dprox_core::{BatchSampler, Node};
 use dprox_objective::{Batch, Objective};
-use dprox_prepare::Prepared;
-use dprox_transport::{LinkShape, TransportError, pb};
+use dprox_prepare::{Change, Prepared};
+use dprox_transport::{Inbound, LinkShape, pb};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::coordinator::CoordinatorLink;
-use crate::gossip::{Gossip, GossipEvent, Outbound, PeerAddr, Session};
+use crate::gossip::{Gossip, Outbound, PeerAddr};
+use crate::heartbeat::{self, Control, Progress};
 use crate::record::NodeRecord;
 use crate::telemetry::Telemetry;
-use crate::{NodeError, Outcome, heartbeat, registration};
+use crate::{NodeError, Outcome, registration};
 
-/// A neighbour that has sent nothing for this long is probed, and again every this long.
-pub const PROBE_AFTER: Duration = Duration::from_secs(1);
+pub use exchange::PROBE_AFTER;
+
+/// How a node enters the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// With the others, at iteration 0.
+    Fresh,
+    /// Into a running cluster (a restarted or new node): admitted at the next epoch.
+    Join,
+    /// Resuming the run from its last complete checkpoint.
+    Resume,
+}
+
+/// Who enacts this node's scheduled crash and pause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Faults {
+    /// `dprox launch`: the node says so on stdout (`dprox-fault crash T`, `dprox-fault pause S
+    /// T`) and the launcher kills it (SIGKILL) or stops it (SIGSTOP, then SIGCONT).
+    Launcher,
+    /// The node itself: a crash ends its driver, a pause sleeps.
+    InProcess,
+}
 
 /// What a node is made of, before it registers.
 pub struct Parts<G, C> {
@@ -39,8 +73,12 @@ pub struct Parts<G, C> {
     pub gossip: G,
     /// Its link to the coordinator.
     pub coordinator: C,
-    /// Folder for its own metrics file (`nodes/node-ID.csv`), if any.
-    pub out: Option<std::path::PathBuf>,
+    /// The run folder: its metrics file (`nodes/node-ID.csv`), checkpoints, leave state.
+    pub out: Option<PathBuf>,
+    /// How it enters the run.
+    pub start: Start,
+    /// Who enacts its scheduled faults.
+    pub faults: Faults,
 }
 
 /// Seconds since the start signal, and how they were spent.
@@ -58,19 +96,23 @@ struct Timing {
 pub struct Peer<G: Gossip, C: CoordinatorLink> {
     /// This node's id.
     id: usize,
-    /// The run it belongs to.
+    /// The run it belongs to, and the run folder.
     run: Arc<Prepared>,
+    out: Option<PathBuf>,
     /// Its local objective and the gradient buffer it fills.
     objective: Box<dyn Objective>,
     grad: Vec<f32>,
-    /// The minibatch of each iteration.
+    /// The minibatch of each iteration (its position is the iteration: batch t at iteration t).
     sampler: BatchSampler,
     /// The algorithm's state machine.
     core: Node,
-    /// The neighbours and their addresses (for errors that name them).
+    /// The neighbours in the current epoch and their addresses (for errors that name them).
     peers: Vec<PeerAddr>,
     gossip: G,
     coordinator: C,
+    /// The run's id and token (for the gossip sessions of later epochs).
+    run_id: String,
+    token: Bytes,
     /// Encodes outgoing messages into `buf` (zstd index blocks when configured).
     encoder: Encoder,
     buf: Vec<u8>,
@@ -82,40 +124,41 @@ pub struct Peer<G: Gossip, C: CoordinatorLink> {
     /// Extra wait after each gradient, as a multiple of its compute time: a node emulates its
     /// `[[nodes]] speed` relative to the fastest node.
     slowdown: f64,
-    /// Iterations completed, read by the heartbeat.
-    progress: Arc<AtomicU64>,
-    /// The coordinator's abort, set by the heartbeat.
-    abort: watch::Receiver<String>,
+    /// Iteration and epoch, read by the heartbeat.
+    progress: Progress,
+    /// The coordinator's abort or freeze, set by the heartbeat (and reset after a sync).
+    control: watch::Receiver<Control>,
+    control_tx: Arc<watch::Sender<Control>>,
     heartbeat: AbortOnDropHandle<()>,
+    /// Iterations at which a scheduled change starts an epoch (every member syncs there).
+    planned: BTreeSet<u64>,
+    /// This node's own scheduled faults.
+    own_faults: Vec<Change>,
+    faults: Faults,
+    /// The iteration of the last epoch start (so a boundary syncs once).
+    synced_at: Option<u64>,
+    /// Messages of epochs the node has not started yet.
+    future: Vec<Inbound>,
+    /// Bytes sent before this process (restored from a checkpoint), (payload, framed).
+    offset: (u64, u64),
 }
 
 impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
-    /// Registers with the coordinator (its reply is the start signal), builds the core with the
-    /// neighbours and mixing row it hands out, connects the gossip links and starts the heartbeat.
+    /// Registers with the coordinator (its reply is the start signal, or for a joining node its
+    /// admission), builds the core (fresh, from a checkpoint, or joining with a model), connects
+    /// the gossip links and starts the heartbeat.
     pub async fn register(parts: Parts<G, C>) -> Result<Peer<G, C>, NodeError> {
-        let Parts { id, run, mut objective, mut gossip, mut coordinator, out } = parts;
-        let reply = registration::register(id, &run, objective.as_mut(), &gossip, &mut coordinator).await?;
-        let started = Instant::now();
-        let mut cfg = run.node_config(id);
-        cfg.row = reply.row.iter().map(|w| (w.peer as usize, w.w)).collect();
-        let core = Node::new(cfg)?;
-        let peers: Vec<PeerAddr> =
-            reply.peers.iter().map(|p| PeerAddr { id: p.id as usize, address: p.address.clone() }).collect();
-        let session = Session {
-            run_id: reply.run_id.clone(),
-            token: reply.token.clone(),
-            shapes: peers.iter().map(|p| link_shape(&run, id, p.id)).collect(),
-            peers: peers.clone(),
-            seed: run.config().run.seed,
-        };
-        gossip.connect(&session)?;
-        tracing::info!(node = id, address = %gossip.address(), peers = ?peers.iter().map(|p| p.id).collect::<Vec<_>>(), run = %reply.run_id, "started");
-        let progress = Arc::new(AtomicU64::new(0));
-        let (abort_tx, abort) = watch::channel(String::new());
+        let Parts { id, run, mut objective, gossip, mut coordinator, out, start, faults } = parts;
+        let flags = (start == Start::Join, start == Start::Resume);
+        let reply =
+            registration::register(id, &run, objective.as_mut(), &gossip, &mut coordinator, flags).await?;
+        let control_tx = Arc::new(watch::channel(Control::Running).0);
+        let progress = Progress::default();
         let every = Duration::from_secs_f64(run.config().cluster.heartbeat_s);
-        let heartbeat = heartbeat::spawn(coordinator.clone(), id, progress.clone(), every, abort_tx);
-        let slowdown = slowdown(&run, id);
-        Ok(Peer {
+        let heartbeat =
+            heartbeat::spawn(coordinator.clone(), id, progress.clone(), every, control_tx.clone());
+        let schedule = run.schedule();
+        let mut peer = Peer {
             sampler: BatchSampler::new(
                 run.config().run.seed,
                 id,
@@ -123,24 +166,36 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
                 run.batch_size(id),
             ),
             grad: vec![0.0; run.dim()],
-            telemetry: Telemetry::new(id, &core.peers().collect::<Vec<_>>()),
-            record: NodeRecord::create(out.as_deref(), id)?,
+            telemetry: Telemetry::new(id, &[]),
+            record: NodeRecord::create(out.as_deref(), id, start != Start::Fresh)?,
             encoder: run.config().compression.zstd.map(Encoder::with_zstd).unwrap_or_default(),
             buf: Vec::new(),
-            timing: Timing { started, compute_s: 0.0, wait_s: 0.0 },
+            timing: Timing { started: Instant::now(), compute_s: 0.0, wait_s: 0.0 },
             loss: None,
+            core: Node::new(run.node_config(id))?,
+            peers: Vec::new(),
+            run_id: reply.run_id.clone(),
+            token: reply.token.clone(),
+            slowdown: slowdown(&run, id),
+            control: control_tx.subscribe(),
+            control_tx,
+            heartbeat,
+            planned: schedule.iter().filter(|c| c.changes_membership()).map(|c| c.iteration).collect(),
+            own_faults: schedule.into_iter().filter(|c| c.node == id && c.peer.is_none()).collect(),
+            synced_at: None,
+            future: Vec::new(),
+            offset: (0, 0),
+            progress,
+            faults,
             id,
             run,
+            out,
             objective,
-            core,
-            peers,
             gossip,
             coordinator,
-            slowdown,
-            progress,
-            abort,
-            heartbeat,
-        })
+        };
+        peer.enter(start, &reply).await?;
+        Ok(peer)
     }
 
     /// Trains to the last iteration, then tells the coordinator how it ended (whatever the
@@ -152,14 +207,22 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
 
     async fn train(&mut self, shutdown: &CancellationToken) -> Result<Outcome, NodeError> {
         let total = self.run.config().run.iterations;
-        let every = self.run.config().run.eval_every;
-        self.report().await?;
+        if self.core.iteration() == 0 && self.core.epoch() == 0 {
+            self.report().await?;
+        }
         while self.core.iteration() < total {
+            let t = self.core.iteration();
+            if let Some(outcome) = self.own_fault(t).await? {
+                return Ok(outcome);
+            }
+            if self.planned.contains(&t) && self.synced_at != Some(t) {
+                self.sync(true, shutdown).await?;
+                continue;
+            }
             self.gradient_step().await?;
-            self.await_exchange(shutdown).await?;
-            self.progress.store(self.core.iteration(), Ordering::Relaxed);
-            if self.core.iteration().is_multiple_of(every) || self.core.iteration() == total {
-                self.report().await?;
+            match self.await_exchange(shutdown).await? {
+                exchange::Waited::Done => self.end_of_iteration().await?,
+                exchange::Waited::Interrupted(why) => self.reconfigure(why, shutdown).await?,
             }
         }
         self.deliver_last(shutdown).await
@@ -184,126 +247,33 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         Ok(())
     }
 
-    /// Step 2: applies neighbours' messages until the iteration's exchanges are complete. Fails
-    /// on the coordinator's abort, on shutdown, on a failed delivery, on a neighbour that a probe
-    /// finds gone, and after `[cluster] timeout_s` without any message.
-    async fn await_exchange(&mut self, shutdown: &CancellationToken) -> Result<(), NodeError> {
-        let timeout = self.timeout();
-        let mut last_progress = Instant::now();
-        // A deadline, not a guard on an interval: a guard is read only when `select!` starts, so
-        // an idle wait would never probe.
-        let mut probe_at = last_progress + PROBE_AFTER;
-        while self.core.phase() != Phase::NeedGradient {
-            let w0 = Instant::now();
-            // Biased: an abort or a shutdown first (rarely ready, and a node whose messages are
-            // always queued must still see them), then a message already here before any timer,
-            // so a neighbour that delivered its last message and left is never taken for dead.
-            tokio::select! {
-                biased;
-                _ = self.abort.changed() => return Err(NodeError::Aborted(self.abort.borrow().clone())),
-                _ = shutdown.cancelled() => return Err(NodeError::Shutdown(self.id)),
-                event = self.gossip.next() => {
-                    self.handle(event)?;
-                    last_progress = Instant::now();
-                    probe_at = last_progress + PROBE_AFTER;
-                }
-                _ = tokio::time::sleep_until(last_progress + timeout) => return Err(self.timed_out()),
-                _ = tokio::time::sleep_until(probe_at) => {
-                    self.probe_missing().await?;
-                    probe_at = Instant::now() + PROBE_AFTER;
-                }
-            }
-            self.timing.wait_s += w0.elapsed().as_secs_f64();
-        }
-        Ok(())
-    }
-
-    /// Applies one gossip event: a message to the core (its replies go out), or a failed send.
-    fn handle(&mut self, event: Option<GossipEvent>) -> Result<(), NodeError> {
-        match event {
-            Some(GossipEvent::Message(m)) => {
-                self.telemetry.received(&self.core, &m);
-                let applied = self.core.handle_message(m.from, m.iteration, m.exchange, &m.payload);
-                self.gossip.recycle(m.payload);
-                applied?;
-                self.telemetry.observe(&self.core);
-                self.send_ready();
-                Ok(())
-            }
-            Some(GossipEvent::SendFailed(e)) => Err(e.into()),
-            None => Err(NodeError::Shutdown(self.id)),
-        }
-    }
-
-    /// Checks that the neighbours still awaited exist: one that a probe cannot reach fails the
-    /// run at once, instead of after the timeout.
-    async fn probe_missing(&mut self) -> Result<(), NodeError> {
-        let missing = self.core.missing_peers();
-        let Some(down) = self.gossip.probe(&missing).await else { return Ok(()) };
-        // Its last message may have come in while we probed (it finished and left): apply what
-        // is here before deciding that it is gone.
-        while let Some(event) = self.gossip.try_next() {
-            self.handle(Some(event))?;
-        }
-        match self.core.phase() {
-            Phase::Exchanging(exchange) if self.core.missing_peers().contains(&down.peer) => {
-                Err(NodeError::Transport(TransportError::PeerGone {
-                    peer: down.peer,
-                    address: down.address,
-                    iteration: self.core.iteration(),
-                    exchange,
-                    message: down.reason,
-                }))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// The error for neighbours that sent nothing within the timeout, naming them.
-    fn timed_out(&self) -> NodeError {
-        self.telemetry.timed_out();
-        let exchange = match self.core.phase() {
-            Phase::Exchanging(ex) => ex,
-            Phase::NeedGradient => unreachable!("only waited on while exchanging"),
-        };
-        let address =
-            |j: usize| self.peers.iter().find(|p| p.id == j).map(|p| p.address.clone()).unwrap_or_default();
-        NodeError::Timeout {
-            node: self.id,
-            iteration: self.core.iteration(),
-            exchange,
-            missing: self
-                .core
-                .missing_peers()
-                .into_iter()
-                .map(|j| PeerAddr { id: j, address: address(j) })
-                .collect(),
-            timeout_s: self.timeout().as_secs_f64(),
-        }
-    }
-
     /// Encodes every message the core has ready, once, and queues it for every neighbour.
     fn send_ready(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
             self.buf.clear();
             self.encoder.encode(t.payload, &mut self.buf);
-            let message = Outbound {
-                iteration: t.iteration,
-                exchange: t.exchange,
-                data: Bytes::copy_from_slice(&self.buf),
-            };
-            self.gossip.send(message);
+            let data = Bytes::copy_from_slice(&self.buf);
+            self.gossip.send(Outbound { epoch: t.epoch, iteration: t.iteration, exchange: t.exchange, data });
         }
     }
 
-    /// Step 3, at evaluation points: the node's iterate and counters to the coordinator (and a
-    /// row of its own metrics file).
+    /// Step 3, after an iteration: the iteration count for the heartbeat, the report at
+    /// evaluation points, and the checkpoint when one was taken.
+    async fn end_of_iteration(&mut self) -> Result<(), NodeError> {
+        let t = self.core.iteration();
+        self.progress.iteration.store(t, Ordering::Relaxed);
+        let (total, every) = (self.run.config().run.iterations, self.run.config().run.eval_every);
+        if t.is_multiple_of(every) || t == total {
+            self.report().await?;
+        }
+        self.save_checkpoint().await
+    }
+
+    /// The node's iterate and counters to the coordinator (and a row of its own metrics file).
     async fn report(&mut self) -> Result<(), NodeError> {
         let t = self.core.iteration();
-        // One reading of the counters, so the totals are exactly the sum of the per-link figures.
         let links = self.gossip.traffic();
-        let payload_bytes = links.iter().map(|l| l.payload_bytes).sum();
-        let framed_bytes = links.iter().map(|l| l.framed_bytes).sum();
+        let (payload_bytes, framed_bytes) = self.totals();
         let elapsed_s = self.timing.started.elapsed().as_secs_f64();
         let Timing { compute_s, wait_s, .. } = self.timing;
         self.record.row(t, elapsed_s, compute_s, wait_s, payload_bytes, framed_bytes)?;
@@ -332,29 +302,54 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         }
     }
 
+    /// (payload, framed) bytes this node has sent in the run, over every epoch.
+    fn totals(&self) -> (u64, u64) {
+        let (p, f) = self.gossip.totals();
+        (self.offset.0 + p, self.offset.1 + f)
+    }
+
     /// Step 4: every message sent must be delivered before the node goes (neighbours may still
     /// need them); bounded by the message timeout, cut short by an abort or a shutdown.
     async fn deliver_last(&mut self, shutdown: &CancellationToken) -> Result<Outcome, NodeError> {
+        self.flush(shutdown).await?;
+        Ok(self.outcome(None))
+    }
+
+    async fn flush(&mut self, shutdown: &CancellationToken) -> Result<(), NodeError> {
         let timeout = self.timeout();
         tokio::select! {
             r = tokio::time::timeout(timeout, self.gossip.flush()) => {
                 r.map_err(|_| NodeError::Undelivered { node: self.id, timeout_s: timeout.as_secs_f64() })??;
             }
-            _ = self.abort.changed() => return Err(NodeError::Aborted(self.abort.borrow().clone())),
+            _ = self.control.changed() => return Err(self.controlled()),
             _ = shutdown.cancelled() => return Err(NodeError::Shutdown(self.id)),
         }
-        let links = self.gossip.traffic();
-        Ok(Outcome {
+        Ok(())
+    }
+
+    fn outcome(&self, left_at: Option<u64>) -> Outcome {
+        let (payload_bytes, framed_bytes) = self.totals();
+        Outcome {
             iterations: self.core.iteration(),
-            payload_bytes: links.iter().map(|l| l.payload_bytes).sum(),
-            framed_bytes: links.iter().map(|l| l.framed_bytes).sum(),
+            payload_bytes,
+            framed_bytes,
             elapsed_s: self.timing.started.elapsed().as_secs_f64(),
-        })
+            left_at,
+        }
+    }
+
+    /// The error for what the control channel says (an abort; a freeze outside a wait).
+    fn controlled(&self) -> NodeError {
+        match &*self.control.borrow() {
+            Control::Abort(why) => NodeError::Aborted(why.clone()),
+            _ => NodeError::Aborted("the coordinator stopped the run".into()),
+        }
     }
 
     /// Step 5: tells the coordinator how the run ended here (bounded: a coordinator that is gone
     /// or wedged must not keep the node), stops the heartbeat and the gossip server.
     async fn finish(mut self, result: Result<Outcome, NodeError>) -> Result<Outcome, NodeError> {
+        let left = matches!(&result, Ok(o) if o.left_at.is_some());
         let error = match &result {
             Ok(_) => String::new(),
             Err(e) => {
@@ -362,8 +357,10 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
                 e.to_string()
             }
         };
-        let req = pb::FinishRequest { id: self.id as u32, iteration: self.core.iteration(), error };
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.coordinator.finish(req)).await;
+        if !left {
+            let req = pb::FinishRequest { id: self.id as u32, iteration: self.core.iteration(), error };
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.coordinator.finish(req)).await;
+        }
         drop(self.heartbeat);
         self.gossip.shutdown().await;
         result

@@ -11,13 +11,18 @@ pub(crate) struct NodeRecord {
 }
 
 impl NodeRecord {
-    /// Creates the file with its header.
-    pub(crate) fn create(out: Option<&Path>, id: usize) -> Result<NodeRecord, NodeError> {
+    /// Creates the file with its header; with `append` (a node joining or resuming), adds to the
+    /// file of its earlier life instead, when there is one.
+    pub(crate) fn create(out: Option<&Path>, id: usize, append: bool) -> Result<NodeRecord, NodeError> {
         let Some(dir) = out else { return Ok(NodeRecord { file: None }) };
         let dir = dir.join("nodes");
         let path = dir.join(format!("node-{id}.csv"));
         let io = |source| NodeError::Record { path: path.clone(), source };
         std::fs::create_dir_all(&dir).map_err(io)?;
+        if append && path.exists() {
+            let f = std::fs::OpenOptions::new().append(true).open(&path).map_err(io)?;
+            return Ok(NodeRecord { file: Some((f, path)) });
+        }
         let mut f = std::fs::File::create(&path).map_err(io)?;
         writeln!(f, "iter,elapsed_s,compute_s,wait_s,payload_bytes,framed_bytes").map_err(io)?;
         Ok(NodeRecord { file: Some((f, path)) })

@@ -23,6 +23,7 @@ pub(crate) async fn register(
     objective: &mut dyn Objective,
     gossip: &impl Gossip,
     coordinator: &mut impl CoordinatorLink,
+    (join, resume): (bool, bool),
 ) -> Result<pb::RegisterReply, NodeError> {
     let request = pb::RegisterRequest {
         id: id as u32,
@@ -31,6 +32,8 @@ pub(crate) async fn register(
         dim: run.dim() as u64,
         throughput: measure_throughput(objective, run.dim()),
         secret: String::new(),
+        join,
+        resume,
     };
     let deadline = Instant::now() + REACH_COORDINATOR;
     let mut warned = false;

@@ -18,6 +18,8 @@ struct Incoming {
 }
 
 pub(crate) struct Telemetry {
+    id: usize,
+    epoch: Gauge,
     iteration: Gauge,
     loss: Gauge,
     gradient: Histogram,
@@ -28,27 +30,40 @@ pub(crate) struct Telemetry {
     since: Instant,
 }
 
+/// The receiving side's series of each neighbour of `id`.
+fn incoming(id: usize, peers: &[usize]) -> Vec<Incoming> {
+    let node = id.to_string();
+    peers
+        .iter()
+        .map(|&p| {
+            let (node, peer) = (node.clone(), p.to_string());
+            Incoming {
+                peer: p,
+                wait: metrics::histogram!(names::WAIT_SECONDS, "node" => node.clone(), "peer" => peer.clone()),
+                payload: metrics::counter!(names::BYTES_RECEIVED, "node" => node.clone(), "peer" => peer.clone(), "kind" => "payload"),
+                framed: metrics::counter!(names::BYTES_RECEIVED, "node" => node, "peer" => peer, "kind" => "framed"),
+            }
+        })
+        .collect()
+}
+
 impl Telemetry {
+    /// A new membership epoch with these neighbours.
+    pub(crate) fn epoch(&mut self, epoch: u64, peers: &[usize]) {
+        self.epoch.set(epoch as f64);
+        self.incoming = incoming(self.id, peers);
+    }
+
     pub(crate) fn new(id: usize, peers: &[usize]) -> Telemetry {
         let node = id.to_string();
-        let incoming = peers
-            .iter()
-            .map(|&p| {
-                let (node, peer) = (node.clone(), p.to_string());
-                Incoming {
-                    peer: p,
-                    wait: metrics::histogram!(names::WAIT_SECONDS, "node" => node.clone(), "peer" => peer.clone()),
-                    payload: metrics::counter!(names::BYTES_RECEIVED, "node" => node.clone(), "peer" => peer.clone(), "kind" => "payload"),
-                    framed: metrics::counter!(names::BYTES_RECEIVED, "node" => node, "peer" => peer, "kind" => "framed"),
-                }
-            })
-            .collect();
         Telemetry {
+            id,
+            epoch: metrics::gauge!(names::EPOCH, "node" => node.clone()),
             iteration: metrics::gauge!(names::ITERATION, "node" => node.clone()),
             loss: metrics::gauge!(names::LOCAL_LOSS, "node" => node.clone()),
             gradient: metrics::histogram!(names::GRADIENT_SECONDS, "node" => node.clone()),
             timeout: metrics::counter!(names::ERRORS, "node" => node, "kind" => "timeout"),
-            incoming,
+            incoming: incoming(id, peers),
             current: (0, Phase::NeedGradient),
             since: Instant::now(),
         }

@@ -67,6 +67,8 @@ impl Cluster {
             gossip: self.net.join(id, self.run.dim()),
             coordinator: self.coordinator.clone(),
             out: None,
+            start: dprox_node::Start::Fresh,
+            faults: dprox_node::Faults::InProcess,
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move { Peer::register(parts).await?.run(shutdown).await })

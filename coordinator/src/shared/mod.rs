@@ -1,5 +1,11 @@
 //! [`Shared`]: the coordinator's state and what every call does to it, independent of gRPC (the
 //! service in `service` only translates messages and errors).
+//!
+//! # Layout
+//! - this file: registration, heartbeats, reports, finishes, status.
+//! - `membership`: syncs, losses, leaves, checkpoints, and forming epochs.
+
+mod membership;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -8,13 +14,27 @@ use dprox_transport::pb;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::state::{Registration, Report, RunState, State};
+use crate::state::{Membership, Registration, Report, RunState, State};
 use crate::status::{RunInfo, Status, Traffic};
 
-/// A complete evaluation iteration (every node's report), for the evaluator.
+pub(crate) use membership::CoordinatorCheckpoint;
+
+/// A complete evaluation iteration (every live member's report), for the evaluator.
 pub(crate) struct Complete {
     pub iteration: u64,
     pub reports: Vec<Report>,
+    /// Bytes sent in the lives of nodes that went before this iteration, (payload, framed).
+    pub retired: (u64, u64),
+}
+
+/// What the evaluator (the owner of the run's record) is given, in order.
+pub(crate) enum Job {
+    /// A metrics row to compute.
+    Row(Complete),
+    /// A membership change, and the live nodes after it.
+    Event(dprox_eval::MembershipEvent, usize),
+    /// Every live member wrote its checkpoint of an iteration: write the coordinator's.
+    Checkpoint(Box<CoordinatorCheckpoint>),
 }
 
 /// Why a call was refused; the service maps each to a gRPC status code.
@@ -47,24 +67,37 @@ pub(crate) struct Shared {
     pub started: watch::Sender<bool>,
     /// Flips when the run is over (completed or aborted).
     pub over: watch::Sender<bool>,
-    /// Complete iterations for the evaluator; taken (closed) when the run is over.
-    complete: Mutex<Option<mpsc::UnboundedSender<Complete>>>,
+    /// Jobs for the evaluator; taken (closed) when the run is over.
+    jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    /// The index of the latest epoch formed.
+    pub epochs: watch::Sender<u64>,
+    /// The iteration a resumed run starts at.
+    pub resume_at: Option<u64>,
     /// The latest metrics row as CSV (the `Status` call's `last_row`).
     pub last_row: Mutex<String>,
+    /// The average model of the latest row (what `model.safetensors` keeps).
+    pub xbar: Mutex<Vec<f32>>,
     /// When every node had registered.
     pub start: Mutex<Option<Instant>>,
 }
 
 impl Shared {
-    /// The shared state of a run of `run`; the receiver gets its complete evaluation iterations.
-    pub fn new(run: Arc<Prepared>, secret: &str) -> (Arc<Shared>, mpsc::UnboundedReceiver<Complete>) {
+    /// The shared state of a run of `run` with `membership` (a resumed run's, from iteration
+    /// `resume_at`); the receiver gets the evaluator's jobs.
+    pub fn new(
+        run: Arc<Prepared>,
+        secret: &str,
+        membership: Membership,
+        resume_at: Option<u64>,
+    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Job>) {
         let mut token = vec![0u8; 16];
         getrandom::fill(&mut token).expect("the OS random generator is available");
         let run_id =
             format!("{}-{}", run.name(), token[..4].iter().map(|b| format!("{b:02x}")).collect::<String>());
         let (tx, rx) = mpsc::unbounded_channel();
+        let epoch = membership.epoch.index;
         let shared = Shared {
-            state: Arc::new(Mutex::new(State::new(run.n(), run.dim(), Instant::now()))),
+            state: Arc::new(Mutex::new(State::new(run.n(), run.dim(), Instant::now(), membership))),
             info: RunInfo::of(&run, run_id.clone()),
             edges: crate::status::edges_of(&run),
             run,
@@ -73,8 +106,11 @@ impl Shared {
             secret: secret.to_string(),
             started: watch::channel(false).0,
             over: watch::channel(false).0,
-            complete: Mutex::new(Some(tx)),
+            jobs: Mutex::new(Some(tx)),
+            epochs: watch::channel(epoch).0,
+            resume_at,
             last_row: Mutex::new(String::new()),
+            xbar: Mutex::new(Vec::new()),
             start: Mutex::new(None),
         };
         (Arc::new(shared), rx)
@@ -96,7 +132,14 @@ impl Shared {
 
     /// Closes the evaluator's channel: no more iterations will complete.
     pub fn close_evaluation(&self) {
-        drop(self.complete.lock().expect("not poisoned").take());
+        drop(self.jobs.lock().expect("not poisoned").take());
+    }
+
+    /// Hands `job` to the evaluator (dropped once the run is over).
+    pub fn job(&self, job: Job) {
+        if let Some(tx) = self.jobs.lock().expect("not poisoned").as_ref() {
+            let _ = tx.send(job);
+        }
     }
 
     /// The run's status now (what `GET /api/status` serves).
@@ -112,6 +155,9 @@ impl Shared {
         }
         let id = r.id as usize;
         let reg = Registration { address: r.address.clone(), device: r.device, throughput: r.throughput };
+        if r.join {
+            return self.register_join(id, r.dim as usize, reg).await;
+        }
         let all = self
             .state()
             .register(id, r.dim as usize, reg, Instant::now())
@@ -135,27 +181,43 @@ impl Shared {
                 return Err(Refusal::Aborted(why));
             }
         }
-        Ok(self.session_of(id))
+        let info = self
+            .epoch_of(id)
+            .ok_or_else(|| Refusal::Precondition(format!("node {id} is not a member of the run's epoch")))?;
+        Ok(self.reply(info, self.resume_at))
     }
 
-    /// What node `id` is told once the run starts: the run, its neighbours, its row of W.
-    fn session_of(&self, id: usize) -> pb::RegisterReply {
+    /// The registration reply carrying the epoch `info` (starting at `at`, else its start).
+    fn reply(&self, info: pb::EpochInfo, at: Option<u64>) -> pb::RegisterReply {
+        pb::RegisterReply {
+            run_id: self.run_id.clone(),
+            token: self.token.clone().into(),
+            iteration: at.unwrap_or(info.start),
+            epoch: info.index,
+            peers: info.peers,
+            row: info.row,
+        }
+    }
+
+    /// The current epoch as node `id` sees it (its neighbours' addresses, its row), if it is a
+    /// member.
+    pub fn epoch_of(&self, id: usize) -> Option<pb::EpochInfo> {
         let st = self.state();
-        let peers = self
-            .run
+        let e = &st.membership.epoch;
+        let row = e.row(id)?.iter().map(|&(j, w)| pb::Weight { peer: j as u32, w }).collect();
+        let peers = e
             .peers(id)
             .into_iter()
             .map(|j| pb::Peer { id: j as u32, address: st.address(j).to_string() })
             .collect();
-        let row =
-            self.run.node_config(id).row.iter().map(|&(j, w)| pb::Weight { peer: j as u32, w }).collect();
-        pb::RegisterReply { run_id: self.run_id.clone(), token: self.token.clone().into(), peers, row }
+        Some(pb::EpochInfo { index: e.index, start: e.start, peers, row })
     }
 
-    /// A heartbeat; the reply carries the abort reason, if any.
+    /// A heartbeat; the reply carries the abort reason, or a freeze while an epoch is formed.
     pub fn heartbeat(&self, r: pb::HeartbeatRequest) -> pb::HeartbeatReply {
-        let abort = self.state().heartbeat(r.id as usize, r.iteration, Instant::now());
-        pb::HeartbeatReply { abort: abort.unwrap_or_default() }
+        let mut st = self.state();
+        let abort = st.heartbeat(r.id as usize, r.iteration, Instant::now());
+        pb::HeartbeatReply { abort: abort.unwrap_or_default(), freeze: st.freezing(r.epoch) }
     }
 
     /// A node's iterate at an evaluation point; when it completes the iteration, the evaluator
@@ -183,12 +245,14 @@ impl Shared {
             let done = state.report(id, iteration, report).map_err(|e| Refusal::Invalid(e.to_string()))?;
             // A report is a sign of life too.
             state.heartbeat(id, iteration, Instant::now());
-            done
+            done.map(|reports| Complete {
+                iteration,
+                reports,
+                retired: state.membership.retired_at(iteration),
+            })
         };
-        if let Some(reports) = done
-            && let Some(tx) = self.complete.lock().expect("not poisoned").as_ref()
-        {
-            let _ = tx.send(Complete { iteration, reports });
+        if let Some(c) = done {
+            self.job(Job::Row(c));
         }
         Ok(())
     }

@@ -3,12 +3,16 @@
 //! evaluated curve so far. Time comes in as an argument (tokio's `Instant`, so that drivers over
 //! it run in virtual time).
 
+mod membership;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::status::{CurvePoint, Traffic};
+
+pub use membership::{Away, Membership, Retired};
 
 /// At most this many curve points are kept: beyond it every other point is dropped, so a long
 /// run's status stays small to serve and draw while still spanning the whole run.
@@ -62,6 +66,8 @@ pub enum Progress {
     Finished,
     /// Stopped with this error.
     Failed(String),
+    /// Not taking part now (it left, crashed, or was lost).
+    Away(Away),
 }
 
 /// A node's latest sign of life.
@@ -86,6 +92,8 @@ pub struct NodeBook {
     pub sent: Traffic,
     /// Its latest minibatch loss.
     pub loss: Option<f64>,
+    /// The iteration of its latest report.
+    pub reported_at: Option<u64>,
     /// Bytes it sent to each neighbour, as of its latest report.
     pub links: BTreeMap<usize, Traffic>,
 }
@@ -165,17 +173,21 @@ pub struct State {
     /// When the coordinator started waiting for registrations.
     created: Instant,
     reports: BTreeMap<u64, Vec<Option<Report>>>,
+    /// Who takes part, and the membership changes in progress.
+    pub membership: Membership,
 }
 
 impl State {
-    /// A run of `n` nodes with models of `dim` parameters, started at `now`.
-    pub fn new(n: usize, dim: usize, now: Instant) -> State {
+    /// A run of `n` nodes with models of `dim` parameters, started at `now`, with the membership
+    /// `membership`.
+    pub fn new(n: usize, dim: usize, now: Instant, membership: Membership) -> State {
         let book = NodeBook {
             registration: None,
             heartbeat: Heartbeat { at: now, iteration: 0 },
             progress: Progress::Running,
             sent: Traffic::default(),
             loss: None,
+            reported_at: None,
             links: BTreeMap::new(),
         };
         State {
@@ -187,6 +199,7 @@ impl State {
             ended: None,
             created: now,
             reports: BTreeMap::new(),
+            membership,
         }
     }
 
@@ -221,7 +234,10 @@ impl State {
         }
         self.nodes[id].registration = Some(reg);
         self.nodes[id].heartbeat = Heartbeat { at: now, iteration: 0 };
-        let all = self.nodes.iter().all(|b| b.registration.is_some());
+        // Every live member (all nodes for a fresh run; those of the checkpoint's epoch for a
+        // resumed one).
+        let m = &self.membership;
+        let all = m.live.iter().all(|&i| self.nodes[i].registration.is_some());
         if all {
             self.state = RunState::Running;
             self.started = Some(now);
@@ -230,6 +246,31 @@ impl State {
             }
         }
         Ok(all)
+    }
+
+    /// Registers node `id` to join the running cluster (restarted or late); it is admitted at
+    /// an epoch (see [`State::join`]).
+    pub fn register_join(
+        &mut self,
+        id: usize,
+        dim: usize,
+        reg: Registration,
+        now: Instant,
+    ) -> Result<(), RegisterError> {
+        if id >= self.n() {
+            return Err(RegisterError::UnknownNode { id, n: self.n() });
+        }
+        if dim != self.dim {
+            return Err(RegisterError::WrongDim { id, dim, expected: self.dim });
+        }
+        if self.membership.live.contains(&id) {
+            let address = self.address(id).to_string();
+            return Err(RegisterError::Duplicate { id, address });
+        }
+        self.nodes[id].registration = Some(reg);
+        self.nodes[id].heartbeat.at = now;
+        self.join(id);
+        Ok(())
     }
 
     /// A heartbeat; returns the abort reason if the run was aborted.
@@ -257,6 +298,7 @@ impl State {
             return Err(ReportError::WrongDim { id, got: r.x.len(), expected: self.dim });
         }
         b.sent = r.sent;
+        b.reported_at = Some(iteration);
         b.loss = r.loss.or(b.loss);
         if !r.links.is_empty() {
             b.links = r.links.clone();
@@ -265,11 +307,34 @@ impl State {
         b.heartbeat.iteration = b.heartbeat.iteration.max(iteration);
         let slot = self.reports.entry(iteration).or_insert_with(|| vec![None; n]);
         slot[id] = Some(r);
-        if slot.iter().all(Option::is_some) {
-            let done = self.reports.remove(&iteration).expect("just inserted");
-            return Ok(Some(done.into_iter().map(|r| r.expect("all present")).collect()));
+        Ok(self.take_complete(iteration))
+    }
+
+    /// The reports of `iteration` once every live member has sent its own (with those of nodes
+    /// that went since), in node order.
+    fn take_complete(&mut self, iteration: u64) -> Option<Vec<Report>> {
+        let slot = self.reports.get(&iteration)?;
+        if !self.membership.live.iter().all(|&j| slot[j].is_some()) {
+            return None;
         }
-        Ok(None)
+        let done = self.reports.remove(&iteration).expect("present");
+        Some(done.into_iter().flatten().collect())
+    }
+
+    /// Iterations whose reports are complete now that a member went, ascending.
+    pub fn complete_reports(&mut self) -> Vec<(u64, Vec<Report>)> {
+        let pending: Vec<u64> = self.reports.keys().copied().collect();
+        pending.into_iter().filter_map(|t| self.take_complete(t).map(|r| (t, r))).collect()
+    }
+
+    /// Drops the reports of iterations before `start`: the members restarted at `start` (after
+    /// a loss), and those rows cannot be completed.
+    fn drop_reports_before(&mut self, start: u64) {
+        let skipped: Vec<u64> = self.reports.range(..start).map(|(&t, _)| t).collect();
+        for t in skipped {
+            tracing::warn!(iteration = t, "metrics row skipped: the members restarted at iteration {start}");
+            self.reports.remove(&t);
+        }
     }
 
     /// An evaluated point of the curve (they arrive in order of iteration).
@@ -285,21 +350,29 @@ impl State {
         self.curve.push(p);
     }
 
-    /// A node finished, or failed with `error`, at `now`.
+    /// A node finished, or failed with `error`, at `now`. A live member's failure aborts the
+    /// run; a node that was already away (lost, excluded) only says why it stopped.
     pub fn finish(&mut self, id: usize, error: Option<String>, now: Instant) {
         if id >= self.n() {
             return;
         }
+        let live = self.membership.live.contains(&id);
         if let Some(e) = &error
+            && live
             && !matches!(self.state, RunState::Aborted(_))
         {
             self.state = RunState::Aborted(format!("node {id} ({}) failed: {e}", self.address(id)));
         }
-        self.nodes[id].progress = match error {
-            None => Progress::Finished,
-            Some(e) => Progress::Failed(e),
-        };
-        if self.state == RunState::Running && self.nodes.iter().all(|b| b.progress == Progress::Finished) {
+        if live {
+            self.nodes[id].progress = match error {
+                None => Progress::Finished,
+                Some(e) => Progress::Failed(e),
+            };
+        }
+        let m = &self.membership;
+        if self.state == RunState::Running
+            && m.live.iter().all(|&j| self.nodes[j].progress == Progress::Finished)
+        {
             self.state = RunState::Completed;
         }
         if self.is_over() && self.ended.is_none() {
@@ -307,24 +380,31 @@ impl State {
         }
     }
 
-    /// Declares running nodes silent for longer than `limit` dead; returns true if that aborted
-    /// the run.
-    pub fn check_liveness(&mut self, now: Instant, limit: Duration) -> bool {
+    /// A live member silent for longer than `limit` (the failure detector's tolerance), with
+    /// what to say about it.
+    pub fn silent_member(&self, now: Instant, limit: Duration) -> Option<(usize, String)> {
         if self.state != RunState::Running {
-            return false;
+            return None;
         }
-        let silent = self.nodes.iter().position(|b| {
+        let id = *self.membership.live.iter().find(|&&j| {
+            let b = &self.nodes[j];
             b.progress == Progress::Running && now.saturating_duration_since(b.heartbeat.at) > limit
-        });
-        let Some(id) = silent else { return false };
+        })?;
         let Heartbeat { at, iteration } = self.nodes[id].heartbeat;
-        self.state = RunState::Aborted(format!(
-            "node {id} ({}) stopped sending heartbeats {:.1} s ago, at iteration {iteration}",
+        let why = format!(
+            "node {id} ({}) sent no heartbeat for {:.1} s, at iteration {iteration}",
             self.address(id),
             now.saturating_duration_since(at).as_secs_f64()
-        ));
-        self.ended = Some(now);
-        true
+        );
+        Some((id, why))
+    }
+
+    /// Ends the run with `why` at `now` (fewer nodes than `min_nodes` are left, say).
+    pub fn abort(&mut self, why: String, now: Instant) {
+        if !self.is_over() {
+            self.state = RunState::Aborted(why);
+            self.ended = Some(now);
+        }
     }
 
     /// Aborts a run that is still waiting for registrations `limit` after the coordinator
@@ -367,7 +447,7 @@ mod tests {
     #[test]
     fn a_run_not_fully_registered_in_time_is_aborted_naming_the_missing_nodes() {
         let t = Instant::now();
-        let mut s = State::new(4, 2, t);
+        let mut s = State::new(4, 2, t, Membership::of_nodes(4));
         s.register(1, 2, reg("b:2"), t).unwrap();
         s.register(3, 2, reg("d:4"), t).unwrap();
         let limit = Duration::from_secs(60);
@@ -383,7 +463,7 @@ mod tests {
         );
         assert!(s.is_over());
         // A run that started is not concerned.
-        let mut s = State::new(1, 2, t);
+        let mut s = State::new(1, 2, t, Membership::of_nodes(1));
         s.register(0, 2, reg("a:1"), t).unwrap();
         assert!(!s.check_registration(t + 2 * limit, limit));
         assert_eq!(s.state, RunState::Running);
@@ -392,7 +472,7 @@ mod tests {
     #[test]
     fn registration_refuses_unknown_ids_wrong_dims_and_duplicates() {
         let t = Instant::now();
-        let mut s = State::new(2, 10, t);
+        let mut s = State::new(2, 10, t, Membership::of_nodes(2));
         assert_eq!(
             s.register(2, 10, reg("a"), t).unwrap_err().to_string(),
             "node id 2 is not in the topology, which has nodes 0..2"
@@ -414,7 +494,7 @@ mod tests {
     #[test]
     fn reports_complete_when_every_node_sent_one() {
         let t = Instant::now();
-        let mut s = State::new(2, 1, t);
+        let mut s = State::new(2, 1, t, Membership::of_nodes(2));
         let sent = Traffic { payload_bytes: 1, framed_bytes: 2 };
         let r = |v| Report { x: vec![v], sent, elapsed: 0.5, loss: None, links: BTreeMap::new() };
         assert_eq!(s.report(1, 10, r(1.0)), Ok(None));
@@ -431,24 +511,33 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_or_silence_aborts_and_completion_needs_everyone() {
+    fn a_failure_aborts_silence_loses_the_node_and_completion_needs_every_live_member() {
         let t = Instant::now();
-        let mut s = State::new(2, 1, t);
-        s.register(0, 1, reg("a:1"), t).unwrap();
-        s.register(1, 1, reg("b:2"), t).unwrap();
+        let mut s = State::new(3, 1, t, Membership::of_nodes(3));
+        for (i, a) in ["a:1", "b:2", "c:3"].iter().enumerate() {
+            s.register(i, 1, reg(a), t).unwrap();
+        }
         s.finish(0, None, t);
         assert_eq!(s.state, RunState::Running);
-        assert!(!s.check_liveness(t + Duration::from_secs(5), Duration::from_secs(10)));
-        assert!(s.check_liveness(t + Duration::from_secs(11), Duration::from_secs(10)));
-        assert!(
-            matches!(&s.state, RunState::Aborted(w) if w.contains("node 1 (b:2) stopped sending heartbeats"))
-        );
-        let mut s = State::new(2, 1, t);
+        assert_eq!(s.silent_member(t + Duration::from_secs(5), Duration::from_secs(10)), None);
+        let (id, why) = s.silent_member(t + Duration::from_secs(11), Duration::from_secs(10)).unwrap();
+        assert_eq!((id, why.as_str()), (1, "node 1 (b:2) sent no heartbeat for 11.0 s, at iteration 0"));
+        assert!(s.lose(1));
+        assert!(!s.lose(1), "lost once");
+        assert_eq!(s.nodes[1].progress, Progress::Away(Away::Lost));
+        assert!(s.freezing(0));
+        // Node 1 is gone: node 2 finishing completes the run (a lost node's late error does not
+        // abort it).
+        s.finish(1, Some("the run went on without this node".into()), t);
+        assert_eq!(s.state, RunState::Running);
+        s.finish(2, None, t);
+        assert_eq!(s.state, RunState::Completed);
+        let mut s = State::new(2, 1, t, Membership::of_nodes(2));
         s.register(0, 1, reg("a:1"), t).unwrap();
         s.register(1, 1, reg("b:2"), t).unwrap();
         s.finish(1, Some("timed out waiting for node 0".into()), t);
         assert_eq!(s.heartbeat(0, 3, t), Some("node 1 (b:2) failed: timed out waiting for node 0".into()));
-        let mut s = State::new(1, 1, t);
+        let mut s = State::new(1, 1, t, Membership::of_nodes(1));
         s.register(0, 1, reg("a:1"), t).unwrap();
         s.finish(0, None, t);
         assert_eq!(s.state, RunState::Completed);

@@ -47,6 +47,13 @@ pub const EVAL_ITERATION: &str = "dprox_eval_iteration";
 pub const NODES_REGISTERED: &str = "dprox_nodes_registered";
 /// Gauge {node}: seconds since the coordinator last heard from the node.
 pub const HEARTBEAT_AGE_SECONDS: &str = "dprox_heartbeat_age_seconds";
+/// Gauge: the membership epoch (a node's own, or the coordinator's current one without label).
+pub const EPOCH: &str = "dprox_epoch";
+/// Gauge: the nodes taking part in the current epoch (coordinator).
+pub const LIVE_NODES: &str = "dprox_live_nodes";
+/// Counter, by `kind` (leave, crash, lost, rejoin, link_down, link_up, pause): membership
+/// changes (coordinator).
+pub const MEMBERSHIP_CHANGES: &str = "dprox_membership_changes_total";
 
 /// Histogram buckets for the `_seconds` metrics: 100 us to 60 s.
 pub const SECONDS_BUCKETS: &[f64] =
@@ -79,4 +86,7 @@ pub fn describe() {
     );
     describe_gauge!(NODES_REGISTERED, "Nodes registered with the coordinator");
     describe_gauge!(HEARTBEAT_AGE_SECONDS, Unit::Seconds, "Seconds since the node was last heard from");
+    describe_gauge!(EPOCH, "The membership epoch");
+    describe_gauge!(LIVE_NODES, "Nodes taking part in the current epoch");
+    describe_counter!(MEMBERSHIP_CHANGES, "Membership changes by kind");
 }

@@ -74,6 +74,7 @@ fn header(len: usize) -> pb::Header {
         iteration: 0,
         exchange: 0,
         length: len as u64,
+        epoch: 0,
     }
 }
 

@@ -57,6 +57,16 @@ pub enum TransportError {
         /// The gRPC status or connection error.
         message: String,
     },
+    /// A joining node could not fetch a neighbour's model.
+    #[error("fetching the model of node {peer} at {address} failed: {message}")]
+    Fetch {
+        /// Peer id.
+        peer: usize,
+        /// Its address.
+        address: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A neighbour we are waiting for no longer answers.
     #[error(
         "node {peer} at {address} is gone (waiting for its {exchange} message of iteration {iteration}): {message}"
@@ -75,15 +85,26 @@ pub enum TransportError {
     },
 }
 
-/// What a node accepts: messages of its run, carrying its token, from its neighbours.
+/// What a node accepts: messages of its run, carrying its token, from the nodes allowed to send
+/// (every node of the run: which of them are neighbours changes with the membership epochs, and
+/// the node's core refuses a message from a node that is not one in its epoch).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Auth {
     /// The run id the coordinator issued.
     pub run_id: String,
     /// The run's token.
     pub token: Vec<u8>,
-    /// The neighbours allowed to send (ascending).
+    /// The nodes allowed to send (ascending).
     pub peers: Vec<usize>,
+}
+
+/// The model a node serves to a joining neighbour: x at the start of its current epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PublishedModel {
+    /// The epoch.
+    pub epoch: u64,
+    /// x at the epoch's start iteration.
+    pub x: Arc<Vec<f32>>,
 }
 
 /// A decoded message, ready for `Node::handle_message`.
@@ -91,6 +112,8 @@ pub struct Auth {
 pub struct Inbound {
     /// Sender.
     pub from: usize,
+    /// The membership epoch it belongs to.
+    pub epoch: u64,
     /// Iteration.
     pub iteration: u64,
     /// Exchange.
@@ -154,6 +177,7 @@ pub struct GossipService {
     auth_wait: Duration,
     pool: PayloadPool,
     refused: metrics::Counter,
+    model: watch::Receiver<Option<PublishedModel>>,
 }
 
 impl GossipService {
@@ -173,7 +197,14 @@ impl GossipService {
             auth_wait,
             pool: PayloadPool::default(),
             refused: metrics::Counter::noop(),
+            model: watch::channel(None).1,
         }
+    }
+
+    /// Serves the model `model` publishes to joining neighbours (`FetchModel`).
+    pub fn with_model(mut self, model: watch::Receiver<Option<PublishedModel>>) -> GossipService {
+        self.model = model;
+        self
     }
 
     /// Counts refused messages as `dprox_errors_total{node, kind="refused"}`.
@@ -216,6 +247,36 @@ impl pb::gossip_server::Gossip for GossipService {
     async fn ping(&self, _: Request<pb::PingRequest>) -> Result<Response<pb::PingReply>, Status> {
         Ok(Response::new(pb::PingReply {}))
     }
+
+    async fn fetch_model(
+        &self,
+        request: Request<pb::FetchModelRequest>,
+    ) -> Result<Response<pb::FetchModelReply>, Status> {
+        let r = request.into_inner();
+        let auth = self.authorised().await?;
+        if r.run_id != auth.run_id || r.token.as_ref() != auth.token.as_slice() {
+            return Err(Status::unauthenticated("the request does not carry this run's id and token"));
+        }
+        // The node may not have started the epoch yet: wait for it, as for an early message.
+        let mut model = self.model.clone();
+        let published = tokio::time::timeout(
+            self.auth_wait,
+            model.wait_for(|m| m.as_ref().is_some_and(|m| m.epoch >= r.epoch)),
+        )
+        .await
+        .map_err(|_| Status::unavailable(format!("this node has not started epoch {} yet", r.epoch)))?
+        .map_err(|_| Status::unavailable("this node is shutting down"))?
+        .clone()
+        .expect("waited for Some");
+        if published.epoch != r.epoch {
+            return Err(Status::failed_precondition(format!(
+                "this node is in epoch {}, not {}",
+                published.epoch, r.epoch
+            )));
+        }
+        let x = published.x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+        Ok(Response::new(pb::FetchModelReply { x: x.into() }))
+    }
 }
 
 impl GossipService {
@@ -224,13 +285,7 @@ impl GossipService {
         let first =
             stream.message().await?.ok_or_else(|| Status::invalid_argument("empty message stream"))?;
         let h = first.header.ok_or_else(|| Status::invalid_argument("the first chunk has no header"))?;
-        let mut auth = self.auth.clone();
-        let auth = tokio::time::timeout(self.auth_wait, auth.wait_for(|a| a.is_some()))
-            .await
-            .map_err(|_| Status::unavailable("this node has not joined a run yet"))?
-            .map_err(|_| Status::unavailable("this node is shutting down"))?
-            .clone()
-            .expect("waited for Some");
+        let auth = self.authorised().await?;
         if h.run_id != auth.run_id || h.token.as_ref() != auth.token.as_slice() {
             return Err(Status::unauthenticated(format!(
                 "message from node {} does not carry this run's id and token (run {})",
@@ -274,7 +329,18 @@ impl GossipService {
             self.pool.give(payload);
             return Err(status);
         }
-        Ok(Inbound { from, iteration: h.iteration, exchange, payload, bytes: len, framed })
+        Ok(Inbound { from, epoch: h.epoch, iteration: h.iteration, exchange, payload, bytes: len, framed })
+    }
+
+    /// The run's credentials, once the node has them (early callers wait up to `auth_wait`).
+    async fn authorised(&self) -> Result<Auth, Status> {
+        let mut auth = self.auth.clone();
+        let got = tokio::time::timeout(self.auth_wait, auth.wait_for(|a| a.is_some()))
+            .await
+            .map_err(|_| Status::unavailable("this node has not joined a run yet"))?
+            .map_err(|_| Status::unavailable("this node is shutting down"))?
+            .clone();
+        Ok(got.expect("waited for Some"))
     }
 
     async fn decode_stream(
@@ -433,6 +499,38 @@ impl PeerClient {
             message: describe(&status),
         })?;
         Ok(SendStats { payload: n as u64, framed })
+    }
+
+    /// Asks the peer for its model at the start of `epoch` (a joining node), as the run `auth`.
+    pub async fn fetch_model(
+        &mut self,
+        run_id: &str,
+        token: &Bytes,
+        from: usize,
+        epoch: u64,
+        dim: usize,
+    ) -> Result<Vec<f32>, TransportError> {
+        let req =
+            pb::FetchModelRequest { run_id: run_id.into(), token: token.clone(), from: from as u32, epoch };
+        let fail = |message: String| TransportError::Fetch {
+            peer: self.peer,
+            address: self.address.clone(),
+            message,
+        };
+        let reply = self.client.fetch_model(req).await.map_err(|s| fail(describe(&s)))?.into_inner();
+        if reply.x.len() != 4 * dim {
+            return Err(fail(format!(
+                "the model has {} bytes, not {} ({dim} parameters)",
+                reply.x.len(),
+                4 * dim
+            )));
+        }
+        let x: Vec<f32> =
+            reply.x.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(fail(format!("the model holds {} at coordinate {i}", x[i])));
+        }
+        Ok(x)
     }
 
     /// Asks whether the peer is still serving. [`PingError::Unreachable`] says why it is not

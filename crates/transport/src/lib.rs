@@ -24,6 +24,7 @@ pub mod pb {
 
 pub use gossip::{
     Auth, CHUNK_BYTES, CONNECTION_WINDOW, GossipService, Inbound, PayloadPool, PeerClient, PingError,
-    STREAM_WINDOW, SendStats, TransportError, describe, endpoint, framed_len, max_message_bytes, server,
+    PublishedModel, STREAM_WINDOW, SendStats, TransportError, describe, endpoint, framed_len,
+    max_message_bytes, server,
 };
 pub use shape::{LinkShape, Shaper};

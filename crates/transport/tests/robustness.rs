@@ -34,6 +34,7 @@ fn header(from: u32, token: u8, length: usize) -> pb::Header {
         iteration: 0,
         exchange: 1,
         length: length as u64,
+        epoch: 0,
     }
 }
 

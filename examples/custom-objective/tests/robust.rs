@@ -63,7 +63,9 @@ fn train(dir: &Path, model: &str) -> (Arc<Prepared>, Vec<f32>) {
         sim.step().unwrap();
     }
     sim.evaluate();
-    (Arc::new(run), sim.xbar().to_vec())
+    let xbar = sim.xbar().to_vec();
+    drop(sim);
+    (Arc::new(run), xbar)
 }
 
 #[test]

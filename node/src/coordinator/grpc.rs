@@ -64,4 +64,20 @@ impl CoordinatorLink for GrpcCoordinator {
     async fn finish(&mut self, req: pb::FinishRequest) -> Result<(), LinkError> {
         self.client.finish(req).await.map(drop).map_err(link_error)
     }
+
+    async fn sync(&mut self, req: pb::SyncRequest) -> Result<pb::SyncReply, LinkError> {
+        self.client.sync(req).await.map(tonic::Response::into_inner).map_err(link_error)
+    }
+
+    async fn lost(&mut self, req: pb::LostRequest) -> Result<(), LinkError> {
+        self.client.lost(req).await.map(drop).map_err(link_error)
+    }
+
+    async fn leave(&mut self, req: pb::LeaveRequest) -> Result<(), LinkError> {
+        self.client.leave(req).await.map(drop).map_err(link_error)
+    }
+
+    async fn checkpointed(&mut self, req: pb::CheckpointedRequest) -> Result<(), LinkError> {
+        self.client.checkpointed(req).await.map(drop).map_err(link_error)
+    }
 }

@@ -1,10 +1,14 @@
 //! A coordinator in memory, for driving nodes in one process: it registers them, replies when all
-//! have (with the peers and mixing weights of the run), records their reports and finishes, and
-//! lets a test abort the run or make the coordinator unreachable.
+//! have (with the peers and mixing weights of the run), records their reports and finishes, forms
+//! membership epochs (a barrier over the members: when every member has synced, the next epoch
+//! starts at the furthest iteration among them, planned by `Prepared::plan_epoch`), and lets a
+//! test abort the run or make the coordinator unreachable.
 
 use std::sync::{Arc, Mutex};
 
-use dprox_prepare::Prepared;
+use std::collections::BTreeMap;
+
+use dprox_prepare::{Epoch, Prepared};
 use dprox_transport::pb;
 use tokio::sync::watch;
 
@@ -19,6 +23,11 @@ struct Book {
     heartbeats: usize,
     abort: Option<String>,
     unreachable: bool,
+    /// The current epoch, and the members that have synced for the next one (at their iteration).
+    epoch: Epoch,
+    members: Vec<usize>,
+    synced: BTreeMap<usize, u64>,
+    freeze: bool,
 }
 
 /// An in-memory coordinator for the run it was made with; clones share it.
@@ -27,6 +36,8 @@ pub struct MemoryCoordinator {
     run: Arc<Prepared>,
     book: Arc<Mutex<Book>>,
     started: watch::Sender<bool>,
+    /// The index of the latest epoch formed.
+    epochs: watch::Sender<u64>,
 }
 
 impl MemoryCoordinator {
@@ -39,8 +50,17 @@ impl MemoryCoordinator {
             heartbeats: 0,
             abort: None,
             unreachable: false,
+            epoch: run.initial_epoch(),
+            members: (0..run.n()).collect(),
+            synced: BTreeMap::new(),
+            freeze: false,
         };
-        MemoryCoordinator { run, book: Arc::new(Mutex::new(book)), started: watch::channel(false).0 }
+        MemoryCoordinator {
+            run,
+            book: Arc::new(Mutex::new(book)),
+            started: watch::channel(false).0,
+            epochs: watch::channel(0).0,
+        }
     }
 
     /// Aborts the run: the next heartbeat of every node carries `why`.
@@ -75,6 +95,22 @@ impl MemoryCoordinator {
 
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
         self.book.lock().expect("not poisoned")
+    }
+
+    /// Forms the next epoch when every member has synced.
+    fn maybe_form(&self) {
+        let mut book = self.book();
+        if book.members.is_empty() || !book.members.iter().all(|m| book.synced.contains_key(m)) {
+            return;
+        }
+        let start = book.synced.values().copied().max().unwrap_or(0);
+        let index = book.epoch.index + 1;
+        let epoch = self.run.plan_epoch(index, start, &book.members, &[]).expect("a connected membership");
+        book.epoch = epoch;
+        book.synced.clear();
+        book.freeze = false;
+        drop(book);
+        self.epochs.send_replace(index);
     }
 
     fn reachable(&self) -> Result<(), LinkError> {
@@ -116,6 +152,8 @@ impl CoordinatorLink for MemoryCoordinator {
             token: bytes::Bytes::from_static(b"token"),
             peers,
             row,
+            epoch: 0,
+            iteration: 0,
         })
     }
 
@@ -130,7 +168,50 @@ impl CoordinatorLink for MemoryCoordinator {
         self.reachable()?;
         let mut book = self.book();
         book.heartbeats += 1;
-        Ok(pb::HeartbeatReply { abort: book.abort.clone().unwrap_or_default() })
+        Ok(pb::HeartbeatReply { abort: book.abort.clone().unwrap_or_default(), freeze: book.freeze })
+    }
+
+    async fn sync(&mut self, req: pb::SyncRequest) -> Result<pb::SyncReply, LinkError> {
+        self.reachable()?;
+        let id = req.id as usize;
+        self.book().synced.insert(id, req.iteration);
+        self.maybe_form();
+        let _ = self.epochs.subscribe().wait_for(|&e| e > req.epoch).await;
+        let book = self.book();
+        let e = &book.epoch;
+        let Some(row) = e.row(id) else {
+            return Ok(pb::SyncReply { epoch: None, excluded: true, abort: String::new() });
+        };
+        let peers = e
+            .peers(id)
+            .into_iter()
+            .map(|j| pb::Peer { id: j as u32, address: format!("memory:{j}") })
+            .collect();
+        let row = row.iter().map(|&(j, w)| pb::Weight { peer: j as u32, w }).collect();
+        let epoch = pb::EpochInfo { index: e.index, start: e.start, peers, row };
+        Ok(pb::SyncReply { epoch: Some(epoch), excluded: false, abort: String::new() })
+    }
+
+    async fn lost(&mut self, req: pb::LostRequest) -> Result<(), LinkError> {
+        self.reachable()?;
+        let mut book = self.book();
+        book.members.retain(|&m| m != req.peer as usize);
+        book.synced.remove(&(req.peer as usize));
+        book.freeze = true;
+        drop(book);
+        self.maybe_form();
+        Ok(())
+    }
+
+    async fn leave(&mut self, req: pb::LeaveRequest) -> Result<(), LinkError> {
+        self.reachable()?;
+        self.book().members.retain(|&m| m != req.id as usize);
+        self.maybe_form();
+        Ok(())
+    }
+
+    async fn checkpointed(&mut self, _req: pb::CheckpointedRequest) -> Result<(), LinkError> {
+        self.reachable()
     }
 
     async fn finish(&mut self, req: pb::FinishRequest) -> Result<(), LinkError> {

@@ -46,4 +46,20 @@ pub trait CoordinatorLink: Clone + Send + Sync + 'static {
 
     /// This node finished (or failed, with the reason).
     fn finish(&mut self, req: pb::FinishRequest) -> impl Future<Output = Result<(), LinkError>> + Send;
+
+    /// Waits for the next membership epoch (at a planned change, or after a freeze).
+    fn sync(&mut self, req: pb::SyncRequest)
+    -> impl Future<Output = Result<pb::SyncReply, LinkError>> + Send;
+
+    /// Reports a neighbour that cannot be reached.
+    fn lost(&mut self, req: pb::LostRequest) -> impl Future<Output = Result<(), LinkError>> + Send;
+
+    /// This node leaves at a scheduled fault (or is about to be killed).
+    fn leave(&mut self, req: pb::LeaveRequest) -> impl Future<Output = Result<(), LinkError>> + Send;
+
+    /// This node has written its checkpoint of an iteration.
+    fn checkpointed(
+        &mut self,
+        req: pb::CheckpointedRequest,
+    ) -> impl Future<Output = Result<(), LinkError>> + Send;
 }

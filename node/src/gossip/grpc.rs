@@ -3,14 +3,19 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use dprox_compress::Compressed;
-use dprox_transport::{Auth, GossipService, Inbound, PayloadPool, TransportError, pb};
+use dprox_transport::{
+    Auth, GossipService, Inbound, PayloadPool, PeerClient, PublishedModel, TransportError, pb,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::links::Links;
-use super::{Gossip, GossipEvent, Outbound, PeerDown, Session};
+use super::{Gossip, GossipEvent, Outbound, PeerAddr, PeerDown, Session};
 
 /// How long an early message (a neighbour that started first) may wait for this node to learn
 /// the run's token.
@@ -28,6 +33,11 @@ pub struct GrpcGossip {
     errors: mpsc::UnboundedReceiver<TransportError>,
     pool: PayloadPool,
     links: Option<Links>,
+    /// Bytes sent over the links of earlier epochs (payload, framed).
+    retired: (u64, u64),
+    /// The run's id and token, for FetchModel requests.
+    credentials: Option<(String, Bytes)>,
+    model: watch::Sender<Option<PublishedModel>>,
     stop: watch::Sender<bool>,
     server: AbortOnDropHandle<Result<(), tonic::transport::Error>>,
 }
@@ -44,8 +54,11 @@ impl GrpcGossip {
         let (in_tx, inbound) = mpsc::channel::<Inbound>(1024);
         let (stop, mut stop_rx) = watch::channel(false);
         let pool = PayloadPool::default();
-        let svc =
-            GossipService::new(dim, auth_rx, in_tx, AUTH_WAIT).with_pool(pool.clone()).with_node_metrics(id);
+        let (model, model_rx) = watch::channel(None);
+        let svc = GossipService::new(dim, auth_rx, in_tx, AUTH_WAIT)
+            .with_pool(pool.clone())
+            .with_node_metrics(id)
+            .with_model(model_rx);
         let server = dprox_transport::server().add_service(svc.into_server()).serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {
@@ -63,6 +76,9 @@ impl GrpcGossip {
             errors,
             pool,
             links: None,
+            retired: (0, 0),
+            credentials: None,
+            model,
             stop,
             server: AbortOnDropHandle::new(tokio::spawn(server)),
         })
@@ -78,10 +94,27 @@ impl Gossip for GrpcGossip {
         self.auth.send_replace(Some(Auth {
             run_id: session.run_id.clone(),
             token: session.token.to_vec(),
-            peers: session.peers.iter().map(|p| p.id).collect(),
+            peers: (0..session.nodes).filter(|&j| j != self.id).collect(),
         }));
+        self.credentials = Some((session.run_id.clone(), session.token.clone()));
+        if let Some(old) = self.links.take() {
+            let (p, f) = old.totals();
+            self.retired = (self.retired.0 + p, self.retired.1 + f);
+        }
         self.links = Some(Links::new(self.id, self.dim, session, self.errors_tx.clone())?);
         Ok(())
+    }
+
+    fn publish(&mut self, epoch: u64, x: &[f32]) {
+        self.model.send_replace(Some(PublishedModel { epoch, x: Arc::new(x.to_vec()) }));
+    }
+
+    async fn fetch(&mut self, peer: &PeerAddr, epoch: u64, dim: usize) -> Result<Vec<f32>, TransportError> {
+        let (run_id, token) = self
+            .credentials
+            .clone()
+            .ok_or_else(|| TransportError::Internal("fetch before connect".into()))?;
+        PeerClient::new(peer.id, &peer.address)?.fetch_model(&run_id, &token, self.id, epoch, dim).await
     }
 
     fn send(&mut self, message: Outbound) {
@@ -119,6 +152,11 @@ impl Gossip for GrpcGossip {
 
     fn traffic(&self) -> Vec<pb::LinkBytes> {
         self.links.as_ref().map(Links::traffic).unwrap_or_default()
+    }
+
+    fn totals(&self) -> (u64, u64) {
+        let (p, f) = self.links.as_ref().map(Links::totals).unwrap_or_default();
+        (self.retired.0 + p, self.retired.1 + f)
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {

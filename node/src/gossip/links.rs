@@ -116,6 +116,7 @@ impl Links {
             iteration: m.iteration,
             exchange: m.exchange.code() as u32,
             length: len,
+            epoch: m.epoch,
         };
         for c in &self.counters {
             c.payload.fetch_add(len, Ordering::Relaxed);
@@ -154,6 +155,11 @@ impl Links {
             .collect();
         v.sort_by_key(|l| l.peer);
         v
+    }
+
+    /// (payload, framed) bytes sent over these links.
+    pub(super) fn totals(&self) -> (u64, u64) {
+        self.traffic().iter().fold((0, 0), |(p, f), l| (p + l.payload_bytes, f + l.framed_bytes))
     }
 
     /// Waits until every queued message has been delivered (or failed).

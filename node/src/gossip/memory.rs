@@ -11,11 +11,13 @@ use dprox_compress::Compressed;
 use dprox_transport::{Inbound, TransportError, framed_len, pb};
 use tokio::sync::mpsc;
 
-use super::{Gossip, GossipEvent, Outbound, PeerDown, Session};
+use super::{Gossip, GossipEvent, Outbound, PeerAddr, PeerDown, Session};
 
 #[derive(Debug, Default)]
 struct Routes {
     inboxes: BTreeMap<usize, mpsc::UnboundedSender<GossipEvent>>,
+    /// Each node's published model: (epoch, x).
+    models: BTreeMap<usize, (u64, Vec<f32>)>,
     down: BTreeSet<usize>,
     /// Directed links (from, to) whose messages are dropped.
     held: BTreeSet<(usize, usize)>,
@@ -39,7 +41,16 @@ impl MemoryNetwork {
         let mut routes = self.routes.lock().expect("not poisoned");
         routes.inboxes.insert(id, tx.clone());
         routes.down.remove(&id);
-        MemoryGossip { net: self.clone(), id, dim, inbox: rx, own: tx, session: None, sent: Vec::new() }
+        MemoryGossip {
+            net: self.clone(),
+            id,
+            dim,
+            inbox: rx,
+            own: tx,
+            session: None,
+            sent: Vec::new(),
+            retired: 0,
+        }
     }
 
     /// Node `id` is gone, as a killed process: probes cannot reach it and deliveries to it fail.
@@ -74,6 +85,7 @@ impl MemoryNetwork {
         let exchange = dprox_core::Exchange::from_code(header.exchange as u8).expect("encoded by a node");
         let _ = inbox.send(GossipEvent::Message(Inbound {
             from,
+            epoch: header.epoch,
             iteration: header.iteration,
             exchange,
             payload,
@@ -96,6 +108,8 @@ pub struct MemoryGossip {
     session: Option<Session>,
     /// Payload bytes sent to each neighbour, in session order.
     sent: Vec<u64>,
+    /// Payload bytes sent in earlier epochs.
+    retired: u64,
 }
 
 impl Gossip for MemoryGossip {
@@ -104,9 +118,31 @@ impl Gossip for MemoryGossip {
     }
 
     fn connect(&mut self, session: &Session) -> Result<(), TransportError> {
+        self.retired += self.sent.iter().sum::<u64>();
         self.sent = vec![0; session.peers.len()];
         self.session = Some(session.clone());
         Ok(())
+    }
+
+    fn publish(&mut self, epoch: u64, x: &[f32]) {
+        self.net.routes.lock().expect("not poisoned").models.insert(self.id, (epoch, x.to_vec()));
+    }
+
+    async fn fetch(&mut self, peer: &PeerAddr, epoch: u64, _dim: usize) -> Result<Vec<f32>, TransportError> {
+        // The neighbour may start the epoch after this node asks: wait for it (virtual time).
+        for _ in 0..3000 {
+            if let Some((e, x)) = self.net.routes.lock().expect("not poisoned").models.get(&peer.id)
+                && *e == epoch
+            {
+                return Ok(x.clone());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Err(TransportError::Fetch {
+            peer: peer.id,
+            address: peer.address.clone(),
+            message: format!("no model of epoch {epoch}"),
+        })
     }
 
     fn send(&mut self, m: Outbound) {
@@ -118,6 +154,7 @@ impl Gossip for MemoryGossip {
             iteration: m.iteration,
             exchange: m.exchange.code() as u32,
             length: m.data.len() as u64,
+            epoch: m.epoch,
         };
         for (k, p) in session.peers.iter().enumerate() {
             self.sent[k] += m.data.len() as u64;
@@ -163,6 +200,11 @@ impl Gossip for MemoryGossip {
             .zip(&self.sent)
             .map(|(p, &b)| pb::LinkBytes { peer: p.id as u32, payload_bytes: b, framed_bytes: b })
             .collect()
+    }
+
+    fn totals(&self) -> (u64, u64) {
+        let p = self.retired + self.sent.iter().sum::<u64>();
+        (p, p)
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {

@@ -28,14 +28,18 @@ pub struct PeerAddr {
     pub address: String,
 }
 
-/// What a node needs to talk to its neighbours during a run (from the coordinator's reply).
+/// What a node needs to talk to its neighbours during a membership epoch (from the coordinator).
 #[derive(Clone, Debug)]
 pub struct Session {
     /// The run's id.
     pub run_id: String,
     /// The run's token, carried by every message.
     pub token: Bytes,
-    /// The neighbours, ascending by id.
+    /// The run's nodes: every one of them may send (the epochs decide which are neighbours).
+    pub nodes: usize,
+    /// The membership epoch.
+    pub epoch: u64,
+    /// The neighbours in the epoch, ascending by id.
     pub peers: Vec<PeerAddr>,
     /// Shaping of the link to each neighbour (same order), when the run shapes links.
     pub shapes: Vec<Option<LinkShape>>,
@@ -46,6 +50,8 @@ pub struct Session {
 /// One outgoing message, already encoded.
 #[derive(Clone, Debug)]
 pub struct Outbound {
+    /// Its membership epoch.
+    pub epoch: u64,
     /// Iteration of the message.
     pub iteration: u64,
     /// Its exchange.
@@ -80,9 +86,22 @@ pub trait Gossip: Send + 'static {
     /// The address neighbours reach this node at (registered with the coordinator).
     fn address(&self) -> String;
 
-    /// Starts the run's links: accept the neighbours' messages (of this run, carrying its
-    /// token) and open a link to each.
+    /// Starts (or, at a membership change, replaces) the run's links: accept messages of this
+    /// run carrying its token, and open a link to each neighbour of the session's epoch. Bytes
+    /// sent over the links it replaces still count in [`Gossip::totals`].
     fn connect(&mut self, session: &Session) -> Result<(), TransportError>;
+
+    /// Serves x as this node's model at the start of `epoch`, to joining neighbours.
+    fn publish(&mut self, epoch: u64, x: &[f32]);
+
+    /// Fetches neighbour `peer`'s model at the start of `epoch` (this node is joining), for a
+    /// model of `dim` parameters.
+    fn fetch(
+        &mut self,
+        peer: &PeerAddr,
+        epoch: u64,
+        dim: usize,
+    ) -> impl Future<Output = Result<Vec<f32>, TransportError>> + Send;
 
     /// Queues `message` for every neighbour; a failed delivery comes back from [`Gossip::next`].
     fn send(&mut self, message: Outbound);
@@ -100,8 +119,11 @@ pub trait Gossip: Send + 'static {
     /// Gives an applied message's payload back for reuse.
     fn recycle(&mut self, payload: Compressed);
 
-    /// Bytes sent to each neighbour so far, ascending by peer.
+    /// Bytes sent to each neighbour of the current epoch so far, ascending by peer.
     fn traffic(&self) -> Vec<pb::LinkBytes>;
+
+    /// (payload, framed) bytes sent to all neighbours since the node started, over every epoch.
+    fn totals(&self) -> (u64, u64);
 
     /// Waits until every queued message is delivered (or failed).
     fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;

@@ -1,0 +1,293 @@
+//! The coordinator's membership bookkeeping: who takes part, which changes are pending, and when
+//! the next epoch can be formed. Free of I/O, like the rest of the state.
+//!
+//! An epoch is formed when every live member has synced (at a planned change, every member
+//! arrives at its iteration; after a loss, every member was told to freeze and reports where it
+//! stopped). It starts at the furthest iteration among them; its members are the live nodes plus
+//! the admitted joiners; its graph and weights are planned by `Prepared::plan_epoch`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dprox_eval::{EventKind, MembershipEvent};
+use dprox_prepare::{Change, ChangeKind, Epoch, Prepared};
+use serde::{Deserialize, Serialize};
+
+use super::{Progress, RunState, State};
+
+/// Why a node is not taking part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Away {
+    /// It left as scheduled (with its state).
+    Left,
+    /// It was killed as scheduled.
+    Crashed,
+    /// It was found unreachable, or silent too long.
+    Lost,
+}
+
+/// The bytes of a node's life that ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    /// The first row that counts them (the rows before counted the node's reports).
+    pub from: u64,
+    /// Payload bytes.
+    pub payload: u64,
+    /// Framed bytes.
+    pub framed: u64,
+}
+
+/// Who takes part in the run, and the changes in progress.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Membership {
+    /// The current epoch.
+    pub epoch: Epoch,
+    /// Its members that are still live.
+    pub live: BTreeSet<usize>,
+    /// Links out of service.
+    pub down: BTreeSet<(usize, usize)>,
+    /// Members waiting for the next epoch, at their iteration.
+    pub synced: BTreeMap<usize, u64>,
+    /// Nodes that registered to join, waiting for an epoch to admit them.
+    pub joiners: BTreeSet<usize>,
+    /// A loss happened: the members are told to freeze until the next epoch.
+    pub forming: bool,
+    /// Bytes each node sent in its earlier lives, counted into `bytes_sent` of the rows from
+    /// the iteration each life ended.
+    pub retired: Vec<Vec<Retired>>,
+    /// Members that wrote their checkpoint of an iteration.
+    pub checkpointed: BTreeMap<u64, BTreeSet<usize>>,
+    /// Changes since the last epoch: (node, peer, kind), in order.
+    changes: Vec<(usize, Option<usize>, EventKind)>,
+    schedule: Vec<Change>,
+    min_nodes: usize,
+}
+
+impl Membership {
+    /// Every node, in the run's initial epoch.
+    pub fn new(run: &Prepared) -> Membership {
+        let epoch = run.initial_epoch();
+        Membership {
+            live: epoch.members.iter().copied().collect(),
+            epoch,
+            down: BTreeSet::new(),
+            synced: BTreeMap::new(),
+            joiners: BTreeSet::new(),
+            forming: false,
+            retired: vec![Vec::new(); run.n()],
+            checkpointed: BTreeMap::new(),
+            changes: Vec::new(),
+            schedule: run.schedule(),
+            min_nodes: run.config().cluster.min_nodes,
+        }
+    }
+
+    /// `n` nodes and no schedule, for tests of the bookkeeping (no graph: epochs cannot be
+    /// formed).
+    pub fn of_nodes(n: usize) -> Membership {
+        let members: Vec<usize> = (0..n).collect();
+        let epoch = Epoch {
+            index: 0,
+            start: 0,
+            members: members.clone(),
+            edges: Vec::new(),
+            added: Vec::new(),
+            rows: Vec::new(),
+            spectral_gap: 1.0,
+        };
+        Membership {
+            live: members.into_iter().collect(),
+            epoch,
+            down: BTreeSet::new(),
+            synced: BTreeMap::new(),
+            joiners: BTreeSet::new(),
+            forming: false,
+            retired: vec![Vec::new(); n],
+            checkpointed: BTreeMap::new(),
+            changes: Vec::new(),
+            schedule: Vec::new(),
+            min_nodes: 1,
+        }
+    }
+
+    /// The scheduled rejoin of `id` still to come after iteration `after`, if any.
+    pub fn scheduled_rejoin(&self, id: usize, after: u64) -> Option<u64> {
+        self.schedule
+            .iter()
+            .find(|c| c.node == id && c.kind == ChangeKind::Rejoin && c.iteration >= after)
+            .map(|c| c.iteration)
+    }
+
+    /// Bytes of ended lives counted in the row of iteration `t`, (payload, framed).
+    pub fn retired_at(&self, t: u64) -> (u64, u64) {
+        self.retired
+            .iter()
+            .flatten()
+            .filter(|r| r.from <= t)
+            .fold((0, 0), |(p, f), r| (p + r.payload, f + r.framed))
+    }
+
+    fn ready(&self) -> bool {
+        !self.live.is_empty() && self.live.iter().all(|m| self.synced.contains_key(m))
+    }
+}
+
+impl State {
+    /// Member `id` waits for the next epoch at `iteration`.
+    pub fn sync(&mut self, id: usize, iteration: u64) {
+        if self.membership.live.contains(&id) {
+            self.membership.synced.insert(id, iteration);
+        }
+    }
+
+    /// Forms the next epoch if every live member has synced; returns it with its events.
+    pub fn form_epoch(&mut self, run: &Prepared) -> Result<Option<(Epoch, Vec<MembershipEvent>)>, String> {
+        let m = &mut self.membership;
+        if !m.ready() {
+            return Ok(None);
+        }
+        let start = m.synced.values().copied().max().unwrap_or(0);
+        // The schedule's link changes and rejoins at that iteration (leaves and crashes have
+        // been applied as the nodes went).
+        for c in m.schedule.iter().filter(|c| c.iteration == start) {
+            match c.kind {
+                ChangeKind::LinkDown => m.changes.push((c.node, c.peer, EventKind::LinkDown)),
+                ChangeKind::LinkUp => m.changes.push((c.node, c.peer, EventKind::LinkUp)),
+                ChangeKind::Rejoin if m.joiners.contains(&c.node) => {
+                    m.changes.push((c.node, None, EventKind::Rejoin))
+                }
+                _ => {}
+            }
+        }
+        // Joiners without a rejoin still ahead in the schedule come in now.
+        let unscheduled: Vec<usize> = m
+            .joiners
+            .iter()
+            .copied()
+            .filter(|&j| m.scheduled_rejoin(j, start + 1).is_none() && !m.changes.iter().any(|c| c.0 == j))
+            .collect();
+        for j in unscheduled {
+            m.changes.push((j, None, EventKind::Rejoin));
+        }
+        let mut down = m.down.clone();
+        let mut members: BTreeSet<usize> = m.live.clone();
+        for &(node, peer, kind) in &m.changes {
+            match (kind, peer) {
+                (EventKind::LinkDown, Some(p)) => {
+                    down.insert((node, p));
+                }
+                (EventKind::LinkUp, Some(p)) => {
+                    down.remove(&(node, p));
+                }
+                (EventKind::Rejoin, _) => {
+                    members.insert(node);
+                }
+                _ => {}
+            }
+        }
+        if members.len() < m.min_nodes {
+            return Err(format!(
+                "only {} node(s) left at iteration {start}, fewer than cluster.min_nodes = {}",
+                members.len(),
+                m.min_nodes
+            ));
+        }
+        let members: Vec<usize> = members.into_iter().collect();
+        let down_links: Vec<(usize, usize)> = down.iter().copied().collect();
+        let epoch =
+            run.plan_epoch(m.epoch.index + 1, start, &members, &down_links).map_err(|e| e.to_string())?;
+        let events = m
+            .changes
+            .drain(..)
+            .map(|(node, peer, kind)| MembershipEvent {
+                iteration: start,
+                node,
+                peer,
+                kind,
+                epoch: epoch.index,
+            })
+            .collect();
+        for &j in &members {
+            m.joiners.remove(&j);
+            if let Some(b) = self.nodes.get_mut(j)
+                && matches!(b.progress, Progress::Away(_))
+            {
+                b.progress = Progress::Running;
+            }
+        }
+        m.live = members.iter().copied().collect();
+        m.down = down;
+        m.synced.clear();
+        m.forming = false;
+        m.epoch = epoch.clone();
+        self.drop_reports_before(start);
+        Ok(Some((epoch, events)))
+    }
+
+    /// Node `id` is no longer taking part (`away`); returns false when it was not a member.
+    fn remove(&mut self, id: usize, away: Away, kind: EventKind) -> bool {
+        let m = &mut self.membership;
+        if !m.live.remove(&id) {
+            return false;
+        }
+        m.synced.remove(&id);
+        m.changes.push((id, None, kind));
+        self.nodes[id].progress = Progress::Away(away);
+        true
+    }
+
+    /// Node `id` was lost: the members freeze and a new epoch is formed without it.
+    pub fn lose(&mut self, id: usize) -> bool {
+        let lost = self.remove(id, Away::Lost, EventKind::Lost);
+        if lost {
+            // Bytes sent up to its last report count from the next row; the rest of its life is
+            // unknown.
+            let b = &self.nodes[id];
+            let from = b.reported_at.map_or(0, |t| t + 1);
+            let r = Retired { from, payload: b.sent.payload_bytes, framed: b.sent.framed_bytes };
+            self.membership.retired[id].push(r);
+            self.membership.forming = true;
+        }
+        lost
+    }
+
+    /// Node `id` leaves (or is about to be killed) as scheduled at iteration `t`, having sent
+    /// `totals` bytes in this life (its report of `t`, if any, counted them in that row).
+    pub fn leave(&mut self, id: usize, t: u64, crash: bool, totals: (u64, u64)) {
+        let (away, kind) =
+            if crash { (Away::Crashed, EventKind::Crash) } else { (Away::Left, EventKind::Leave) };
+        if self.remove(id, away, kind) {
+            let from = if self.nodes[id].reported_at == Some(t) { t + 1 } else { t };
+            self.membership.retired[id].push(Retired { from, payload: totals.0, framed: totals.1 });
+        }
+    }
+
+    /// Node `id` registered to join: admitted at its scheduled rejoin, or else at the next
+    /// epoch (formed at once: the members are told to freeze).
+    pub fn join(&mut self, id: usize) {
+        let m = &mut self.membership;
+        m.joiners.insert(id);
+        let now = self.nodes.iter().map(|b| b.heartbeat.iteration).max().unwrap_or(0);
+        if m.scheduled_rejoin(id, now).is_none() {
+            m.forming = true;
+        }
+    }
+
+    /// Member `id` wrote its checkpoint of `iteration`; true when every live member has.
+    pub fn checkpointed(&mut self, id: usize, iteration: u64) -> bool {
+        let m = &mut self.membership;
+        let done = m.checkpointed.entry(iteration).or_default();
+        done.insert(id);
+        let complete = m.live.iter().all(|j| done.contains(j));
+        if complete {
+            m.checkpointed.retain(|&t, _| t > iteration);
+        }
+        complete
+    }
+
+    /// Whether the members are told to freeze (a change after a loss or an unscheduled join,
+    /// for a node in an epoch before the one being formed).
+    pub fn freezing(&self, epoch: u64) -> bool {
+        self.membership.forming && epoch <= self.membership.epoch.index && self.state == RunState::Running
+    }
+}
