@@ -117,6 +117,9 @@ impl Work {
         for old in checkpoints(&folder).into_iter().rev().skip(2) {
             let _ = std::fs::remove_file(old.1);
         }
+        if let Some(s) = self.shared.upgrade() {
+            s.checkpoint_written.store(t, std::sync::atomic::Ordering::Release);
+        }
         let command =
             format!("dprox launch {} --out {} --resume", dir.join("config.toml").display(), dir.display());
         let wall = self

@@ -10,7 +10,9 @@
 //! - `shared`: what each call (register, heartbeat, report, finish, status) does to the state.
 //! - `service`: the gRPC service over it (messages and error codes only).
 //! - `evaluator`: complete evaluation iterations to metrics rows (the run's `Recorder`).
-//! - `watchdog`: dead nodes and a registration deadline.
+//! - `watchdog`: dead nodes, late joiners and a registration deadline.
+//! - `resume`: where a resumed run picks up ([`resume_point`], for `dprox launch --resume`).
+//! - `model`: `model.safetensors`, the run's average model.
 //! - [`status`]: the run's status (the JSON of `GET /api/status`), a pure function of the state.
 //! - `web`: the optional HTTP server: the live status page, `/api/status`, and the `/metrics` hook.
 //! - [`cli`]: the `dprox coordinator` command line.
@@ -18,6 +20,7 @@
 pub mod cli;
 mod evaluator;
 mod model;
+mod resume;
 mod service;
 mod shared;
 pub mod state;
@@ -37,8 +40,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
+pub use resume::{ResumePoint, resume_point};
 use service::CoordinatorService;
-use shared::{CoordinatorCheckpoint, Shared};
+use shared::Shared;
 use state::{Membership, RunState};
 
 /// How the coordinator runs.
@@ -97,11 +101,14 @@ pub async fn run(
     // training.
     let objectives = evaluator::Objectives::build(&run).await?;
     let (membership, resume_at, recorder) = match (opts.resume, &opts.out) {
-        (true, Some(out)) => resumed(&run, out)?,
+        (true, Some(out)) => resume::resumed(&run, out)?,
         (true, None) => return Err(CoordinatorError::Resume("resuming needs the run folder (--out)".into())),
         (false, out) => (Membership::new(&run), None, Recorder::create(out.as_deref(), run.header())?),
     };
     let (shared, jobs) = Shared::new(run.clone(), &opts.secret, membership, resume_at);
+    if opts.out.is_none() {
+        shared.checkpoint_written.store(u64::MAX, std::sync::atomic::Ordering::Release);
+    }
     let evaluation = evaluator::spawn(&shared, objectives, jobs, recorder);
     let watchdog = watchdog::spawn(shared.clone());
     let shutdown = Shutdown::forward(shutdown);
@@ -131,26 +138,6 @@ pub async fn run(
         RunState::Aborted(e) => Err(CoordinatorError::Aborted(e)),
         _ => Err(CoordinatorError::Shutdown),
     }
-}
-
-/// The membership, start and record of the run in `out`, from its last complete checkpoint.
-fn resumed(
-    run: &Prepared,
-    out: &std::path::Path,
-) -> Result<(Membership, Option<u64>, Recorder), CoordinatorError> {
-    let folder = out.join("checkpoints").join("coordinator");
-    let found = evaluator::checkpoints(&folder)
-        .into_iter()
-        .rev()
-        .find_map(|(_, p)| dprox_eval::checkpoint::read::<CoordinatorCheckpoint>(&p).ok());
-    let c = found.ok_or_else(|| {
-        CoordinatorError::Resume(format!("no complete checkpoint to resume from in {}", folder.display()))
-    })?;
-    let summary: dprox_eval::Summary = serde_json::from_str(&c.summary)
-        .map_err(|e| CoordinatorError::Resume(format!("the checkpoint's summary: {e}")))?;
-    tracing::info!("resuming {} from its checkpoint at iteration {}", run.name(), c.iteration);
-    let recorder = Recorder::resume(out, summary, c.iteration)?;
-    Ok((c.membership, Some(c.iteration), recorder))
 }
 
 /// Serves gRPC until the run is over (after an abort, long enough for the nodes to read it in

@@ -70,7 +70,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         req: Request<pb::CheckpointedRequest>,
     ) -> Result<Response<pb::CheckpointedReply>, Status> {
-        self.0.checkpointed(req.into_inner());
-        Ok(Response::new(pb::CheckpointedReply {}))
+        let kept_from = self.0.checkpointed(req.into_inner());
+        Ok(Response::new(pb::CheckpointedReply { kept_from }))
     }
 }

@@ -174,8 +174,9 @@ impl Shared {
     }
 
     /// Member `req.id` wrote its checkpoint of `req.iteration`; once every live member has, the
-    /// evaluator writes the coordinator's (after the rows up to it).
-    pub fn checkpointed(&self, req: pb::CheckpointedRequest) {
+    /// evaluator writes the coordinator's (after the rows up to it). Returns the iteration of the
+    /// coordinator's latest checkpoint on disk (the nodes keep theirs from there on).
+    pub fn checkpointed(&self, req: pb::CheckpointedRequest) -> u64 {
         let mut st = self.state();
         if st.checkpointed(req.id as usize, req.iteration) {
             let c = CoordinatorCheckpoint {
@@ -186,6 +187,7 @@ impl Shared {
             drop(st);
             self.job(Job::Checkpoint(Box::new(c)));
         }
+        self.checkpoint_written.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The watchdog's look: a live member silent for `limit` is lost.
@@ -193,6 +195,11 @@ impl Shared {
         let silent = self.state().silent_member(Instant::now(), limit);
         if let Some((id, why)) = silent {
             self.declare_lost(id, &why);
+        }
+        let overdue = self.state().overdue_joiner(Instant::now(), limit);
+        if let Some(why) = overdue {
+            tracing::warn!("{why}");
+            self.form();
         }
     }
 }

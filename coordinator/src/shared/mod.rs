@@ -79,6 +79,9 @@ pub(crate) struct Shared {
     pub xbar: Mutex<Vec<f32>>,
     /// When every node had registered.
     pub start: Mutex<Option<Instant>>,
+    /// The iteration of the latest coordinator checkpoint on disk (0: none yet; u64::MAX: the
+    /// coordinator writes none, having no run folder).
+    pub checkpoint_written: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -112,6 +115,7 @@ impl Shared {
             last_row: Mutex::new(String::new()),
             xbar: Mutex::new(Vec::new()),
             start: Mutex::new(None),
+            checkpoint_written: std::sync::atomic::AtomicU64::new(resume_at.unwrap_or(0)),
         };
         (Arc::new(shared), rx)
     }

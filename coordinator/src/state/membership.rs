@@ -57,6 +57,9 @@ pub struct Membership {
     pub retired: Vec<Vec<Retired>>,
     /// Members that wrote their checkpoint of an iteration.
     pub checkpointed: BTreeMap<u64, BTreeSet<usize>>,
+    /// Scheduled rejoins given up (the node did not come back in time), (node, iteration).
+    #[serde(default)]
+    pub given_up: BTreeSet<(usize, u64)>,
     /// Changes since the last epoch: (node, peer, kind), in order.
     changes: Vec<(usize, Option<usize>, EventKind)>,
     schedule: Vec<Change>,
@@ -76,6 +79,7 @@ impl Membership {
             forming: false,
             retired: vec![Vec::new(); run.n()],
             checkpointed: BTreeMap::new(),
+            given_up: BTreeSet::new(),
             changes: Vec::new(),
             schedule: run.schedule(),
             min_nodes: run.config().cluster.min_nodes,
@@ -104,6 +108,7 @@ impl Membership {
             forming: false,
             retired: vec![Vec::new(); n],
             checkpointed: BTreeMap::new(),
+            given_up: BTreeSet::new(),
             changes: Vec::new(),
             schedule: Vec::new(),
             min_nodes: 1,
@@ -127,8 +132,27 @@ impl Membership {
             .fold((0, 0), |(p, f), r| (p + r.payload, f + r.framed))
     }
 
-    fn ready(&self) -> bool {
+    fn all_synced(&self) -> bool {
         !self.live.is_empty() && self.live.iter().all(|m| self.synced.contains_key(m))
+    }
+
+    /// With every member synced at an iteration where the schedule has a node rejoin: that node,
+    /// if it has not registered yet (the epoch waits for it, so that it starts where the
+    /// simulator starts it), with the iteration.
+    pub fn missing_joiner(&self) -> Option<(usize, u64)> {
+        if !self.all_synced() {
+            return None;
+        }
+        let start = self.synced.values().copied().max().unwrap_or(0);
+        self.schedule
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Rejoin && c.iteration == start)
+            .map(|c| (c.node, start))
+            .find(|&(j, t)| !self.live.contains(&j) && !self.joiners.contains(&j) && !self.given_up.contains(&(j, t)))
+    }
+
+    fn ready(&self) -> bool {
+        self.all_synced() && self.missing_joiner().is_none()
     }
 }
 

@@ -175,6 +175,8 @@ pub struct State {
     reports: BTreeMap<u64, Vec<Option<Report>>>,
     /// Who takes part, and the membership changes in progress.
     pub membership: Membership,
+    /// A scheduled joiner the members wait for, and since when.
+    joiner_wait: Option<((usize, u64), Instant)>,
 }
 
 impl State {
@@ -200,6 +202,7 @@ impl State {
             created: now,
             reports: BTreeMap::new(),
             membership,
+            joiner_wait: None,
         }
     }
 
@@ -397,6 +400,34 @@ impl State {
             now.saturating_duration_since(at).as_secs_f64()
         );
         Some((id, why))
+    }
+
+    /// A node whose scheduled rejoin the members have waited for longer than `limit` at `now`:
+    /// its rejoin is given up (the epoch forms without it; it may still join later). Returns the
+    /// reason, for the log.
+    pub fn overdue_joiner(&mut self, now: Instant, limit: Duration) -> Option<String> {
+        let Some(missing) = self.membership.missing_joiner() else {
+            self.joiner_wait = None;
+            return None;
+        };
+        match self.joiner_wait {
+            Some((w, since)) if w == missing => {
+                if now.saturating_duration_since(since) <= limit {
+                    return None;
+                }
+                self.membership.given_up.insert(missing);
+                self.joiner_wait = None;
+                let (j, t) = missing;
+                Some(format!(
+                    "node {j} did not register for its scheduled rejoin at iteration {t} within {:.1} s; going on without it",
+                    limit.as_secs_f64()
+                ))
+            }
+            _ => {
+                self.joiner_wait = Some((missing, now));
+                None
+            }
+        }
     }
 
     /// Ends the run with `why` at `now` (fewer nodes than `min_nodes` are left, say).

@@ -17,9 +17,7 @@ pub fn progress_message(r: &MetricsRow) -> String {
 /// One line: what `sim -q` prints (and `launch` always, with the size of the run when `size`).
 pub fn summary_line(s: &Summary, size: bool) -> String {
     let what = match size {
-        true => {
-            format!("{} {}: {} nodes, {} iterations,", s.run.name, s.run.algorithm, s.run.nodes, s.iterations)
-        }
+        true => format!("{} {}: {}, {} iterations,", s.run.name, s.run.algorithm, nodes(s), s.iterations),
         false => format!("{} {}:", s.run.name, s.run.algorithm),
     };
     let Some(e) = s.last.as_ref().map(|l| &l.eval) else {
@@ -32,6 +30,14 @@ pub fn summary_line(s: &Summary, size: bool) -> String {
         e.test_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
         s.bytes_sent
     )
+}
+
+/// "8 nodes", or for a run that ended with fewer, "ended with 7 of 8 nodes".
+fn nodes(s: &Summary) -> String {
+    match s.live_nodes < s.run.nodes {
+        true => format!("ended with {} of {} nodes", s.live_nodes, s.run.nodes),
+        false => format!("{} nodes", s.run.nodes),
+    }
 }
 
 /// Prints the final metrics and where the files are.
@@ -48,6 +54,15 @@ pub fn print_summary(s: &Summary, out: &Path, quiet: bool) {
         s.run.name, s.run.algorithm, s.run.nodes, s.run.edges
     );
     println!("iterations     {}", s.iterations);
+    if !s.events.is_empty() || s.live_nodes < s.run.nodes {
+        let epochs = s.events.last().map_or(0, |e| e.epoch);
+        println!(
+            "membership     {} change(s), {epochs} epoch(s) after the first; ended with {} of {} nodes",
+            s.events.len(),
+            s.live_nodes,
+            s.run.nodes
+        );
+    }
     println!("objective      {:.6}   (loss {:.6})", e.objective, e.loss);
     println!("consensus err  {:.3e}", e.consensus_error);
     println!("grad mapping   {:.3e}", e.grad_mapping);

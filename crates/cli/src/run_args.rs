@@ -47,3 +47,19 @@ impl RunArgs {
         Ok(Prepared::new(config, base, name)?.with_registered(objectives)?)
     }
 }
+
+/// Refuses to resume the run in `out` with a config other than the one it ran with (its
+/// `config.toml`): a resumed run must be the same run.
+pub fn check_resume(run: &Prepared, out: &Path) -> anyhow::Result<()> {
+    let kept = out.join("config.toml");
+    let ran = dprox_config::load(&kept)
+        .map_err(|e| anyhow::anyhow!("cannot resume the run in {}: {e}", out.display()))?;
+    let json = |c: &dprox_config::Config| serde_json::to_value(c).unwrap_or_default();
+    anyhow::ensure!(
+        json(&ran) == json(&run.resolved_config()),
+        "cannot resume the run in {}: this config (with its overrides) differs from the one it ran with, {}; resume with that one",
+        out.display(),
+        kept.display()
+    );
+    Ok(())
+}

@@ -45,7 +45,9 @@ pub fn run(args: &Args, objectives: &Objectives) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     // The config as it runs (overrides applied, data paths resolved): `dprox sim OUT/config.toml`
     // repeats the run from anywhere. (Resuming from OUT/config.toml itself leaves it as it is.)
-    if !args.resume {
+    if args.resume {
+        crate::run_args::check_resume(&run, out)?;
+    } else {
         run.write_config(&out.join("config.toml"))
             .with_context(|| format!("writing the config into {}", out.display()))?;
     }

@@ -77,7 +77,7 @@ impl CoordinatorLink for GrpcCoordinator {
         self.client.leave(req).await.map(drop).map_err(link_error)
     }
 
-    async fn checkpointed(&mut self, req: pb::CheckpointedRequest) -> Result<(), LinkError> {
-        self.client.checkpointed(req).await.map(drop).map_err(link_error)
+    async fn checkpointed(&mut self, req: pb::CheckpointedRequest) -> Result<u64, LinkError> {
+        self.client.checkpointed(req).await.map(|r| r.into_inner().kept_from).map_err(link_error)
     }
 }

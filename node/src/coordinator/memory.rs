@@ -210,8 +210,8 @@ impl CoordinatorLink for MemoryCoordinator {
         Ok(())
     }
 
-    async fn checkpointed(&mut self, _req: pb::CheckpointedRequest) -> Result<(), LinkError> {
-        self.reachable()
+    async fn checkpointed(&mut self, _req: pb::CheckpointedRequest) -> Result<u64, LinkError> {
+        self.reachable().map(|()| u64::MAX)
     }
 
     async fn finish(&mut self, req: pb::FinishRequest) -> Result<(), LinkError> {

@@ -57,9 +57,10 @@ pub trait CoordinatorLink: Clone + Send + Sync + 'static {
     /// This node leaves at a scheduled fault (or is about to be killed).
     fn leave(&mut self, req: pb::LeaveRequest) -> impl Future<Output = Result<(), LinkError>> + Send;
 
-    /// This node has written its checkpoint of an iteration.
+    /// This node has written its checkpoint of an iteration; the answer is the iteration from
+    /// which it must keep its checkpoints (the coordinator's latest one on disk).
     fn checkpointed(
         &mut self,
         req: pb::CheckpointedRequest,
-    ) -> impl Future<Output = Result<(), LinkError>> + Send;
+    ) -> impl Future<Output = Result<u64, LinkError>> + Send;
 }

@@ -1,10 +1,11 @@
 //! The node's files for membership and resume, under the run folder:
 //!
 //! - `checkpoints/node-ID/iter-T.ckpt`: the node's state at the start of iteration T, every
-//!   `[run] checkpoint_every` iterations (the latest two are kept); the coordinator is told, and
-//!   a checkpoint is complete once every member has written it.
+//!   `[run] checkpoint_every` iterations (the latest two are kept, and every one from the
+//!   coordinator's latest checkpoint on); the coordinator is told, and a checkpoint is complete
+//!   once every member has written it.
 //! - `nodes/node-ID.leave.ckpt`: the state of a node that left as scheduled, which it rejoins
-//!   with.
+//!   with (unless it has a later checkpoint; a scheduled crash removes it).
 //!
 //! Files are written atomically with a checksum (`dprox_eval::checkpoint`).
 
@@ -63,14 +64,17 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         };
         checkpoint::write(&dir.join(format!("iter-{t:012}.ckpt")), &value)
             .map_err(|e| self.checkpoint_error(e))?;
-        for old in own_checkpoints(&dir).into_iter().rev().skip(2) {
-            let _ = std::fs::remove_file(old.1);
-        }
         let req = pb::CheckpointedRequest { id: self.id as u32, iteration: t };
-        self.coordinator
+        let kept_from = self
+            .coordinator
             .checkpointed(req)
             .await
             .map_err(|e| self.coordinator_error(format!("checkpoint refused: {e}")))?;
+        // The latest two (a crashed node restarts from the latest intact one), and every one from
+        // the coordinator's latest checkpoint on (a resumed run needs it).
+        for old in own_checkpoints(&dir).into_iter().rev().skip(2).filter(|c| c.0 < kept_from) {
+            let _ = std::fs::remove_file(old.1);
+        }
         self.request_checkpoint();
         Ok(())
     }
@@ -92,42 +96,59 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
     /// Writes the state a leaving node rejoins with (at the start of its iteration, before any
     /// message of it: no member starts that iteration before the epoch without this node).
     pub(super) fn save_leave_state(&mut self) -> Result<(), NodeError> {
-        let Some(out) = &self.out else { return Ok(()) };
-        let path = out.join("nodes").join(format!("node-{}.leave.ckpt", self.id));
+        let Some(path) = self.leave_path() else { return Ok(()) };
         let value = NodeCheckpoint { state: self.core.state(), totals: (0, 0), compute_s: 0.0, wait_s: 0.0 };
         checkpoint::write(&path, &value).map_err(|e| self.checkpoint_error(e))
     }
 
-    /// The state this node left with, if it left as scheduled (the file is used once).
-    pub(super) fn take_leave_state(&mut self) -> Result<Option<Node>, NodeError> {
-        let Some(out) = &self.out else { return Ok(None) };
-        let path = out.join("nodes").join(format!("node-{}.leave.ckpt", self.id));
-        if !path.exists() {
-            return Ok(None);
+    fn leave_path(&self) -> Option<PathBuf> {
+        self.out.as_ref().map(|o| o.join("nodes").join(format!("node-{}.leave.ckpt", self.id)))
+    }
+
+    /// Forgets the state of an earlier leave (a crash ends this life: a restart must not start
+    /// from the older state).
+    pub(super) fn forget_leave_state(&self) {
+        if let Some(p) = self.leave_path() {
+            let _ = std::fs::remove_file(p);
         }
-        let c: NodeCheckpoint = checkpoint::read(&path).map_err(|e| self.checkpoint_error(e))?;
-        let _ = std::fs::remove_file(&path);
-        tracing::info!(
-            node = self.id,
-            iteration = c.state.iteration,
-            "rejoining with the state it left with"
-        );
-        Ok(Some(Node::restore(self.run.node_config(self.id), c.state)?))
+    }
+
+    /// The state a joining node starts from: the one it left with or its latest intact
+    /// checkpoint, whichever is later (the leave state on a tie: it is the state at the start of
+    /// the iteration it left at). None when it has neither.
+    pub(super) fn rejoin_state(&mut self) -> Result<Option<Node>, NodeError> {
+        let left: Option<NodeCheckpoint> = match self.leave_path().filter(|p| p.exists()) {
+            Some(p) => Some(checkpoint::read(&p).map_err(|e| self.checkpoint_error(e))?),
+            None => None,
+        };
+        let saved = self.latest_own_checkpoint();
+        let state = match (left, saved) {
+            (Some(l), Some(c)) if c.iteration > l.state.iteration => Some(c),
+            (Some(l), _) => {
+                tracing::info!(node = self.id, iteration = l.state.iteration, "rejoining with the state it left with");
+                Some(l.state)
+            }
+            (None, c) => c,
+        };
+        Ok(match state {
+            Some(s) => Some(Node::restore(self.run.node_config(self.id), s)?),
+            None => None,
+        })
     }
 
     /// This node's latest intact checkpoint, if it has one (a crashed node restarts from it).
-    pub(super) fn latest_own_checkpoint(&mut self) -> Result<Option<Node>, NodeError> {
-        let Some(dir) = self.checkpoint_dir() else { return Ok(None) };
+    fn latest_own_checkpoint(&self) -> Option<NodeState> {
+        let dir = self.checkpoint_dir()?;
         for (t, path) in own_checkpoints(&dir).into_iter().rev() {
             match checkpoint::read::<NodeCheckpoint>(&path) {
                 Ok(c) => {
-                    tracing::info!(node = self.id, iteration = t, "rejoining from its checkpoint");
-                    return Ok(Some(Node::restore(self.run.node_config(self.id), c.state)?));
+                    tracing::info!(node = self.id, iteration = t, "found its checkpoint");
+                    return Some(c.state);
                 }
                 Err(e) => tracing::warn!(node = self.id, "skipping a damaged checkpoint: {e}"),
             }
         }
-        Ok(None)
+        None
     }
 }
 

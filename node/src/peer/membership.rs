@@ -58,13 +58,10 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
     /// A joining node's core before the epoch that admits it: its leave state, else its latest
     /// checkpoint, else a fresh one (whose x comes from its neighbours once connected).
     fn joining_core(&mut self) -> Result<Node, NodeError> {
-        if let Some(state) = self.take_leave_state()? {
-            return Ok(state);
+        match self.rejoin_state()? {
+            Some(state) => Ok(state),
+            None => Ok(Node::new(self.run.node_config(self.id))?),
         }
-        if let Some(state) = self.latest_own_checkpoint()? {
-            return Ok(state);
-        }
-        Ok(Node::new(self.run.node_config(self.id))?)
     }
 
     /// x as the average of the epoch's neighbours' (ascending id, summed in f64).
@@ -186,7 +183,9 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
             ChangeKind::Leave | ChangeKind::Crash => {
                 let crash = fault.kind == ChangeKind::Crash;
                 self.flush(&shutdown).await?;
-                if !crash {
+                if crash {
+                    self.forget_leave_state();
+                } else {
                     self.save_leave_state()?;
                 }
                 let (payload_bytes, framed_bytes) = self.totals();
@@ -202,9 +201,13 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
                     "scheduled {}",
                     if crash { "crash" } else { "leave" }
                 );
-                if crash && self.faults == Faults::Launcher {
-                    announce(&format!("crash {t}"));
-                    std::future::pending::<()>().await;
+                // Under the launcher, a crash waits for its SIGKILL; a leave is announced so that the
+                // launcher restarts the node for its scheduled rejoin.
+                if self.faults == Faults::Launcher {
+                    announce(&format!("{} {t}", if crash { "crash" } else { "leave" }));
+                    if crash {
+                        std::future::pending::<()>().await;
+                    }
                 }
                 Ok(Some(self.outcome(Some(t))))
             }
