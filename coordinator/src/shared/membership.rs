@@ -59,10 +59,14 @@ impl Shared {
             let mut st = self.state();
             match st.form_epoch(&self.run) {
                 Ok(f) => f.map(|(epoch, events)| (epoch, events, st.membership.live.len())),
-                Err(why) => {
+                Err((why, events)) => {
                     tracing::error!("{why}");
+                    let live = st.membership.live.len();
                     st.abort(why, Instant::now());
                     drop(st);
+                    for e in events {
+                        self.job(Job::Event(e, live));
+                    }
                     self.note_over();
                     return;
                 }

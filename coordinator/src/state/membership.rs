@@ -164,8 +164,14 @@ impl State {
         }
     }
 
-    /// Forms the next epoch if every live member has synced; returns it with its events.
-    pub fn form_epoch(&mut self, run: &Prepared) -> Result<Option<(Epoch, Vec<MembershipEvent>)>, String> {
+    /// Forms the next epoch if every live member has synced; returns it with its events. When
+    /// too few nodes would be left, the error comes with the events that left them so few (the
+    /// epoch they are counted in is the last one).
+    #[allow(clippy::type_complexity)]
+    pub fn form_epoch(
+        &mut self,
+        run: &Prepared,
+    ) -> Result<Option<(Epoch, Vec<MembershipEvent>)>, (String, Vec<MembershipEvent>)> {
         let m = &mut self.membership;
         if !m.ready() {
             return Ok(None);
@@ -209,28 +215,27 @@ impl State {
                 _ => {}
             }
         }
+        let events = |m: &mut Membership, epoch: u64| -> Vec<MembershipEvent> {
+            m.changes
+                .drain(..)
+                .map(|(node, peer, kind)| MembershipEvent { iteration: start, node, peer, kind, epoch })
+                .collect()
+        };
         if members.len() < m.min_nodes {
-            return Err(format!(
+            let why = format!(
                 "only {} node(s) left at iteration {start}, fewer than cluster.min_nodes = {}",
                 members.len(),
                 m.min_nodes
-            ));
+            );
+            return Err((why, events(m, m.epoch.index)));
         }
         let members: Vec<usize> = members.into_iter().collect();
         let down_links: Vec<(usize, usize)> = down.iter().copied().collect();
-        let epoch =
-            run.plan_epoch(m.epoch.index + 1, start, &members, &down_links).map_err(|e| e.to_string())?;
-        let events = m
-            .changes
-            .drain(..)
-            .map(|(node, peer, kind)| MembershipEvent {
-                iteration: start,
-                node,
-                peer,
-                kind,
-                epoch: epoch.index,
-            })
-            .collect();
+        let epoch = match run.plan_epoch(m.epoch.index + 1, start, &members, &down_links) {
+            Ok(e) => e,
+            Err(e) => return Err((e.to_string(), events(m, m.epoch.index))),
+        };
+        let events = events(m, epoch.index);
         for &j in &members {
             m.joiners.remove(&j);
             if let Some(b) = self.nodes.get_mut(j)

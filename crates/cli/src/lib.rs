@@ -7,6 +7,7 @@
 //! - `dprox check-config CONFIG.toml`: validates a config, loads its data and prints the topology
 //!   facts (nodes, edges, degrees, spectral gap), the partition and the model size.
 //! - `dprox plot DIR... --out FILE.png|.svg`: the runs' metrics side by side.
+//! - `dprox eval MODEL CONFIG`: a saved model's objective and test accuracy on a config's data.
 //! - `dprox status URL [--watch]`: a running coordinator's status as a table.
 //! - `dprox node` and `dprox coordinator`: what `launch` starts (also for clusters by hand).
 //!
@@ -27,6 +28,7 @@
 //! ```
 
 mod check;
+mod eval;
 mod launch;
 mod metrics_server;
 mod plot;
@@ -58,6 +60,9 @@ enum Command {
     /// Start the coordinator and every node as separate processes on this machine (loopback),
     /// and gather the metrics into DIR like `sim` does.
     Launch(launch::Args),
+    /// Evaluate a saved model (a run's model.safetensors) on a config's data: objective and
+    /// test accuracy.
+    Eval(eval::Args),
     /// Show a running coordinator's status (served with `--http-addr`) as a table.
     Status(status::Args),
     /// Plot the metrics of run folders side by side into one PNG or SVG figure.
@@ -90,6 +95,7 @@ pub fn main_with(objectives: Objectives) -> ! {
         Command::Sim(args) => sim::run(&args, &objectives),
         Command::CheckConfig(args) => check::run(&args, &objectives),
         Command::Launch(args) => launch::run(&args, &objectives),
+        Command::Eval(args) => eval::run(&args, &objectives),
         Command::Status(args) => status::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Node(args) => dprox_node::cli::main(args, &objectives),

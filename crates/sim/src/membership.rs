@@ -73,6 +73,18 @@ impl Membership {
     }
 }
 
+/// The summary's name of a membership change.
+fn event_kind(kind: ChangeKind) -> EventKind {
+    match kind {
+        ChangeKind::Leave => EventKind::Leave,
+        ChangeKind::Crash => EventKind::Crash,
+        ChangeKind::Rejoin => EventKind::Rejoin,
+        ChangeKind::LinkDown => EventKind::LinkDown,
+        ChangeKind::LinkUp => EventKind::LinkUp,
+        ChangeKind::Pause(_) => EventKind::Pause,
+    }
+}
+
 fn event(c: &Change, kind: EventKind, epoch: u64) -> MembershipEvent {
     MembershipEvent { iteration: c.iteration, node: c.node, peer: c.peer, kind, epoch }
 }
@@ -108,6 +120,10 @@ impl Simulation<'_> {
             return Ok(());
         }
         if members.len() < self.members.min_nodes {
+            // The changes that left too few are in the summary, in the epoch that ends.
+            for c in changes.iter().filter(|c| c.changes_membership()) {
+                self.members.events.push(event(c, event_kind(c.kind), index));
+            }
             return Err(SimError::TooFewNodes {
                 iteration: t,
                 live: members.len(),
@@ -147,14 +163,7 @@ impl Simulation<'_> {
         }
         self.clock.set_links(links(self.run, &epoch));
         for c in changes.iter().filter(|c| c.changes_membership()) {
-            let kind = match c.kind {
-                ChangeKind::Leave => EventKind::Leave,
-                ChangeKind::Crash => EventKind::Crash,
-                ChangeKind::Rejoin => EventKind::Rejoin,
-                ChangeKind::LinkDown => EventKind::LinkDown,
-                _ => EventKind::LinkUp,
-            };
-            self.members.events.push(event(c, kind, epoch.index));
+            self.members.events.push(event(c, event_kind(c.kind), epoch.index));
         }
         self.members.epoch = epoch;
         self.members.down = down;

@@ -60,7 +60,15 @@ pub fn simulate_with(
         (true, None) => return Err(SimError::NoCheckpoint { dir: PathBuf::from("(no --out folder)") }),
         (false, _) => (Simulation::new(run)?, Recorder::create(out, run.header())?),
     };
-    let result = iterate(&mut sim, &mut recorder, start, &mut observe);
+    let mut result = iterate(&mut sim, &mut recorder, start, &mut observe);
+    if let Some(dir) = out {
+        // The model so far, whatever the outcome; a model that cannot be written fails a run
+        // that otherwise completed.
+        let saved = run.save_model(&dir.join("model.safetensors"), &sim.average());
+        if let (Err(e), Ok(())) = (saved, &result) {
+            result = Err(SimError::Model(e));
+        }
+    }
     let outcome = result.as_ref().map(|_| ()).map_err(ToString::to_string);
     let summary = recorder.finish(outcome, start.elapsed().as_secs_f64())?;
     result.map(|_| summary)

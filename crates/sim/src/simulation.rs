@@ -31,6 +31,9 @@ pub enum SimError {
         /// Where checkpoints were looked for.
         dir: std::path::PathBuf,
     },
+    /// `model.safetensors` could not be written.
+    #[error(transparent)]
+    Model(#[from] dprox_eval::model::ModelError),
     /// Fewer nodes than `[cluster] min_nodes` would be left.
     #[error("iteration {iteration}: only {live} node(s) would be left, fewer than cluster.min_nodes = {min}")]
     TooFewNodes {
@@ -218,6 +221,20 @@ impl<'a> Simulation<'a> {
         let xs: Vec<&[f32]> =
             self.cluster.nodes().iter().filter(|n| active[n.id()]).map(|n| n.params()).collect();
         self.evaluator.evaluate(&xs, &mut self.objectives, self.test.as_mut())
+    }
+
+    /// The live nodes' average model now (summed in f64 in node order, as an evaluation sums
+    /// it: at an evaluated iteration it is the row's x̄).
+    pub fn average(&self) -> Vec<f32> {
+        let live: Vec<&Node> =
+            self.cluster.nodes().iter().zip(self.members.active()).filter(|&(_, &a)| a).map(|(n, _)| n).collect();
+        let mut sum = vec![0.0f64; self.run.dim()];
+        for node in &live {
+            for (s, &v) in sum.iter_mut().zip(node.params()) {
+                *s += v as f64;
+            }
+        }
+        sum.iter().map(|&s| (s / live.len().max(1) as f64) as f32).collect()
     }
 
     /// The average model of the last evaluation.

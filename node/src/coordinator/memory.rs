@@ -20,6 +20,8 @@ struct Book {
     /// (node, iteration, x) of every report, in arrival order.
     reports: Vec<(usize, u64, Vec<f32>)>,
     finished: Vec<(usize, String)>,
+    /// Losses reported: (reporter, lost node, reason, when).
+    losses: Vec<(usize, usize, String, tokio::time::Instant)>,
     heartbeats: usize,
     abort: Option<String>,
     unreachable: bool,
@@ -47,6 +49,7 @@ impl MemoryCoordinator {
             registered: vec![None; run.n()],
             reports: Vec::new(),
             finished: Vec::new(),
+            losses: Vec::new(),
             heartbeats: 0,
             abort: None,
             unreachable: false,
@@ -86,6 +89,11 @@ impl MemoryCoordinator {
     /// The nodes that finished, with their error (empty when they completed), in order.
     pub fn finished(&self) -> Vec<(usize, String)> {
         self.book().finished.clone()
+    }
+
+    /// The losses reported, as (reporter, lost node, reason, when), in arrival order.
+    pub fn losses(&self) -> Vec<(usize, usize, String, tokio::time::Instant)> {
+        self.book().losses.clone()
     }
 
     /// Heartbeats answered so far.
@@ -195,6 +203,7 @@ impl CoordinatorLink for MemoryCoordinator {
     async fn lost(&mut self, req: pb::LostRequest) -> Result<(), LinkError> {
         self.reachable()?;
         let mut book = self.book();
+        book.losses.push((req.id as usize, req.peer as usize, req.reason.clone(), tokio::time::Instant::now()));
         book.members.retain(|&m| m != req.peer as usize);
         book.synced.remove(&(req.peer as usize));
         book.freeze = true;
