@@ -24,6 +24,22 @@ pub(crate) struct CoordinatorCheckpoint {
     pub summary: String,
 }
 
+/// A joining node waiting for its epoch: if it hangs up first (its process died), it is no
+/// longer a joiner.
+struct Joiner<'a> {
+    shared: &'a Shared,
+    id: usize,
+    admitted: bool,
+}
+
+impl Drop for Joiner<'_> {
+    fn drop(&mut self) {
+        if !self.admitted {
+            self.shared.state().membership.joiners.remove(&self.id);
+        }
+    }
+}
+
 impl Shared {
     /// Member `req.id` waits for the next epoch; the reply is that epoch (or, for a node the run
     /// went on without, `excluded`).
@@ -161,13 +177,20 @@ impl Shared {
         reg: Registration,
     ) -> Result<pb::RegisterReply, Refusal> {
         let address = reg.address.clone();
-        self.state()
-            .register_join(id, dim, reg, Instant::now())
-            .map_err(|e| Refusal::Precondition(e.to_string()))?;
+        // Admitted by an epoch formed after this registration (the current one may still list
+        // the node, lost a moment ago, while its successor is being formed).
+        let since = {
+            let mut st = self.state();
+            st.register_join(id, dim, reg, Instant::now())
+                .map_err(|e| Refusal::Precondition(e.to_string()))?;
+            st.membership.epoch.index
+        };
         tracing::info!(node = id, %address, "registered to join the run");
+        let mut waiting = Joiner { shared: self, id, admitted: false };
         let (mut epochs, mut over) = (self.epochs.subscribe(), self.over.subscribe());
         loop {
-            if let Some(info) = self.epoch_of(id) {
+            if let Some(info) = self.epoch_of(id).filter(|e| e.index > since) {
+                waiting.admitted = true;
                 return Ok(self.reply(info, None));
             }
             tokio::select! {

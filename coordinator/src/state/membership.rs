@@ -148,7 +148,9 @@ impl Membership {
             .iter()
             .filter(|c| c.kind == ChangeKind::Rejoin && c.iteration == start)
             .map(|c| (c.node, start))
-            .find(|&(j, t)| !self.live.contains(&j) && !self.joiners.contains(&j) && !self.given_up.contains(&(j, t)))
+            .find(|&(j, t)| {
+                !self.live.contains(&j) && !self.joiners.contains(&j) && !self.given_up.contains(&(j, t))
+            })
     }
 
     fn ready(&self) -> bool {
@@ -194,7 +196,10 @@ impl State {
             .joiners
             .iter()
             .copied()
-            .filter(|&j| m.scheduled_rejoin(j, start + 1).is_none() && !m.changes.iter().any(|c| c.0 == j))
+            .filter(|&j| {
+                m.scheduled_rejoin(j, start + 1).is_none()
+                    && !m.changes.iter().any(|c| c.0 == j && c.2 == EventKind::Rejoin)
+            })
             .collect();
         for j in unscheduled {
             m.changes.push((j, None, EventKind::Rejoin));

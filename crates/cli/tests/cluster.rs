@@ -1,23 +1,11 @@
 //! A real cluster: `dprox launch` starts the coordinator and 4 node processes talking gRPC over
 //! loopback, and must reproduce `dprox sim` on the same config.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
-fn dprox() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dprox"))
-}
-
-fn columns(path: &Path, names: &[&str]) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let idx: Vec<usize> = names.iter().map(|n| header.iter().position(|h| h == n).unwrap()).collect();
-    lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .map(|f| idx.iter().map(|&i| f[i].to_string()).collect())
-        .collect()
-}
+use common::*;
 
 fn config(dir: &Path, algorithm: &str, compression: &str) -> std::path::PathBuf {
     let text = format!(
@@ -113,8 +101,8 @@ fn losing_a_node_below_min_nodes_fails_the_run_fast_naming_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut launcher = Launcher(child);
-    let node2 = wait_for_node(launcher.0.id(), 2);
+    let mut launcher = Killed(child);
+    let node2 = wait_for_child(launcher.0.id(), Some(2));
     let csv = out.join("nodes/node-2.csv");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !std::fs::read_to_string(&csv).unwrap_or_default().lines().any(|l| l.starts_with("10,")) {
@@ -122,7 +110,7 @@ fn losing_a_node_below_min_nodes_fails_the_run_fast_naming_it() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let start = std::time::Instant::now();
-    assert!(Command::new("kill").args(["-KILL", &node2.to_string()]).status().unwrap().success());
+    kill9(node2);
     let mut err = String::new();
     std::io::Read::read_to_string(&mut launcher.0.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!launcher.0.wait().unwrap().success());
@@ -131,33 +119,25 @@ fn losing_a_node_below_min_nodes_fails_the_run_fast_naming_it() {
     assert!(err.contains("fewer than cluster.min_nodes = 4"), "{err}");
     // A neighbour found node 2 unreachable, before the heartbeat timeout.
     let log = std::fs::read_to_string(out.join("logs/coordinator.log")).unwrap();
-    assert!(log.contains("node lost: node 1 found it unreachable") || log.contains("node lost: node 3 found it unreachable"), "{log}");
+    assert!(
+        log.contains("node lost: node 1 found it unreachable")
+            || log.contains("node lost: node 3 found it unreachable"),
+        "{log}"
+    );
     assert!(log.contains("node=2"), "the loss is node 2's: {log}");
     assert!(!log.contains("sent no heartbeat"), "the neighbours, not the heartbeat timeout: {log}");
     assert!(start.elapsed().as_secs() < 28, "must not wait for the 30 s timeout");
     let summary = dprox_eval::Summary::read(&out.join("summary.json")).unwrap();
     assert_eq!(summary.status, dprox_eval::RunStatus::Failed);
-    assert_eq!(summary.events.iter().map(|e| (e.node, e.kind)).collect::<Vec<_>>(), [(2, dprox_eval::EventKind::Lost)], "{:?}", summary.events);
+    assert_eq!(
+        summary.events.iter().map(|e| (e.node, e.kind)).collect::<Vec<_>>(),
+        [(2, dprox_eval::EventKind::Lost)],
+        "{:?}",
+        summary.events
+    );
     // The rows computed before the failure are kept.
     let rows = columns(&out.join("metrics.csv"), &["iter"]);
     assert!(rows.len() >= 2 && rows[0] == ["0"] && rows[1] == ["10"], "{rows:?}");
-}
-
-/// The pid of node `id` among the processes `launcher` started, once it runs.
-fn wait_for_node(launcher: u32, id: usize) -> u32 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let node = children_of(launcher).into_iter().find(|&pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            args.windows(2).any(|w| w[0] == b"--id" && w[1] == id.to_string().as_bytes())
-        });
-        if let Some(pid) = node {
-            return pid;
-        }
-        assert!(std::time::Instant::now() < deadline, "node {id} did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -210,39 +190,9 @@ fn top_k_one_percent_sends_under_three_percent_of_dproxsgt_bytes() {
     }
 }
 
-/// The processes `pid` started (from /proc; needs no extra tool).
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut v = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let text = std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
-        v.extend(text.split_whitespace().map(|c| c.parse::<u32>().unwrap()));
-    }
-    v
-}
-
-/// Alive: present in /proc and not a zombie (a container's init may not reap orphans).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false)
-}
-
-/// A launcher killed when the test ends, passed or not (its processes then exit by themselves).
-struct Launcher(std::process::Child);
-
-impl Drop for Launcher {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// Starts a long `dprox launch` and returns it with the pids of the coordinator and its 4 nodes
 /// once all five run.
-fn long_launch(dir: &Path) -> (Launcher, Vec<u32>) {
+fn long_launch(dir: &Path) -> (Killed, Vec<u32>) {
     let text = std::fs::read_to_string(config(dir, "dproxsgt", "")).unwrap();
     let cfg = dir.join("long.toml");
     std::fs::write(&cfg, text.replace("iterations = 40", "iterations = 10000000")).unwrap();
@@ -255,7 +205,7 @@ fn long_launch(dir: &Path) -> (Launcher, Vec<u32>) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let child = Launcher(child);
+    let child = Killed(child);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let kids = children_of(child.0.id());
@@ -283,7 +233,7 @@ fn all_gone(pids: &[u32]) -> Vec<u32> {
 fn sigterm_to_launch_stops_every_process_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, kids) = long_launch(dir.path());
-    let ok = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    let ok = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(ok.success());
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();

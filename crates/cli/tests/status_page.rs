@@ -6,17 +6,16 @@
 //! The runs are slowed by link shaping so there is time to look; every wait is on observable
 //! state (the JSON, the DOM) with a deadline.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use common::{dprox, http_get};
 use dprox_coordinator::status::{NodeState, Phase, Status};
-
-fn dprox() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dprox"))
-}
 
 /// A 4-node ring whose links take `latency_ms` a message (two exchanges an iteration).
 fn config(dir: &Path, iterations: u64, latency_ms: u64) -> PathBuf {
@@ -131,17 +130,6 @@ impl Drop for Launched {
             let _ = self.child.wait();
         }
     }
-}
-
-/// GET `path` from `url`'s host: (status code, body).
-fn http_get(url: &str, path: &str) -> (u16, String) {
-    let authority = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(authority).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_string())
 }
 
 fn status(url: &str) -> Status {

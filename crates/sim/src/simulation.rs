@@ -223,11 +223,22 @@ impl<'a> Simulation<'a> {
         self.evaluator.evaluate(&xs, &mut self.objectives, self.test.as_mut())
     }
 
+    /// The nodes taking part now, ascending.
+    pub fn live_nodes(&self) -> Vec<usize> {
+        (0..self.run.n()).filter(|&i| self.members.active()[i]).collect()
+    }
+
     /// The live nodes' average model now (summed in f64 in node order, as an evaluation sums
     /// it: at an evaluated iteration it is the row's x̄).
     pub fn average(&self) -> Vec<f32> {
-        let live: Vec<&Node> =
-            self.cluster.nodes().iter().zip(self.members.active()).filter(|&(_, &a)| a).map(|(n, _)| n).collect();
+        let live: Vec<&Node> = self
+            .cluster
+            .nodes()
+            .iter()
+            .zip(self.members.active())
+            .filter(|&(_, &a)| a)
+            .map(|(n, _)| n)
+            .collect();
         let mut sum = vec![0.0f64; self.run.dim()];
         for node in &live {
             for (s, &v) in sum.iter_mut().zip(node.params()) {

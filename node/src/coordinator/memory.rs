@@ -203,7 +203,12 @@ impl CoordinatorLink for MemoryCoordinator {
     async fn lost(&mut self, req: pb::LostRequest) -> Result<(), LinkError> {
         self.reachable()?;
         let mut book = self.book();
-        book.losses.push((req.id as usize, req.peer as usize, req.reason.clone(), tokio::time::Instant::now()));
+        book.losses.push((
+            req.id as usize,
+            req.peer as usize,
+            req.reason.clone(),
+            tokio::time::Instant::now(),
+        ));
         book.members.retain(|&m| m != req.peer as usize);
         book.synced.remove(&(req.peer as usize));
         book.freeze = true;

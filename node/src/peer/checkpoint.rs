@@ -125,7 +125,11 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         let state = match (left, saved) {
             (Some(l), Some(c)) if c.iteration > l.state.iteration => Some(c),
             (Some(l), _) => {
-                tracing::info!(node = self.id, iteration = l.state.iteration, "rejoining with the state it left with");
+                tracing::info!(
+                    node = self.id,
+                    iteration = l.state.iteration,
+                    "rejoining with the state it left with"
+                );
                 Some(l.state)
             }
             (None, c) => c,

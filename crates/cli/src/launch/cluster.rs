@@ -188,7 +188,12 @@ impl<'a> Cluster<'a> {
         let resume = Summary::read(&self.args.out.join("summary.json"))
             .ok()
             .and_then(|s| s.resume)
-            .map(|r| format!("\nits last complete checkpoint is of iteration {}; resume with:\n  {}", r.iteration, r.command))
+            .map(|r| {
+                format!(
+                    "\nits last complete checkpoint is of iteration {}; resume with:\n  {}",
+                    r.iteration, r.command
+                )
+            })
             .unwrap_or_default();
         let how = if code.code().is_some() { "stopped" } else { "died" };
         Some(Err(anyhow::anyhow!("the coordinator {how} ({code}):\n{log}{resume}")))

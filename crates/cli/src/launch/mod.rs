@@ -102,10 +102,16 @@ pub fn run(args: &Args, objectives: &Objectives) -> anyhow::Result<()> {
         let mut cluster = cluster::Cluster::start(args, &config, n, run.schedule(), resume.as_ref())?;
         if !args.quiet {
             let (how, started) = match &resume {
-                Some(r) => (format!("resumed at iteration {} with", r.iteration), r.live.len() + r.rejoining.len()),
+                Some(r) => {
+                    (format!("resumed at iteration {} with", r.iteration), r.live.len() + r.rejoining.len())
+                }
                 None => ("launched".into(), n),
             };
-            eprintln!("{how} coordinator at {} and {started} nodes; logs in {}", cluster.addr, out.join("logs").display());
+            eprintln!(
+                "{how} coordinator at {} and {started} nodes; logs in {}",
+                cluster.addr,
+                out.join("logs").display()
+            );
         }
         let bar = crate::progress_bar(run.config().run.iterations, args.quiet);
         if let Some(r) = &resume {

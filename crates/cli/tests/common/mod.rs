@@ -1,0 +1,118 @@
+//! Helpers shared by the command-line tests: running `dprox`, reading metrics files, finding
+//! the processes a launcher started, and reading a status page.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The `dprox` binary under test.
+pub fn dprox() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dprox"))
+}
+
+/// A file of the repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+}
+
+/// The named columns of a CSV file, row by row.
+pub fn columns(path: &Path, names: &[&str]) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let idx: Vec<usize> = names
+        .iter()
+        .map(|n| header.iter().position(|h| h == n).unwrap_or_else(|| panic!("no column {n}")))
+        .collect();
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .map(|f| idx.iter().map(|&i| f[i].to_string()).collect())
+        .collect()
+}
+
+/// The processes `pid` started (from /proc; needs no extra tool).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        v.extend(text.split_whitespace().map(|c| c.parse::<u32>().unwrap()));
+    }
+    v
+}
+
+/// The command line of process `pid`, split at its NULs.
+pub fn cmdline(pid: u32) -> Vec<String> {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmd.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
+/// Among the children of `launcher`: the coordinator (`None`) or node `id`, once it runs.
+pub fn wait_for_child(launcher: u32, id: Option<usize>) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = children_of(launcher).into_iter().find(|&pid| {
+            let args = cmdline(pid);
+            match id {
+                None => args.get(1).is_some_and(|a| a == "coordinator"),
+                Some(id) => args.windows(2).any(|w| w[0] == "--id" && w[1] == id.to_string()),
+            }
+        });
+        if let Some(pid) = found {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "{id:?} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Alive: present in /proc and not a zombie (a container's init may not reap orphans).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// SIGKILL to `pid`.
+pub fn kill9(pid: u32) {
+    assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+}
+
+/// A process killed when the test ends, passed or not (a launcher's processes then exit by
+/// themselves).
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Waits (at most `secs`) until `done` holds; the error says what never happened.
+#[must_use = "a timeout is an error to report"]
+pub fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        if Instant::now() >= deadline {
+            return Err(format!("timed out after {secs} s waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// GET `path` from `url`'s host: (status code, body).
+pub fn http_get(url: &str, path: &str) -> (u16, String) {
+    let authority = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(authority).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_string())
+}
