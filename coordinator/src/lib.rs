@@ -109,6 +109,7 @@ pub async fn run(
     if opts.out.is_none() {
         shared.checkpoint_written.store(u64::MAX, std::sync::atomic::Ordering::Release);
     }
+    shared.state().note_events(&recorder.summary().events);
     let evaluation = evaluator::spawn(&shared, objectives, jobs, recorder);
     let watchdog = watchdog::spawn(shared.clone());
     let shutdown = Shutdown::forward(shutdown);

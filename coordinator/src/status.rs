@@ -64,7 +64,13 @@ pub struct Status {
     /// The nodes taking part in it.
     #[serde(default)]
     pub live_nodes: usize,
+    /// The membership changes so far (the latest [`MAX_EVENTS`]), oldest first.
+    #[serde(default)]
+    pub events: Vec<dprox_eval::MembershipEvent>,
 }
+
+/// The most membership changes the status carries (a run with more churn keeps the latest).
+pub const MAX_EVENTS: usize = 100;
 
 /// The fixed facts of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -283,6 +289,7 @@ pub fn compute(info: &RunInfo, edges: &[(usize, usize)], state: &State, now: Ins
         points: state.curve.clone(),
         epoch: state.membership.epoch.index,
         live_nodes: state.membership.live.len(),
+        events: state.events.iter().cloned().collect(),
     }
 }
 

@@ -74,9 +74,14 @@ impl Shared {
         let formed = {
             let mut st = self.state();
             match st.form_epoch(&self.run) {
-                Ok(f) => f.map(|(epoch, events)| (epoch, events, st.membership.live.len())),
+                Ok(Some((epoch, events))) => {
+                    st.note_events(&events);
+                    Some((epoch, events, st.membership.live.len()))
+                }
+                Ok(None) => None,
                 Err((why, events)) => {
                     tracing::error!("{why}");
+                    st.note_events(&events);
                     let live = st.membership.live.len();
                     st.abort(why, Instant::now());
                     drop(st);

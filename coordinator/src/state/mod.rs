@@ -175,6 +175,8 @@ pub struct State {
     reports: BTreeMap<u64, Vec<Option<Report>>>,
     /// Who takes part, and the membership changes in progress.
     pub membership: Membership,
+    /// The latest membership changes (at most `status::MAX_EVENTS`), for the status.
+    pub events: std::collections::VecDeque<dprox_eval::MembershipEvent>,
     /// A scheduled joiner the members wait for, and since when.
     joiner_wait: Option<((usize, u64), Instant)>,
 }
@@ -202,6 +204,7 @@ impl State {
             created: now,
             reports: BTreeMap::new(),
             membership,
+            events: Default::default(),
             joiner_wait: None,
         }
     }
@@ -427,6 +430,14 @@ impl State {
                 self.joiner_wait = Some((missing, now));
                 None
             }
+        }
+    }
+
+    /// Keeps membership changes for the status (the latest `status::MAX_EVENTS`).
+    pub fn note_events(&mut self, events: &[dprox_eval::MembershipEvent]) {
+        self.events.extend(events.iter().cloned());
+        while self.events.len() > crate::status::MAX_EVENTS {
+            self.events.pop_front();
         }
     }
 

@@ -173,8 +173,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
+/// The iteration of the slowest node taking part (nodes away or joining do not hold it back).
 fn min_iteration(s: &Status) -> u64 {
-    s.nodes.iter().map(|n| n.iteration).min().unwrap_or(0)
+    use dprox_coordinator::status::NodeState::{Crashed, Joining, Left, Lost};
+    let taking_part = |n: &&NodeStatus| !matches!(n.state, Left | Crashed | Lost | Joining);
+    s.nodes.iter().filter(taking_part).map(|n| n.iteration).min().unwrap_or(0)
+}
+
+/// ", epoch 2, 7 of 8 nodes live" once the membership has changed.
+fn membership_text(s: &Status) -> String {
+    match s.epoch > 0 || !s.events.is_empty() {
+        true => format!(", epoch {}, {} of {} nodes live", s.epoch, s.live_nodes, s.nodes.len()),
+        false => String::new(),
+    }
+}
+
+/// Appends the latest membership changes (up to 8), one a line.
+fn render_events(o: &mut String, s: &Status) {
+    use std::fmt::Write;
+    for e in s.events.iter().rev().take(8).rev() {
+        let kind =
+            serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let link = e.peer.map(|p| format!("-{p}")).unwrap_or_default();
+        let _ = writeln!(o, "iteration {}: node {}{link} {kind} (epoch {})", e.iteration, e.node, e.epoch);
+    }
 }
 
 fn phase_text(s: &Status) -> String {
@@ -220,16 +242,18 @@ fn render(s: &Status) -> String {
     let elapsed = s.elapsed_s.map(|e| format!(", {e:.1} s")).unwrap_or_default();
     let _ = writeln!(
         o,
-        "run {}: {} on {}, {} nodes, iteration {}/{}{elapsed}: {}",
+        "run {}: {} on {}, {} nodes, iteration {}/{}{elapsed}{}: {}",
         r.id,
         r.algorithm,
         r.topology,
         s.nodes.len(),
         min_iteration(s),
         r.iterations,
+        membership_text(s),
         phase_text(s)
     );
     render_nodes(&mut o, s);
+    render_events(&mut o, s);
     render_links(&mut o, s);
     render_last_point(&mut o, s);
     o
@@ -391,5 +415,33 @@ mod tests {
             "last point: iteration 40, objective 0.25000, consensus error 1.200e-4, test accuracy 90.00%, \
              1.24 MB sent, at 3.0 s (1 points)"
         );
+    }
+
+    #[test]
+    fn membership_changes_are_shown_and_away_nodes_do_not_hold_progress_back() {
+        let json = r#"{
+          "run": {"name": "r", "id": "r-0a0b0c0d", "algorithm": "cdproxsgt", "topology": "ring",
+                  "iterations": 300, "eval_every": 10, "heartbeat_s": 1.0},
+          "phase": "running", "reason": null, "elapsed_s": 2.0,
+          "nodes": [
+            {"id": 0, "address": "h:0", "device": "cpu", "state": "running", "iteration": 160,
+             "heartbeat_age_s": 0.25, "loss": 0.5, "sent": {"payload_bytes": 1, "framed_bytes": 2}, "error": null},
+            {"id": 1, "address": "h:1", "device": "cpu", "state": "left", "iteration": 100,
+             "heartbeat_age_s": 9.0, "loss": 0.5, "sent": {"payload_bytes": 1, "framed_bytes": 2}, "error": null},
+            {"id": 2, "address": "h:2", "device": "cpu", "state": "running", "iteration": 161,
+             "heartbeat_age_s": 0.25, "loss": 0.5, "sent": {"payload_bytes": 1, "framed_bytes": 2}, "error": null}],
+          "edges": [], "points": [], "epoch": 2, "live_nodes": 2,
+          "events": [{"iteration": 100, "node": 1, "kind": "leave", "epoch": 1},
+                     {"iteration": 150, "node": 0, "peer": 2, "kind": "link_down", "epoch": 2}]
+        }"#;
+        let s: Status = serde_json::from_str(json).unwrap();
+        let text = render(&s);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "run r-0a0b0c0d: cdproxsgt on ring, 3 nodes, iteration 160/300, 2.0 s, epoch 2, 2 of 3 nodes live: running"
+        );
+        assert_eq!(lines[5], "iteration 100: node 1 leave (epoch 1)");
+        assert_eq!(lines[6], "iteration 150: node 0-2 link_down (epoch 2)");
     }
 }

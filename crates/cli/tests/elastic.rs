@@ -307,4 +307,15 @@ fn a_restarted_node_rejoins_and_advances_with_the_others() {
     assert_eq!(status["live_nodes"], 8, "{status}");
     // The loss and the join make one epoch, or two when the join came after the first formed.
     assert!(status["epoch"].as_u64().unwrap() >= 1, "{status}");
+    // The status page shows the epoch and the changes.
+    if let Some(bin) =
+        chromium_or_skip("the status page of a_restarted_node_rejoins_and_advances_with_the_others")
+    {
+        let dom = headless(&bin, &dir.path().join("chromium"), &url, &["--dump-dom"]);
+        assert!(attr(&dom, "membership", "data-epoch").is_some_and(|e| e != "0"), "{dom}");
+        assert_eq!(attr(&dom, "membership", "data-live").as_deref(), Some("8"), "{dom}");
+        assert!(dom.contains(r#"data-node="2" data-kind="lost""#), "{dom}");
+        assert!(dom.contains(r#"data-node="2" data-kind="rejoin""#), "{dom}");
+        assert_eq!(attr(&dom, "node-2", "data-state").as_deref(), Some("running"), "{dom}");
+    }
 }

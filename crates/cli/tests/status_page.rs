@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{dprox, http_get};
+use common::{attr, chromium_or_skip, dprox, headless, http_get};
 use dprox_coordinator::status::{NodeState, Phase, Status};
 
 /// A 4-node ring whose links take `latency_ms` a message (two exchanges an iteration).
@@ -246,74 +246,13 @@ fn dprox_status_errors_name_the_url() {
     serving.join().unwrap();
 }
 
-/// Chromium, if this machine has one: $CHROMIUM, else the usual names on the PATH.
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let names = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"];
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .flat_map(|d| names.map(|n| d.join(n)))
-        .find(|p| p.is_file())
-}
-
-/// Runs headless Chromium on `url` with `args`, for at most 60 s; returns its stdout.
-fn headless(bin: &Path, profile: &Path, url: &str, args: &[&str]) -> String {
-    let mut child = Command::new(bin)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        // Virtual time: the page gets 1.5 s of timers (three polls) however slow the machine.
-        .arg("--virtual-time-budget=1500")
-        .args(args)
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = String::new();
-    let mut pipe = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let _ = pipe.read_to_string(&mut out);
-        out
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chromium did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    reader.join().unwrap()
-}
-
-/// The value of attribute `name` on the element whose id is `id`, in a serialised DOM.
-fn attr(dom: &str, id: &str, name: &str) -> Option<String> {
-    let at = dom.find(&format!("id=\"{id}\""))?;
-    let start = dom[..at].rfind('<')?;
-    let tag = &dom[start..start + dom[start..].find('>')?];
-    let v = &tag[tag.find(&format!(" {name}=\""))? + name.len() + 3..];
-    Some(v[..v.find('"')?].to_string())
-}
-
 fn count(dom: &str) -> u64 {
     attr(dom, "points", "data-count").and_then(|c| c.parse().ok()).expect("#points[data-count]")
 }
 
 #[test]
 fn the_status_page_renders_in_headless_chromium() {
-    let Some(bin) = chromium() else {
-        // CI installs Chromium and sets DPROX_REQUIRE_CHROMIUM: there a missing browser fails the
-        // test instead of passing it unseen.
-        assert!(
-            std::env::var_os("DPROX_REQUIRE_CHROMIUM").is_none(),
-            "DPROX_REQUIRE_CHROMIUM is set but no chromium was found (set CHROMIUM to its path)"
-        );
-        eprintln!("skipping the_status_page_renders_in_headless_chromium: no chromium found (set CHROMIUM)");
-        return;
-    };
+    let Some(bin) = chromium_or_skip("the_status_page_renders_in_headless_chromium") else { return };
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("chromium");
     // About 12 s here: three Chromium runs of about 2 s each must fit inside it.

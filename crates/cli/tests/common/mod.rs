@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `dprox` binary under test.
@@ -115,4 +115,71 @@ pub fn http_get(url: &str, path: &str) -> (u16, String) {
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_string())
+}
+
+/// Chromium for `what`; where there is none, skips with a message, unless
+/// DPROX_REQUIRE_CHROMIUM is set (as CI sets it): then a missing browser fails the test instead
+/// of passing it unseen.
+pub fn chromium_or_skip(what: &str) -> Option<PathBuf> {
+    let bin = chromium();
+    if bin.is_none() {
+        assert!(
+            std::env::var_os("DPROX_REQUIRE_CHROMIUM").is_none(),
+            "DPROX_REQUIRE_CHROMIUM is set but no chromium was found (set CHROMIUM to its path)"
+        );
+        eprintln!("skipping {what}: no chromium found (set CHROMIUM)");
+    }
+    bin
+}
+
+/// Chromium, if this machine has one: $CHROMIUM, else the usual names on the PATH.
+pub fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let names = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"];
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .flat_map(|d| names.map(|n| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// Runs headless Chromium on `url` with `args`, for at most 60 s; returns its stdout.
+pub fn headless(bin: &Path, profile: &Path, url: &str, args: &[&str]) -> String {
+    let mut child = Command::new(bin)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        // Virtual time: the page gets 1.5 s of timers (three polls) however slow the machine.
+        .arg("--virtual-time-budget=1500")
+        .args(args)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut pipe = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let _ = pipe.read_to_string(&mut out);
+        out
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    reader.join().unwrap()
+}
+
+/// The value of attribute `name` on the element whose id is `id`, in a serialised DOM.
+pub fn attr(dom: &str, id: &str, name: &str) -> Option<String> {
+    let at = dom.find(&format!("id=\"{id}\""))?;
+    let start = dom[..at].rfind('<')?;
+    let tag = &dom[start..start + dom[start..].find('>')?];
+    let v = &tag[tag.find(&format!(" {name}=\""))? + name.len() + 3..];
+    Some(v[..v.find('"')?].to_string())
 }
