@@ -156,6 +156,54 @@ impl Membership {
     fn ready(&self) -> bool {
         self.all_synced() && self.missing_joiner().is_none()
     }
+
+    /// Adds the changes an epoch starting at `start` makes besides the departures already noted:
+    /// the schedule's link changes and rejoins at that iteration, and the joiners without a
+    /// rejoin still ahead in the schedule.
+    fn note_changes_at(&mut self, start: u64) {
+        for c in self.schedule.iter().filter(|c| c.iteration == start) {
+            match c.kind {
+                ChangeKind::LinkDown => self.changes.push((c.node, c.peer, EventKind::LinkDown)),
+                ChangeKind::LinkUp => self.changes.push((c.node, c.peer, EventKind::LinkUp)),
+                ChangeKind::Rejoin if self.joiners.contains(&c.node) => {
+                    self.changes.push((c.node, None, EventKind::Rejoin))
+                }
+                _ => {}
+            }
+        }
+        let unscheduled: Vec<usize> = self
+            .joiners
+            .iter()
+            .copied()
+            .filter(|&j| {
+                self.scheduled_rejoin(j, start + 1).is_none()
+                    && !self.changes.iter().any(|c| c.0 == j && c.2 == EventKind::Rejoin)
+            })
+            .collect();
+        for j in unscheduled {
+            self.changes.push((j, None, EventKind::Rejoin));
+        }
+    }
+
+    /// The members and the links down once the noted changes are made.
+    fn after_changes(&self) -> (BTreeSet<usize>, BTreeSet<(usize, usize)>) {
+        let (mut members, mut down) = (self.live.clone(), self.down.clone());
+        for &(node, peer, kind) in &self.changes {
+            match (kind, peer) {
+                (EventKind::LinkDown, Some(p)) => {
+                    down.insert((node, p));
+                }
+                (EventKind::LinkUp, Some(p)) => {
+                    down.remove(&(node, p));
+                }
+                (EventKind::Rejoin, _) => {
+                    members.insert(node);
+                }
+                _ => {}
+            }
+        }
+        (members, down)
+    }
 }
 
 impl State {
@@ -179,47 +227,8 @@ impl State {
             return Ok(None);
         }
         let start = m.synced.values().copied().max().unwrap_or(0);
-        // The schedule's link changes and rejoins at that iteration (leaves and crashes have
-        // been applied as the nodes went).
-        for c in m.schedule.iter().filter(|c| c.iteration == start) {
-            match c.kind {
-                ChangeKind::LinkDown => m.changes.push((c.node, c.peer, EventKind::LinkDown)),
-                ChangeKind::LinkUp => m.changes.push((c.node, c.peer, EventKind::LinkUp)),
-                ChangeKind::Rejoin if m.joiners.contains(&c.node) => {
-                    m.changes.push((c.node, None, EventKind::Rejoin))
-                }
-                _ => {}
-            }
-        }
-        // Joiners without a rejoin still ahead in the schedule come in now.
-        let unscheduled: Vec<usize> = m
-            .joiners
-            .iter()
-            .copied()
-            .filter(|&j| {
-                m.scheduled_rejoin(j, start + 1).is_none()
-                    && !m.changes.iter().any(|c| c.0 == j && c.2 == EventKind::Rejoin)
-            })
-            .collect();
-        for j in unscheduled {
-            m.changes.push((j, None, EventKind::Rejoin));
-        }
-        let mut down = m.down.clone();
-        let mut members: BTreeSet<usize> = m.live.clone();
-        for &(node, peer, kind) in &m.changes {
-            match (kind, peer) {
-                (EventKind::LinkDown, Some(p)) => {
-                    down.insert((node, p));
-                }
-                (EventKind::LinkUp, Some(p)) => {
-                    down.remove(&(node, p));
-                }
-                (EventKind::Rejoin, _) => {
-                    members.insert(node);
-                }
-                _ => {}
-            }
-        }
+        m.note_changes_at(start);
+        let (members, down) = m.after_changes();
         let events = |m: &mut Membership, epoch: u64| -> Vec<MembershipEvent> {
             m.changes
                 .drain(..)

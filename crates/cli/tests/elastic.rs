@@ -220,6 +220,7 @@ fn nodes_killed_at_seeded_moments_leave_completed_runs() {
         let lost: Vec<_> = s.events.iter().map(|e| (e.node, e.kind)).collect();
         assert_eq!(lost, [(node, EventKind::Lost)], "seed {seed}");
         let a = accuracy(&s);
+        eprintln!("seed {seed}: node {node} killed at iteration {at}: accuracy {a} (fault-free {reference})");
         assert!((a - reference).abs() <= 0.01, "seed {seed}: node {node} killed at {at}: {a} vs {reference}");
     }
 }

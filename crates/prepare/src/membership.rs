@@ -33,7 +33,7 @@ pub struct Epoch {
     /// The edges that are not in the configured graph (added to reconnect it).
     pub added: Vec<(usize, usize)>,
     /// Each member's row of W (aligned with `members`): ascending by peer, own weight included.
-    pub rows: Vec<Vec<(usize, f64)>>,
+    pub rows: Vec<Row>,
     /// 1 - rho of the epoch's W.
     pub spectral_gap: f64,
 }
@@ -54,6 +54,9 @@ impl Epoch {
         self.members.binary_search(&id).is_ok()
     }
 }
+
+/// A node's row of W: (node, weight), ascending, its own weight included.
+pub type Row = Vec<(usize, f64)>;
 
 /// What a scheduled change does at its iteration.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -231,11 +234,7 @@ impl Prepared {
     }
 
     /// The rows of W on the graph `edges` over `members`, by the configured rule, and its gap.
-    fn weights(
-        &self,
-        members: &[usize],
-        edges: &[(usize, usize)],
-    ) -> Result<(Vec<Vec<(usize, f64)>>, f64), PrepareError> {
+    fn weights(&self, members: &[usize], edges: &[(usize, usize)]) -> Result<(Vec<Row>, f64), PrepareError> {
         let local = |i: usize| members.binary_search(&i).expect("an edge between members");
         let local_edges: Vec<(usize, usize)> = edges.iter().map(|&(a, b)| (local(a), local(b))).collect();
         let graph = Graph::from_edges(members.len(), &local_edges)?;

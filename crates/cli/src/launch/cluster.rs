@@ -18,6 +18,9 @@ use tokio::time::Instant;
 use super::procs::{FaultLine, NodeStart, Proc, start_coordinator, start_node, tail};
 use super::{Args, Signals};
 
+/// A fault line a node printed: (node, line).
+type Announced = (usize, FaultLine);
+
 /// The coordinator and node processes of a launched run.
 pub(super) struct Cluster<'a> {
     args: &'a Args,
@@ -27,7 +30,8 @@ pub(super) struct Cluster<'a> {
     /// By node id; None once a node's process has ended for good.
     nodes: Vec<Option<Proc>>,
     schedule: Vec<Change>,
-    faults: (UnboundedSender<(usize, FaultLine)>, UnboundedReceiver<(usize, FaultLine)>),
+    /// Fault lines from the nodes' stdout readers, (node, line): a sender for each new reader.
+    faults: (UnboundedSender<Announced>, UnboundedReceiver<Announced>),
     /// Nodes to start again with `--join` once their process has ended.
     restart: std::collections::BTreeSet<usize>,
     /// Paused nodes and when they continue.
