@@ -16,9 +16,14 @@ pub struct Args {
     /// Output folder for metrics.csv and summary.json.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Cluster secret the nodes must present (or env DPROX_SECRET).
-    #[arg(long, env = "DPROX_SECRET", default_value = "", hide_env_values = true)]
-    pub secret: String,
+    /// TLS files, --insecure, the cluster secret.
+    #[command(flatten)]
+    pub security: dprox_net::SecurityArgs,
+    /// File holding a bearer token the status page, `/api/status` and `/metrics` on
+    /// `--http-addr` then require (`Authorization: Bearer TOKEN`, or `?token=TOKEN` in the
+    /// page's URL); else the DPROX_HTTP_TOKEN environment variable; open when neither is set.
+    #[arg(long, value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
     /// Also serve the live status page (`/`) and its JSON (`/api/status`) over HTTP on this
     /// address (port 0 picks a free port; `status page: http://ADDR/` is printed second).
     #[arg(long, value_name = "HOST:PORT")]
@@ -35,6 +40,21 @@ pub struct Args {
     /// Resume the run in `--out` from its last complete checkpoint.
     #[arg(long, requires = "out")]
     pub resume: bool,
+}
+
+/// The status page's bearer token: the file's first line, else DPROX_HTTP_TOKEN, else none.
+fn http_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    let token = match file {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading --http-token-file {}", p.display()))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+        None => std::env::var("DPROX_HTTP_TOKEN").unwrap_or_default(),
+    };
+    Ok((!token.is_empty()).then_some(token))
 }
 
 /// A flag's number of seconds: a number >= 0 that a [`std::time::Duration`] can hold (what
@@ -76,7 +96,9 @@ pub fn main(args: Args, objectives: &dprox_prepare::Objectives) -> anyhow::Resul
         };
         let opts = crate::Options {
             out: args.out.clone(),
-            secret: args.secret.clone(),
+            secret: args.security.secret()?,
+            security: args.security.security(dprox_net::Peer::Coordinator)?,
+            http_token: http_token(args.http_token_file.as_deref())?,
             http,
             // `GET /metrics` next to the status page.
             http_routes: Some(dprox_telemetry::router(dprox_telemetry::install())),

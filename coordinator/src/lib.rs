@@ -28,7 +28,7 @@ pub mod status;
 mod watchdog;
 mod web;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +63,10 @@ pub struct Options {
     pub http_linger: Duration,
     /// Resume the run in `out` from its last complete checkpoint.
     pub resume: bool,
+    /// How the gRPC server is secured (mutual TLS, or plaintext with `--insecure`).
+    pub security: dprox_net::Security,
+    /// A bearer token the HTTP endpoints require (none: open).
+    pub http_token: Option<String>,
 }
 
 /// Why the coordinator stopped without a completed run.
@@ -86,6 +90,9 @@ pub enum CoordinatorError {
     /// `resume` found no complete checkpoint to resume from.
     #[error("{0}")]
     Resume(String),
+    /// The TLS material could not be used.
+    #[error(transparent)]
+    Tls(#[from] dprox_net::TlsError),
 }
 
 /// Serves the coordinator of `run` on `listener` (and, with `opts.http`, its status page) until
@@ -113,8 +120,16 @@ pub async fn run(
     let evaluation = evaluator::spawn(&shared, objectives, jobs, recorder);
     let watchdog = watchdog::spawn(shared.clone());
     let shutdown = Shutdown::forward(shutdown);
-    let http = opts.http.map(|l| Http::serve(l, web::router(shared.clone(), opts.http_routes)));
-    serve(listener, &shared, &shutdown).await?;
+    let http = opts.http.map(|l| {
+        Http::serve(
+            l,
+            dprox_net::http::with_bearer(
+                web::router(shared.clone(), opts.http_routes),
+                opts.http_token.clone(),
+            ),
+        )
+    });
+    serve(listener, &shared, &opts.security, &shutdown).await?;
     drop(watchdog);
     let state = shared.state().state.clone();
     shared.close_evaluation();
@@ -147,20 +162,23 @@ pub async fn run(
 async fn serve(
     listener: TcpListener,
     shared: &Arc<Shared>,
+    security: &dprox_net::Security,
     shutdown: &Shutdown,
 ) -> Result<(), CoordinatorError> {
-    let svc = pb::coordinator_server::CoordinatorServer::new(CoordinatorService(shared.clone()))
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
+    let tls = security.is_tls();
+    let max = dprox_net::limits::coordinator_message_bytes(shared.run.dim());
+    let svc =
+        pb::coordinator_server::CoordinatorServer::new(CoordinatorService { shared: shared.clone(), tls })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let limits = dprox_net::limits::COORDINATOR;
+    let incoming = dprox_net::incoming(listener, limits, "coordinator");
+    let mut builder = security.server(&limits).map_err(CoordinatorError::Tls)?;
     let mut server =
-        tokio::spawn(tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(
-            incoming,
-            async move {
-                let _ = stop_rx.await;
-            },
-        ));
+        tokio::spawn(builder.add_service(svc).serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop_rx.await;
+        }));
     let mut over = shared.over.subscribe();
     let linger_after_abort = Duration::from_secs_f64(shared.run.config().cluster.heartbeat_s * 2.0);
     let stop = async {
@@ -225,10 +243,11 @@ struct Http {
 impl Http {
     fn serve(listener: TcpListener, app: axum::Router) -> Http {
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-        });
-        Http { stop, server: AbortOnDropHandle::new(tokio::spawn(serve.into_future())) }
+        let serve =
+            dprox_net::http::serve(listener, app, dprox_net::limits::HTTP, "status page", async move {
+                let _ = stop_rx.await;
+            });
+        Http { stop, server: AbortOnDropHandle::new(tokio::spawn(serve)) }
     }
 
     /// Keeps serving for `linger` (cut short by the shutdown), then stops; a browser holding a

@@ -119,6 +119,7 @@ async fn the_status_api_follows_a_real_run_to_its_end() {
             coordinator: coord.clone(),
             out: None,
             secret: String::new(),
+            security: Default::default(),
             start: dprox_node::Start::Fresh,
             faults: dprox_node::Faults::InProcess,
         };

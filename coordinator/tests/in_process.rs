@@ -56,7 +56,10 @@ async fn start_coordinator(
 async fn registration_refuses_unknown_ids_wrong_dimensions_and_wrong_secrets() {
     let run = prepared(2);
     let (addr, _h) = start_coordinator(run.clone(), None).await;
-    let channel = dprox_transport::endpoint(&addr).unwrap().connect_lazy();
+    let channel =
+        dprox_transport::endpoint(&dprox_net::Security::Insecure, &addr, dprox_net::Peer::Coordinator)
+            .unwrap()
+            .connect_lazy();
     let mut c = pb::coordinator_client::CoordinatorClient::new(channel);
     let req = |id: u32, dim: u64, secret: &str| pb::RegisterRequest {
         id,

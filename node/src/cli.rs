@@ -23,9 +23,9 @@ pub struct Args {
     /// Folder for this node's own metrics (nodes/node-ID.csv).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Cluster secret (or env DPROX_SECRET).
-    #[arg(long, env = "DPROX_SECRET", default_value = "", hide_env_values = true)]
-    pub secret: String,
+    /// TLS files, --insecure, the cluster secret.
+    #[command(flatten)]
+    pub security: dprox_net::SecurityArgs,
     /// Serve Prometheus metrics (`GET /metrics`) on this address; port 0 picks a free port.
     /// The address is logged as `metrics endpoint` once bound.
     #[arg(long, value_name = "HOST:PORT")]
@@ -82,7 +82,8 @@ pub fn main(args: Args, objectives: &Objectives) -> anyhow::Result<()> {
             id: args.id,
             coordinator,
             out: args.out.clone(),
-            secret: args.secret.clone(),
+            secret: args.security.secret()?,
+            security: args.security.security(dprox_net::Peer::Node(args.id))?,
             start,
             faults,
         };

@@ -58,8 +58,10 @@ pub struct Options {
     pub coordinator: String,
     /// Folder for this node's metrics file (`nodes/node-ID.csv`).
     pub out: Option<PathBuf>,
-    /// Cluster secret.
+    /// Cluster secret (presented at registration; what protects a run without TLS).
     pub secret: String,
+    /// How the node's links are secured (mutual TLS, or plaintext with `--insecure`).
+    pub security: dprox_net::Security,
     /// How the node enters the run.
     pub start: Start,
     /// Who enacts its scheduled faults.
@@ -168,8 +170,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Outcome, NodeError> {
-    let gossip = GrpcGossip::serve(opts.id, run.dim(), listener)?;
-    let coordinator = GrpcCoordinator::new(&opts.coordinator)
+    let gossip = GrpcGossip::serve(opts.id, run.dim(), listener, opts.security.clone())?;
+    let coordinator = GrpcCoordinator::new(&opts.coordinator, run.dim(), &opts.security)
         .map_err(|e| NodeError::Coordinator { address: opts.coordinator.clone(), message: e.to_string() })?
         .with_secret(&opts.secret);
     let parts = Parts {

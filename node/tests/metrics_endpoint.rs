@@ -74,6 +74,8 @@ fn a_node_endpoint_shows_the_run_as_it_trains() {
             Command::new(env!("CARGO_BIN_EXE_dprox-node"))
                 .arg(&cfg_path)
                 .args(["--id", &i.to_string(), "--coordinator", &coord, "--metrics-addr", "127.0.0.1:0"])
+                // The coordinator in this process serves plaintext (Options::default).
+                .arg("--insecure")
                 .args(["--log-format", "json", "--out"])
                 .arg(&out)
                 // Node 0's log is read below; an unread pipe could fill and stall the others.

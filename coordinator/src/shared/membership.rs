@@ -137,6 +137,7 @@ impl Shared {
                     iteration: t,
                     reports,
                     retired: st.membership.retired_at(t),
+                    slot: None,
                 })
                 .collect::<Vec<_>>()
         };
@@ -164,6 +165,7 @@ impl Shared {
                     iteration: t,
                     reports,
                     retired: st.membership.retired_at(t),
+                    slot: None,
                 })
                 .collect::<Vec<_>>()
         };

@@ -25,7 +25,14 @@ pub(crate) struct Complete {
     pub reports: Vec<Report>,
     /// Bytes sent in the lives of nodes that went before this iteration, (payload, framed).
     pub retired: (u64, u64),
+    /// One of the evaluator's queue slots, held until the row is recorded (none for rows that
+    /// complete when a node goes).
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
+
+/// Complete rows that may wait for the evaluator at once: a report completing one more waits
+/// (and with it the reporting node), so the queue's memory stays bounded.
+pub const MAX_QUEUED_ROWS: usize = 4;
 
 /// What the evaluator (the owner of the run's record) is given, in order.
 pub(crate) enum Job {
@@ -50,6 +57,8 @@ pub(crate) enum Refusal {
     Aborted(String),
     /// The coordinator is shutting down.
     Unavailable(String),
+    /// A limit was reached.
+    Exhausted(String),
 }
 
 /// What the coordinator's calls, its evaluator, watchdog and status page share.
@@ -67,6 +76,8 @@ pub(crate) struct Shared {
     pub started: watch::Sender<bool>,
     /// Flips when the run is over (completed or aborted).
     pub over: watch::Sender<bool>,
+    /// Slots of the evaluator's queue of complete rows ([`MAX_QUEUED_ROWS`]).
+    row_slots: Arc<tokio::sync::Semaphore>,
     /// Jobs for the evaluator; taken (closed) when the run is over.
     jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     /// The index of the latest epoch formed.
@@ -93,14 +104,20 @@ impl Shared {
         membership: Membership,
         resume_at: Option<u64>,
     ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Job>) {
-        let mut token = vec![0u8; 16];
+        // The token authenticates gossip; the run id is shown (status page, logs): drawn apart, so
+        // that it reveals nothing of the token.
+        let (mut token, mut tag) = (vec![0u8; 16], [0u8; 4]);
         getrandom::fill(&mut token).expect("the OS random generator is available");
-        let run_id =
-            format!("{}-{}", run.name(), token[..4].iter().map(|b| format!("{b:02x}")).collect::<String>());
+        getrandom::fill(&mut tag).expect("the OS random generator is available");
+        let run_id = format!("{}-{}", run.name(), tag.iter().map(|b| format!("{b:02x}")).collect::<String>());
         let (tx, rx) = mpsc::unbounded_channel();
         let epoch = membership.epoch.index;
         let shared = Shared {
-            state: Arc::new(Mutex::new(State::new(run.n(), run.dim(), Instant::now(), membership))),
+            state: Arc::new(Mutex::new(
+                State::new(run.n(), run.dim(), Instant::now(), membership)
+                    .with_schedule(run.config().run.eval_every, run.config().run.iterations),
+            )),
+            row_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_ROWS)),
             info: RunInfo::of(&run, run_id.clone()),
             edges: crate::status::edges_of(&run),
             run,
@@ -226,7 +243,7 @@ impl Shared {
 
     /// A node's iterate at an evaluation point; when it completes the iteration, the evaluator
     /// gets every node's.
-    pub fn report(&self, r: pb::ReportRequest) -> Result<(), Refusal> {
+    pub async fn report(&self, r: pb::ReportRequest) -> Result<(), Refusal> {
         if !r.x.len().is_multiple_of(4) {
             return Err(Refusal::Invalid(format!("node {}: x is not a whole number of f32", r.id)));
         }
@@ -246,30 +263,48 @@ impl Shared {
         let (id, iteration) = (r.id as usize, r.iteration);
         let done = {
             let mut state = self.state();
-            let done = state.report(id, iteration, report).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            let done = state.report(id, iteration, report).map_err(|e| {
+                tracing::warn!(node = id, iteration, "report refused: {e}");
+                match e {
+                    crate::state::ReportError::TooFarAhead { .. } => Refusal::Exhausted(e.to_string()),
+                    _ => Refusal::Invalid(e.to_string()),
+                }
+            })?;
             // A report is a sign of life too.
             state.heartbeat(id, iteration, Instant::now());
             done.map(|reports| Complete {
                 iteration,
                 reports,
                 retired: state.membership.retired_at(iteration),
+                slot: None,
             })
         };
-        if let Some(c) = done {
+        if let Some(mut c) = done {
+            // Wait while the evaluator is behind: the queue's memory stays bounded.
+            let slot = self.row_slots.clone().acquire_owned().await;
+            c.slot = slot.ok();
             self.job(Job::Row(c));
         }
         Ok(())
     }
 
-    /// A node finished, or failed with an error.
-    pub fn finish(&self, r: pb::FinishRequest) {
+    /// A node finished, or failed with an error. A finish without an error from a node that did
+    /// not report the run's last iteration is refused: it cannot end the run.
+    pub fn finish(&self, r: pb::FinishRequest) -> Result<(), Refusal> {
         let error = (!r.error.is_empty()).then_some(r.error);
+        if error.is_none() {
+            self.state().check_finish(r.id as usize).map_err(|why| {
+                tracing::warn!(node = r.id, "finish refused: {why}");
+                Refusal::Precondition(why)
+            })?;
+        }
         match &error {
             Some(e) => tracing::error!(node = r.id, "failed: {e}"),
             None => tracing::info!(node = r.id, iteration = r.iteration, "finished"),
         }
         self.state().finish(r.id as usize, error, Instant::now());
         self.note_over();
+        Ok(())
     }
 
     /// The run's progress, for `dprox launch` (the `Status` call).

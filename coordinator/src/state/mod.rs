@@ -154,7 +154,53 @@ pub enum ReportError {
         /// The run's.
         expected: usize,
     },
+    /// A value of the iterate is NaN or infinite.
+    #[error("node {id} reported a non-finite value at index {index} of its iterate")]
+    NonFinite {
+        /// The node.
+        id: usize,
+        /// Where.
+        index: usize,
+    },
+    /// The node does not take part in the run now.
+    #[error("node {id} does not take part in the run now")]
+    NotMember {
+        /// The node.
+        id: usize,
+    },
+    /// Not an evaluation iteration of the run, or past its end.
+    #[error("node {id} reported iteration {iteration}, which is not an evaluation point of this run")]
+    NotEvaluated {
+        /// The node.
+        id: usize,
+        /// The iteration reported.
+        iteration: u64,
+    },
+    /// The node reported this iteration (or a later one) already.
+    #[error("node {id} reported iteration {iteration} after its report of iteration {last}")]
+    OutOfOrder {
+        /// The node.
+        id: usize,
+        /// The iteration reported.
+        iteration: u64,
+        /// Its latest report.
+        last: u64,
+    },
+    /// Too many iterations wait for reports: the reporter is too far ahead of the slowest node.
+    #[error("node {id} reported iteration {iteration}, but {pending} iterations already wait for reports")]
+    TooFarAhead {
+        /// The node.
+        id: usize,
+        /// The iteration reported.
+        iteration: u64,
+        /// Iterations waiting.
+        pending: usize,
+    },
 }
+
+/// The most evaluation iterations that may wait for reports at once (each holds up to one
+/// iterate per node): a report that would open one more is refused.
+pub const MAX_PENDING_ROWS: usize = 64;
 
 /// The coordinator's view of the run.
 #[derive(Debug)]
@@ -175,6 +221,9 @@ pub struct State {
     reports: BTreeMap<u64, Vec<Option<Report>>>,
     /// Who takes part, and the membership changes in progress.
     pub membership: Membership,
+    /// The run's evaluation points: every `eval_every` iterations and the last, `iterations`
+    /// (none: any iteration, for tests of the bookkeeping alone).
+    schedule: Option<(u64, u64)>,
     /// The latest membership changes (at most `status::MAX_EVENTS`), for the status.
     pub events: std::collections::VecDeque<dprox_eval::MembershipEvent>,
     /// A scheduled joiner the members wait for, and since when.
@@ -204,6 +253,7 @@ impl State {
             created: now,
             reports: BTreeMap::new(),
             membership,
+            schedule: None,
             events: Default::default(),
             joiner_wait: None,
         }
@@ -298,11 +348,9 @@ impl State {
         iteration: u64,
         r: Report,
     ) -> Result<Option<Vec<Report>>, ReportError> {
+        self.check_report(id, iteration, &r)?;
         let n = self.n();
-        let Some(b) = self.nodes.get_mut(id) else { return Err(ReportError::UnknownNode { id }) };
-        if r.x.len() != self.dim {
-            return Err(ReportError::WrongDim { id, got: r.x.len(), expected: self.dim });
-        }
+        let b = &mut self.nodes[id];
         b.sent = r.sent;
         b.reported_at = Some(iteration);
         b.loss = r.loss.or(b.loss);
@@ -314,6 +362,58 @@ impl State {
         let slot = self.reports.entry(iteration).or_insert_with(|| vec![None; n]);
         slot[id] = Some(r);
         Ok(self.take_complete(iteration))
+    }
+
+    /// Reports are evaluated for the run's points only: every `eval_every` iterations and the
+    /// last, `iterations`.
+    pub fn with_schedule(mut self, eval_every: u64, iterations: u64) -> State {
+        self.schedule = Some((eval_every, iterations));
+        self
+    }
+
+    /// Refuses a report that cannot be right: from a node outside the run or away, of another
+    /// size, with a non-finite value, of an iteration that is not an evaluation point, not after
+    /// the node's previous report, or opening more than [`MAX_PENDING_ROWS`] waiting rows.
+    fn check_report(&self, id: usize, iteration: u64, r: &Report) -> Result<(), ReportError> {
+        let b = self.nodes.get(id).ok_or(ReportError::UnknownNode { id })?;
+        if r.x.len() != self.dim {
+            return Err(ReportError::WrongDim { id, got: r.x.len(), expected: self.dim });
+        }
+        if !self.membership.live.contains(&id) {
+            return Err(ReportError::NotMember { id });
+        }
+        if let Some((every, last)) = self.schedule
+            && (iteration > last || (!iteration.is_multiple_of(every.max(1)) && iteration != last))
+        {
+            return Err(ReportError::NotEvaluated { id, iteration });
+        }
+        if let Some(last) = b.reported_at
+            && iteration <= last
+        {
+            return Err(ReportError::OutOfOrder { id, iteration, last });
+        }
+        if let Some(index) = r.x.iter().position(|v| !v.is_finite()) {
+            return Err(ReportError::NonFinite { id, index });
+        }
+        let pending = self.reports.len();
+        if pending >= MAX_PENDING_ROWS && !self.reports.contains_key(&iteration) {
+            return Err(ReportError::TooFarAhead { id, iteration, pending });
+        }
+        Ok(())
+    }
+
+    /// A node's finish without an error is believed only once it reported the run's last
+    /// iteration (or it is no member any more); the error says why not.
+    pub fn check_finish(&self, id: usize) -> Result<(), String> {
+        let Some(b) = self.nodes.get(id) else { return Err(format!("unknown node {id}")) };
+        let Some((_, last)) = self.schedule else { return Ok(()) };
+        if !self.membership.live.contains(&id) || b.reported_at == Some(last) {
+            return Ok(());
+        }
+        Err(format!(
+            "node {id} says it finished, but its last report is of iteration {}, not the run's last ({last})",
+            b.reported_at.map_or("none".to_string(), |t| t.to_string())
+        ))
     }
 
     /// The reports of `iteration` once every live member has sent its own (with those of nodes

@@ -8,6 +8,7 @@
 //!   facts (nodes, edges, degrees, spectral gap), the partition and the model size.
 //! - `dprox plot DIR... --out FILE.png|.svg`: the runs' metrics side by side.
 //! - `dprox eval MODEL CONFIG`: a saved model's objective and test accuracy on a config's data.
+//! - `dprox certs DIR --config CONFIG`: the TLS certificates of a cluster.
 //! - `dprox status URL [--watch]`: a running coordinator's status as a table.
 //! - `dprox node` and `dprox coordinator`: what `launch` starts (also for clusters by hand).
 //!
@@ -27,6 +28,7 @@
 //! }
 //! ```
 
+mod certs;
 mod check;
 mod eval;
 mod launch;
@@ -60,6 +62,9 @@ enum Command {
     /// Start the coordinator and every node as separate processes on this machine (loopback),
     /// and gather the metrics into DIR like `sim` does.
     Launch(launch::Args),
+    /// Make a cluster's TLS certificates: a CA, and a key and certificate per node, for the
+    /// coordinator and for an operator.
+    Certs(certs::Args),
     /// Evaluate a saved model (a run's model.safetensors) on a config's data: objective and
     /// test accuracy.
     Eval(eval::Args),
@@ -96,6 +101,7 @@ pub fn main_with(objectives: Objectives) -> ! {
         Command::CheckConfig(args) => check::run(&args, &objectives),
         Command::Launch(args) => launch::run(&args, &objectives),
         Command::Eval(args) => eval::run(&args, &objectives),
+        Command::Certs(args) => certs::run(&args),
         Command::Status(args) => status::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Node(args) => dprox_node::cli::main(args, &objectives),

@@ -284,6 +284,8 @@ fn a_restarted_node_rejoins_and_advances_with_the_others() {
         .arg("node")
         .arg(out.join("config.toml"))
         .args(["--id", "2", "--join", "--coordinator", &addr])
+        .arg("--tls-dir")
+        .arg(out.join("tls"))
         .arg("--out")
         .arg(&out)
         .stdout(Stdio::null())

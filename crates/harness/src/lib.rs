@@ -46,6 +46,9 @@ pub enum ClusterError {
     /// The coordinator stopped without a completed run.
     #[error("coordinator: {0}")]
     Coordinator(#[from] CoordinatorError),
+    /// The TLS files could not be used.
+    #[error(transparent)]
+    Tls(#[from] dprox_net::TlsError),
 }
 
 /// How each node's objective is built.
@@ -57,6 +60,8 @@ pub struct InProcess {
     out: Option<PathBuf>,
     secret: String,
     objective: Box<ObjectiveOf>,
+    /// The cluster's TLS files (none: plaintext).
+    tls: Option<PathBuf>,
 }
 
 /// A started cluster: the coordinator's address and tasks to join.
@@ -77,6 +82,21 @@ impl InProcess {
             out: None,
             secret: String::new(),
             objective: Box::new(move |id| r.objective(Part::Node(id), Placement::Configured)),
+            tls: None,
+        }
+    }
+
+    /// Every link is mutual TLS with the certificates in `dir` (as `dprox certs` makes them).
+    pub fn tls(mut self, dir: &Path) -> InProcess {
+        self.tls = Some(dir.to_path_buf());
+        self
+    }
+
+    /// The security of `peer`: TLS with the files of [`InProcess::tls`], else plaintext.
+    fn security(&self, peer: dprox_net::Peer) -> Result<dprox_net::Security, ClusterError> {
+        match &self.tls {
+            Some(dir) => Ok(dprox_net::Security::load(dir, peer)?),
+            None => Ok(dprox_net::Security::Insecure),
         }
     }
 
@@ -114,9 +134,12 @@ impl InProcess {
         for _ in &ids {
             listeners.push(TcpListener::bind("127.0.0.1:0").await?);
         }
+        let securities =
+            ids.iter().map(|&id| self.security(dprox_net::Peer::Node(id))).collect::<Result<Vec<_>, _>>()?;
         let opts = dprox_coordinator::Options {
             out: self.out.clone(),
             secret: self.secret.clone(),
+            security: self.security(dprox_net::Peer::Coordinator)?,
             ..Default::default()
         };
         let pending = std::future::pending::<()>();
@@ -124,13 +147,14 @@ impl InProcess {
             tokio::spawn(dprox_coordinator::run(self.run.clone(), opts, listener, pending));
         let nodes = ids
             .into_iter()
-            .zip(objectives.into_iter().zip(listeners))
-            .map(|(id, (objective, listener))| {
+            .zip(objectives.into_iter().zip(listeners).zip(securities))
+            .map(|(id, ((objective, listener), security))| {
                 let opts = dprox_node::Options {
                     id,
                     coordinator: coordinator.clone(),
                     out: self.out.clone(),
                     secret: self.secret.clone(),
+                    security,
                     start: dprox_node::Start::Fresh,
                     faults: dprox_node::Faults::InProcess,
                 };

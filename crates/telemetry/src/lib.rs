@@ -164,5 +164,5 @@ pub async fn serve(
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    dprox_net::http::serve(listener, router, dprox_net::limits::HTTP, "metrics", shutdown).await
 }

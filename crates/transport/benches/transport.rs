@@ -35,7 +35,8 @@ async fn gossip_server(dim: usize) -> String {
     });
     let svc = GossipService::new(dim, arx, tx, Duration::from_secs(5)).with_pool(pool).into_server();
     tokio::spawn(
-        dprox_transport::server()
+        dprox_transport::server(&dprox_net::Security::Insecure, &dprox_net::limits::GOSSIP)
+            .unwrap()
             .add_service(svc)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
@@ -85,7 +86,7 @@ fn main() {
         // Small exchange: a top-k 1% message of a 1e4 model vs a bare gRPC round trip (Ping).
         let dim = 10_000;
         let addr = gossip_server(dim).await;
-        let mut client = PeerClient::new(0, &addr).unwrap();
+        let mut client = PeerClient::new(0, &addr, &dprox_net::Security::Insecure).unwrap();
         let v: Vec<f32> = (0..dim).map(|i| (i as f32).sin()).collect();
         let mut m = Compressed::new(dim);
         Compressor::new(CompressorSpec::TopK { ratio: 0.01, values: ValueFormat::F32 }, dim)
@@ -119,7 +120,7 @@ fn main() {
         println!("{:>10} {:>14} {:>14} {:>8}", "f32s", "gRPC GB/s", "raw TCP GB/s", "ratio");
         for (n, reps) in [(10_000usize, 400), (1_000_000, 60), (10_000_000, 20)] {
             let addr = gossip_server(n).await;
-            let mut client = PeerClient::new(0, &addr).unwrap();
+            let mut client = PeerClient::new(0, &addr, &dprox_net::Security::Insecure).unwrap();
             let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
             let mut b = Vec::new();
             Compressed { dim: n, body: Body::Dense { format: ValueFormat::F32, values } }.encode(&mut b);

@@ -11,6 +11,9 @@ use tokio::sync::{mpsc, watch};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
+use dprox_net::limits::CHUNK_STALL;
+use dprox_net::{Limits, Peer, Security, TlsError};
+
 use crate::pb;
 use crate::shape::Shaper;
 use dprox_telemetry::names;
@@ -178,6 +181,8 @@ pub struct GossipService {
     pool: PayloadPool,
     refused: metrics::Counter,
     model: watch::Receiver<Option<PublishedModel>>,
+    /// Whether every request must come with a node's certificate (mutual TLS).
+    tls: bool,
 }
 
 impl GossipService {
@@ -198,6 +203,26 @@ impl GossipService {
             pool: PayloadPool::default(),
             refused: metrics::Counter::noop(),
             model: watch::channel(None).1,
+            tls: false,
+        }
+    }
+
+    /// Requires every request to come with a node's certificate, and every message to come from
+    /// the node its certificate names (set when served over mutual TLS).
+    pub fn with_tls(mut self, tls: bool) -> GossipService {
+        self.tls = tls;
+        self
+    }
+
+    /// The node a request comes from, by its certificate (with TLS); any caller without TLS.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Option<usize>, Status> {
+        if !self.tls {
+            return Ok(None);
+        }
+        match Peer::of_request(request) {
+            Some(Peer::Node(id)) => Ok(Some(id)),
+            Some(other) => Err(Status::permission_denied(format!("{other} may not call a node's gossip"))),
+            None => Err(Status::unauthenticated("no node certificate of this cluster")),
         }
     }
 
@@ -230,7 +255,11 @@ impl GossipService {
 #[tonic::async_trait]
 impl pb::gossip_server::Gossip for GossipService {
     async fn push(&self, request: Request<Streaming<pb::Chunk>>) -> Result<Response<pb::PushAck>, Status> {
-        let msg = match self.receive(request.into_inner()).await {
+        let received = match self.caller(&request) {
+            Ok(sender) => self.receive(sender, request.into_inner()).await,
+            Err(status) => Err(status),
+        };
+        let msg = match received {
             Ok(m) => m,
             Err(status) => {
                 if status.code() != tonic::Code::Unavailable {
@@ -244,7 +273,8 @@ impl pb::gossip_server::Gossip for GossipService {
         Ok(Response::new(pb::PushAck {}))
     }
 
-    async fn ping(&self, _: Request<pb::PingRequest>) -> Result<Response<pb::PingReply>, Status> {
+    async fn ping(&self, request: Request<pb::PingRequest>) -> Result<Response<pb::PingReply>, Status> {
+        self.caller(&request)?;
         Ok(Response::new(pb::PingReply {}))
     }
 
@@ -252,6 +282,7 @@ impl pb::gossip_server::Gossip for GossipService {
         &self,
         request: Request<pb::FetchModelRequest>,
     ) -> Result<Response<pb::FetchModelReply>, Status> {
+        self.caller(&request)?;
         let r = request.into_inner();
         let auth = self.authorised().await?;
         if r.run_id != auth.run_id || r.token.as_ref() != auth.token.as_slice() {
@@ -280,11 +311,24 @@ impl pb::gossip_server::Gossip for GossipService {
 }
 
 impl GossipService {
-    /// Checks, reads and decodes one message.
-    async fn receive(&self, mut stream: Streaming<pb::Chunk>) -> Result<Inbound, Status> {
+    /// Checks, reads and decodes one message, from `sender` (the node its certificate names,
+    /// with TLS).
+    async fn receive(
+        &self,
+        sender: Option<usize>,
+        mut stream: Streaming<pb::Chunk>,
+    ) -> Result<Inbound, Status> {
         let first =
-            stream.message().await?.ok_or_else(|| Status::invalid_argument("empty message stream"))?;
+            next_chunk(&mut stream).await?.ok_or_else(|| Status::invalid_argument("empty message stream"))?;
         let h = first.header.ok_or_else(|| Status::invalid_argument("the first chunk has no header"))?;
+        if let Some(id) = sender
+            && h.from as usize != id
+        {
+            return Err(Status::permission_denied(format!(
+                "a message claiming to be from node {} came with node {id}'s certificate",
+                h.from
+            )));
+        }
         let auth = self.authorised().await?;
         if h.run_id != auth.run_id || h.token.as_ref() != auth.token.as_slice() {
             return Err(Status::unauthenticated(format!(
@@ -313,7 +357,7 @@ impl GossipService {
         let mut payload = self.pool.take(self.dim);
         let result = if first.data.len() == len {
             // The whole message in one chunk (up to 1 MiB): decoded in place.
-            match stream.message().await {
+            match next_chunk(&mut stream).await {
                 Err(status) => Err(status),
                 Ok(Some(_)) => Err(Status::invalid_argument(format!(
                     "message from node {from} is longer than its header's {len} bytes"
@@ -369,7 +413,7 @@ impl GossipService {
             // Release the chunk before waiting for the next: tonic's receive buffer can then
             // reuse its space instead of reallocating (and copying) for every chunk.
             drop(data);
-            chunk = match stream.message().await? {
+            chunk = match next_chunk(stream).await? {
                 Some(c) if c.header.is_some() => {
                     return Err(Status::invalid_argument("a header in a chunk other than the first"));
                 }
@@ -383,6 +427,17 @@ impl GossipService {
             )));
         }
         dec.finish(payload).map_err(|e| malformed(from, e))
+    }
+}
+
+/// The next chunk of a message; a stream that stalls for [`CHUNK_STALL`] mid-message is dropped.
+async fn next_chunk(stream: &mut Streaming<pb::Chunk>) -> Result<Option<pb::Chunk>, Status> {
+    match tokio::time::timeout(CHUNK_STALL, stream.message()).await {
+        Ok(chunk) => chunk,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "the message stalled: no chunk for {} s",
+            CHUNK_STALL.as_secs()
+        ))),
     }
 }
 
@@ -412,24 +467,27 @@ pub const STREAM_WINDOW: u32 = 32 << 20;
 /// HTTP/2 flow-control window of a connection (a link carries the x and y messages).
 pub const CONNECTION_WINDOW: u32 = 64 << 20;
 
-/// An HTTP/2 endpoint for `address` with the windows large vectors need ([`STREAM_WINDOW`],
-/// [`CONNECTION_WINDOW`]) and Nagle off for small exchanges.
-pub fn endpoint(address: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))?
+/// An HTTP/2 endpoint for reaching `peer` at `address`, secured by `security` (mutual TLS: the
+/// server's certificate must name `peer`), with the windows large vectors need
+/// ([`STREAM_WINDOW`], [`CONNECTION_WINDOW`]) and Nagle off for small exchanges.
+pub fn endpoint(security: &Security, address: &str, peer: Peer) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(security
+        .endpoint(address, peer)?
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5)))
 }
 
-/// A gRPC server with the same windows, and frames of up to 16 MiB so that a 1 MiB chunk travels
-/// in one HTTP/2 frame.
-pub fn server() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
+/// A gRPC server secured by `security` under `limits` (see [`dprox_net::limits`]), with the same
+/// windows, and frames of up to 16 MiB so that a 1 MiB chunk travels in one HTTP/2 frame.
+pub fn server(security: &Security, limits: &Limits) -> Result<tonic::transport::Server, TlsError> {
+    Ok(security
+        .server(limits)?
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size((16 << 20) - 1)
-        .tcp_nodelay(true)
+        .tcp_nodelay(true))
 }
 
 /// Bytes one message cost.
@@ -452,14 +510,15 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    /// A client for `peer` at `address`; the connection is made on first use and then reused.
-    pub fn new(peer: usize, address: &str) -> Result<PeerClient, TransportError> {
+    /// A client for `peer` at `address`, secured by `security`; the connection is made on first
+    /// use and then reused.
+    pub fn new(peer: usize, address: &str, security: &Security) -> Result<PeerClient, TransportError> {
         let err = |e: tonic::transport::Error| TransportError::Address {
             peer,
             address: address.into(),
             message: e.to_string(),
         };
-        let channel = endpoint(address).map_err(err)?.connect_lazy();
+        let channel = endpoint(security, address, Peer::Node(peer)).map_err(err)?.connect_lazy();
         let client = pb::gossip_client::GossipClient::new(channel)
             .max_decoding_message_size(CHUNK_BYTES + 4096)
             .max_encoding_message_size(CHUNK_BYTES + 4096);

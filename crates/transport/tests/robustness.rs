@@ -52,7 +52,7 @@ fn message() -> Bytes {
 async fn bad_messages_are_refused_and_the_receiver_keeps_working() {
     let metrics = dprox_telemetry::install();
     let (addr, mut inbox) = serve().await;
-    let mut client = PeerClient::new(0, &addr).unwrap();
+    let mut client = PeerClient::new(0, &addr, &dprox_net::Security::Insecure).unwrap();
     let good = message();
     let err = |r: Result<_, dprox_transport::TransportError>| r.unwrap_err().to_string();
 
@@ -114,7 +114,8 @@ async fn large_messages_stream_in_chunks() {
     let (in_tx, mut big_inbox) = mpsc::channel(4);
     let svc = GossipService::new(dim, arx, in_tx, Duration::from_secs(1)).into_server();
     tokio::spawn(
-        dprox_transport::server()
+        dprox_transport::server(&dprox_net::Security::Insecure, &dprox_net::limits::GOSSIP)
+            .unwrap()
             .add_service(svc)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
@@ -123,7 +124,7 @@ async fn large_messages_stream_in_chunks() {
     let mut b = Vec::new();
     m.encode(&mut b);
     let n = b.len();
-    let mut client = PeerClient::new(0, &addr).unwrap();
+    let mut client = PeerClient::new(0, &addr, &dprox_net::Security::Insecure).unwrap();
     let stats = client.send(header(1, 7, n), Bytes::from(b), None).await.unwrap();
     assert_eq!(stats.payload, n as u64);
     // Three chunks: each a 5-byte gRPC prefix, a data field (tag and 3-byte length; the last
@@ -162,7 +163,7 @@ fn framed_len_is_the_protobuf_size_of_the_chunks_plus_prefixes() {
 #[tokio::test]
 async fn ping_tells_a_gone_peer_from_a_slow_one() {
     let (addr, _rx) = serve().await;
-    let mut alive = PeerClient::new(1, &addr).unwrap();
+    let mut alive = PeerClient::new(1, &addr, &dprox_net::Security::Insecure).unwrap();
     assert_eq!(alive.ping(Duration::from_secs(5)).await, Ok(()));
 
     // Gone: a port that was bound and released.
@@ -170,7 +171,7 @@ async fn ping_tells_a_gone_peer_from_a_slow_one() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let mut gone = PeerClient::new(2, &closed).unwrap();
+    let mut gone = PeerClient::new(2, &closed, &dprox_net::Security::Insecure).unwrap();
     match gone.ping(Duration::from_secs(5)).await {
         Err(PingError::Unreachable(why)) => assert!(why.contains("Connection refused"), "{why}"),
         other => panic!("expected Unreachable, got {other:?}"),
@@ -178,7 +179,8 @@ async fn ping_tells_a_gone_peer_from_a_slow_one() {
 
     // Slow: the TCP connection is accepted (the kernel does it) but nobody speaks HTTP/2.
     let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut slow = PeerClient::new(3, &mute.local_addr().unwrap().to_string()).unwrap();
+    let mut slow =
+        PeerClient::new(3, &mute.local_addr().unwrap().to_string(), &dprox_net::Security::Insecure).unwrap();
     let e = slow.ping(Duration::from_millis(300)).await.unwrap_err();
     assert_eq!(e, PingError::NoAnswer(Duration::from_millis(300)));
     assert_eq!(e.to_string(), "no answer to a liveness probe within 0.3 s");

@@ -5,9 +5,6 @@ use tonic::transport::Channel;
 
 use super::{CoordinatorLink, LinkError};
 
-/// Reports carry the whole parameter vector: calls may be this large.
-const MAX_MESSAGE: usize = 64 << 20;
-
 /// The gRPC client of the coordinator at one address (connected on first use, then reused).
 #[derive(Clone, Debug)]
 pub struct GrpcCoordinator {
@@ -18,14 +15,20 @@ pub struct GrpcCoordinator {
 }
 
 impl GrpcCoordinator {
-    /// A client for the coordinator at `address` (host:port).
-    pub fn new(address: &str) -> Result<GrpcCoordinator, LinkError> {
-        let channel = dprox_transport::endpoint(address)
+    /// A client for the coordinator at `address` (host:port) of a run whose models have `dim`
+    /// parameters (reports carry one: calls may be that large), secured by `security`.
+    pub fn new(
+        address: &str,
+        dim: usize,
+        security: &dprox_net::Security,
+    ) -> Result<GrpcCoordinator, LinkError> {
+        let channel = dprox_transport::endpoint(security, address, dprox_net::Peer::Coordinator)
             .map_err(|e| LinkError::Refused(format!("invalid coordinator address {address}: {e}")))?
             .connect_lazy();
+        let max = dprox_net::limits::coordinator_message_bytes(dim);
         let client = pb::coordinator_client::CoordinatorClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
         Ok(GrpcCoordinator { address: address.to_string(), secret: String::new(), client })
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dprox_compress::Compressed;
+use dprox_net::Security;
 use dprox_transport::{
     Auth, GossipService, Inbound, PayloadPool, PeerClient, PublishedModel, TransportError, pb,
 };
@@ -40,12 +41,19 @@ pub struct GrpcGossip {
     model: watch::Sender<Option<PublishedModel>>,
     stop: watch::Sender<bool>,
     server: AbortOnDropHandle<Result<(), tonic::transport::Error>>,
+    security: Security,
 }
 
 impl GrpcGossip {
     /// Serves node `id`'s gossip (models of `dim` parameters) on `listener` at once, so that the
-    /// address registered with the coordinator already answers.
-    pub fn serve(id: usize, dim: usize, listener: TcpListener) -> Result<GrpcGossip, TransportError> {
+    /// address registered with the coordinator already answers; secured by `security`, under
+    /// the limits of [`dprox_net::limits::GOSSIP`].
+    pub fn serve(
+        id: usize,
+        dim: usize,
+        listener: TcpListener,
+        security: Security,
+    ) -> Result<GrpcGossip, TransportError> {
         let address = listener
             .local_addr()
             .map_err(|e| TransportError::Internal(format!("the gossip listener has no address: {e}")))?
@@ -58,13 +66,15 @@ impl GrpcGossip {
         let svc = GossipService::new(dim, auth_rx, in_tx, AUTH_WAIT)
             .with_pool(pool.clone())
             .with_node_metrics(id)
-            .with_model(model_rx);
-        let server = dprox_transport::server().add_service(svc.into_server()).serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
+            .with_model(model_rx)
+            .with_tls(security.is_tls());
+        let limits = dprox_net::limits::GOSSIP;
+        let server = dprox_transport::server(&security, &limits)
+            .map_err(|e| TransportError::Internal(e.to_string()))?
+            .add_service(svc.into_server())
+            .serve_with_incoming_shutdown(dprox_net::incoming(listener, limits, "gossip"), async move {
                 let _ = stop_rx.wait_for(|&s| s).await;
-            },
-        );
+            });
         let (errors_tx, errors) = mpsc::unbounded_channel();
         Ok(GrpcGossip {
             id,
@@ -81,6 +91,7 @@ impl GrpcGossip {
             model,
             stop,
             server: AbortOnDropHandle::new(tokio::spawn(server)),
+            security,
         })
     }
 }
@@ -101,7 +112,7 @@ impl Gossip for GrpcGossip {
             let (p, f) = old.totals();
             self.retired = (self.retired.0 + p, self.retired.1 + f);
         }
-        self.links = Some(Links::new(self.id, self.dim, session, self.errors_tx.clone())?);
+        self.links = Some(Links::new(self.id, self.dim, session, &self.security, self.errors_tx.clone())?);
         Ok(())
     }
 
@@ -114,7 +125,9 @@ impl Gossip for GrpcGossip {
             .credentials
             .clone()
             .ok_or_else(|| TransportError::Internal("fetch before connect".into()))?;
-        PeerClient::new(peer.id, &peer.address)?.fetch_model(&run_id, &token, self.id, epoch, dim).await
+        PeerClient::new(peer.id, &peer.address, &self.security)?
+            .fetch_model(&run_id, &token, self.id, epoch, dim)
+            .await
     }
 
     fn send(&mut self, message: Outbound) {

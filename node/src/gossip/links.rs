@@ -45,6 +45,7 @@ impl Links {
         id: usize,
         dim: usize,
         session: &Session,
+        security: &dprox_net::Security,
         errors: mpsc::UnboundedSender<TransportError>,
     ) -> Result<Links, TransportError> {
         let mut links = Links {
@@ -60,7 +61,7 @@ impl Links {
         };
         for (p, shape) in session.peers.iter().zip(&session.shapes) {
             let shaper = shape.map(|s| Shaper::new(s, session.seed, id, p.id));
-            links.open(PeerClient::new(p.id, &p.address)?, shaper, errors.clone());
+            links.open(PeerClient::new(p.id, &p.address, security)?, shaper, errors.clone());
         }
         Ok(links)
     }

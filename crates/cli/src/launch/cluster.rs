@@ -15,7 +15,7 @@ use dprox_transport::pb;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::Instant;
 
-use super::procs::{FaultLine, NodeStart, Proc, start_coordinator, start_node, tail};
+use super::procs::{FaultLine, NodeStart, Proc, Secured, start_coordinator, start_node, tail};
 use super::{Args, Signals};
 
 /// A fault line a node printed: (node, line).
@@ -24,6 +24,7 @@ type Announced = (usize, FaultLine);
 /// The coordinator and node processes of a launched run.
 pub(super) struct Cluster<'a> {
     args: &'a Args,
+    secured: &'a Secured,
     config: PathBuf,
     pub addr: String,
     coordinator: Proc,
@@ -47,12 +48,14 @@ impl<'a> Cluster<'a> {
         args: &'a Args,
         config: &Path,
         n: usize,
+        secured: &'a Secured,
         schedule: Vec<Change>,
         resume: Option<&ResumePoint>,
     ) -> anyhow::Result<Cluster<'a>> {
-        let (coordinator, addr) = start_coordinator(args, config, resume.is_some())?;
+        let (coordinator, addr) = start_coordinator(args, config, secured, resume.is_some())?;
         let mut c = Cluster {
             args,
+            secured,
             config: config.to_path_buf(),
             addr,
             coordinator,
@@ -79,7 +82,7 @@ impl<'a> Cluster<'a> {
 
     fn start_node(&mut self, id: usize, start: NodeStart) -> anyhow::Result<()> {
         let tx = self.faults.0.clone();
-        self.nodes[id] = Some(start_node(self.args, &self.config, &self.addr, id, start, tx)?);
+        self.nodes[id] = Some(start_node(self.args, &self.config, self.secured, &self.addr, id, start, tx)?);
         Ok(())
     }
 
@@ -96,7 +99,10 @@ impl<'a> Cluster<'a> {
     pub async fn watch(&mut self, bar: indicatif::ProgressBar, signals: &mut Signals) -> anyhow::Result<()> {
         self.bar = bar;
         // A status call that hangs (a wedged coordinator) must not stall the watch.
-        let channel = dprox_transport::endpoint(&self.addr)?.timeout(Duration::from_secs(2)).connect_lazy();
+        let security = self.secured.client();
+        let channel = dprox_transport::endpoint(&security, &self.addr, dprox_net::Peer::Coordinator)?
+            .timeout(Duration::from_secs(2))
+            .connect_lazy();
         let mut status = pb::coordinator_client::CoordinatorClient::new(channel);
         let mut next_look = Instant::now();
         loop {

@@ -51,6 +51,10 @@ pub struct Args {
     /// the uninterrupted run's.
     #[arg(long)]
     pub resume: bool,
+    /// Plaintext gRPC between the processes (logged as a warning). By default the launcher makes
+    /// the run's certificates in `OUT/tls/` and every link is mutual TLS.
+    #[arg(long)]
+    pub insecure: bool,
     /// Serve the coordinator's live status page on this address (port 0 picks one; the URL
     /// is printed on stderr). Off by default.
     #[arg(long, value_name = "HOST:PORT")]
@@ -92,6 +96,7 @@ pub fn run(args: &Args, objectives: &Objectives) -> anyhow::Result<()> {
         run.write_config(&config).with_context(|| format!("writing {}", config.display()))?;
         None
     };
+    let security = security(args, n)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let mut signals = {
         let _context = rt.enter();
@@ -99,7 +104,8 @@ pub fn run(args: &Args, objectives: &Objectives) -> anyhow::Result<()> {
     };
     let result = (|| {
         // Stops whatever still runs when dropped.
-        let mut cluster = cluster::Cluster::start(args, &config, n, run.schedule(), resume.as_ref())?;
+        let mut cluster =
+            cluster::Cluster::start(args, &config, n, &security, run.schedule(), resume.as_ref())?;
         if !args.quiet {
             let (how, started) = match &resume {
                 Some(r) => {
@@ -125,4 +131,21 @@ pub fn run(args: &Args, objectives: &Objectives) -> anyhow::Result<()> {
     let summary = Summary::read(&out.join("summary.json")).context("the coordinator wrote no summary")?;
     println!("{} in {:.2} s", crate::report::summary_line(&summary, true), summary.wall_time_s);
     Ok(())
+}
+
+/// The run's security: mutual TLS with certificates made in `OUT/tls/` (kept on resume), or
+/// plaintext with a random secret for the registrations (`--insecure`).
+fn security(args: &Args, n: usize) -> anyhow::Result<procs::Secured> {
+    if args.insecure {
+        tracing::warn!("--insecure: the cluster's gRPC runs in plaintext on loopback");
+        let mut secret = [0u8; 16];
+        getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("drawing the run's secret: {e}"))?;
+        let secret = secret.iter().map(|b| format!("{b:02x}")).collect();
+        return Ok(procs::Secured::Insecure { secret });
+    }
+    let dir = args.out.join("tls");
+    dprox_net::certs::make(&dir, n)
+        .with_context(|| format!("making the run's certificates in {}", dir.display()))?;
+    let operator = dprox_net::Security::load(&dir, dprox_net::Peer::Operator)?;
+    Ok(procs::Secured::Tls { dir, operator })
 }

@@ -95,6 +95,45 @@ fn log_file(out: &Path, name: &str, append: bool) -> anyhow::Result<(std::fs::Fi
     Ok((f, p))
 }
 
+/// How the launched processes are secured.
+pub(crate) enum Secured {
+    /// Mutual TLS with the run's certificates in `dir`; the launcher itself is `operator`.
+    Tls {
+        /// `OUT/tls`.
+        dir: PathBuf,
+        /// The launcher's own identity (it reads the coordinator's status).
+        operator: dprox_net::Security,
+    },
+    /// Plaintext, with a random secret the nodes present when they register (in their
+    /// environment, not on their command line).
+    Insecure {
+        /// The secret.
+        secret: String,
+    },
+}
+
+impl Secured {
+    /// Adds a process's security arguments (and environment) to `cmd`.
+    fn apply(&self, cmd: &mut Command) {
+        match self {
+            Secured::Tls { dir, .. } => {
+                cmd.arg("--tls-dir").arg(dir);
+            }
+            Secured::Insecure { secret } => {
+                cmd.arg("--insecure").env("DPROX_SECRET", secret);
+            }
+        }
+    }
+
+    /// The launcher's own security, for reading the coordinator's status.
+    pub fn client(&self) -> dprox_net::Security {
+        match self {
+            Secured::Tls { operator, .. } => operator.clone(),
+            Secured::Insecure { .. } => dprox_net::Security::Insecure,
+        }
+    }
+}
+
 /// How a node process starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum NodeStart {
@@ -129,12 +168,18 @@ impl FaultLine {
 /// Starts the coordinator (resuming the run in the folder with `resume`); returns it and its
 /// gRPC address (and prints the status page's URL when asked for one: whoever asked needs the
 /// port it got, even when quiet).
-pub(super) fn start_coordinator(args: &Args, config: &Path, resume: bool) -> anyhow::Result<(Proc, String)> {
+pub(super) fn start_coordinator(
+    args: &Args,
+    config: &Path,
+    secured: &Secured,
+    resume: bool,
+) -> anyhow::Result<(Proc, String)> {
     let exe = std::env::current_exe().context("locating the dprox executable")?;
     let (f, log) = log_file(&args.out, "coordinator", resume)?;
     let mut cmd = Command::new(&exe);
     cmd.arg("coordinator").arg(config).args(["--listen", "127.0.0.1:0", "--out"]).arg(&args.out);
     cmd.env(LAUNCHER_PID, std::process::id().to_string());
+    secured.apply(&mut cmd);
     if resume {
         cmd.arg("--resume");
     }
@@ -172,6 +217,7 @@ pub(super) fn start_coordinator(args: &Args, config: &Path, resume: bool) -> any
 pub(super) fn start_node(
     args: &Args,
     config: &Path,
+    secured: &Secured,
     addr: &str,
     id: usize,
     start: NodeStart,
@@ -182,6 +228,7 @@ pub(super) fn start_node(
     let mut node = Command::new(&exe);
     node.arg("node").arg(config).args(["--id", &id.to_string(), "--coordinator", addr]);
     node.env(LAUNCHER_PID, std::process::id().to_string());
+    secured.apply(&mut node);
     match start {
         NodeStart::Fresh => {}
         NodeStart::Join => {

@@ -1,0 +1,139 @@
+//! Accepting connections under a cap. [`incoming`] turns a listener into the stream of
+//! connections a tonic server (`serve_with_incoming`) or [`crate::http::serve`] serves: at most
+//! `max_connections` at once (a connection beyond it is closed at once, and logged at most once a
+//! second), and when the process runs out of file descriptors the loop waits, doubling from
+//! 10 ms to 1 s, instead of spinning or ending the server.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use crate::limits::{ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, Limits};
+
+/// An accepted connection holding one of its listener's slots until it is dropped.
+#[derive(Debug)]
+pub struct Guarded {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Guarded {
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.stream.peer_addr()
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+impl Connected for Guarded {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+/// Whether an accept error means the process (or system) is out of a resource: wait, then
+/// accept again.
+fn exhausted(e: &io::Error) -> bool {
+    // EMFILE 24, ENFILE 23, ENOBUFS 105, ENOMEM 12 (Linux).
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12)) || e.kind() == io::ErrorKind::OutOfMemory
+}
+
+/// The connections `listener` accepts, at most `limits.max_connections` held at once; `what`
+/// names the server in the log. The accept loop runs on a task of the current runtime and ends
+/// when the stream is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    limits: Limits,
+    what: &'static str,
+) -> ReceiverStream<Result<Guarded, io::Error>> {
+    let (tx, rx) = mpsc::channel(16);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::spawn(async move {
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        let mut refused_logged: Option<Instant> = None;
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = tx.closed() => return,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    stream
+                }
+                Err(e) if exhausted(&e) => {
+                    tracing::warn!(server = what, "accepting connections: {e}; waiting {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(server = what, "accept: {e}");
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                if refused_logged.is_none_or(|t| t.elapsed().as_secs() >= 1) {
+                    tracing::warn!(
+                        server = what,
+                        limit = limits.max_connections,
+                        "connection refused: too many connections"
+                    );
+                    refused_logged = Some(Instant::now());
+                }
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            if tx.send(Ok(Guarded { stream, _slot: slot })).await.is_err() {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
