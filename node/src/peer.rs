@@ -38,7 +38,7 @@ use crate::record::NodeRecord;
 use crate::telemetry::Telemetry;
 use crate::{NodeError, Outcome, registration};
 
-pub use exchange::PROBE_AFTER;
+pub use exchange::{PROBE_AFTER, STRIKES};
 
 /// How a node enters the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,8 +137,10 @@ pub struct Peer<G: Gossip, C: CoordinatorLink> {
     faults: Faults,
     /// The iteration of the last epoch start (so a boundary syncs once).
     synced_at: Option<u64>,
-    /// Messages of epochs the node has not started yet.
+    /// Messages of epochs the node has not started yet (bounded).
     future: Vec<Inbound>,
+    /// Refused messages of this epoch, by sender.
+    strikes: exchange::Strikes,
     /// Bytes sent before this process (restored from a checkpoint), (payload, framed).
     offset: (u64, u64),
 }
@@ -184,6 +186,7 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
             own_faults: schedule.into_iter().filter(|c| c.node == id && c.peer.is_none()).collect(),
             synced_at: None,
             future: Vec::new(),
+            strikes: Default::default(),
             offset: (0, 0),
             progress,
             faults,

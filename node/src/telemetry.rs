@@ -24,6 +24,7 @@ pub(crate) struct Telemetry {
     loss: Gauge,
     gradient: Histogram,
     timeout: Counter,
+    refused: Counter,
     incoming: Vec<Incoming>,
     /// The exchange the node is in, and since when: a message that completes it waited this long.
     current: (u64, Phase),
@@ -62,7 +63,8 @@ impl Telemetry {
             iteration: metrics::gauge!(names::ITERATION, "node" => node.clone()),
             loss: metrics::gauge!(names::LOCAL_LOSS, "node" => node.clone()),
             gradient: metrics::histogram!(names::GRADIENT_SECONDS, "node" => node.clone()),
-            timeout: metrics::counter!(names::ERRORS, "node" => node, "kind" => "timeout"),
+            timeout: metrics::counter!(names::ERRORS, "node" => node.clone(), "kind" => "timeout"),
+            refused: metrics::counter!(names::ERRORS, "node" => node, "kind" => "refused"),
             incoming: incoming(id, peers),
             current: (0, Phase::NeedGradient),
             since: Instant::now(),
@@ -94,6 +96,11 @@ impl Telemetry {
         link.wait.record(if awaited { self.since.elapsed().as_secs_f64() } else { 0.0 });
         link.payload.increment(m.bytes as u64);
         link.framed.increment(m.framed);
+    }
+
+    /// A neighbour's message was refused.
+    pub(crate) fn refused(&self) {
+        self.refused.increment(1);
     }
 
     /// A neighbour went silent.

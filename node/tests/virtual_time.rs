@@ -213,3 +213,44 @@ async fn a_coordinator_that_cannot_be_reached_fails_registration_after_thirty_se
     );
     assert!(t0.elapsed() >= Duration::from_secs(30) && t0.elapsed() < Duration::from_millis(30_200));
 }
+
+#[tokio::test(start_paused = true)]
+async fn duplicate_messages_are_refused_and_leave_the_iterates_exactly_as_without_them() {
+    let c = Cluster::new(20);
+    // Node 1's next 5 messages reach node 0 twice, and node 2's next 5 reach node 1 twice.
+    c.net.replay(1, 0, 5);
+    c.net.replay(2, 1, 5);
+    let nodes: Vec<_> = (0..3).map(|i| c.node(i)).collect();
+    for task in nodes {
+        assert_eq!(task.await.unwrap().unwrap().iterations, 20);
+    }
+    let mut sim = dprox_sim::Simulation::new(&c.run).unwrap();
+    for _ in 0..20 {
+        sim.step().unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(c.coordinator.iterate(i, 20).unwrap(), sim.nodes()[i].params(), "node {i}");
+    }
+    assert!(c.coordinator.losses().is_empty(), "{:?}", c.coordinator.losses());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_neighbour_that_keeps_sending_duplicates_is_lost_at_the_sixteenth_and_the_others_go_on() {
+    let c = Cluster::new(20);
+    c.net.replay(1, 0, u64::MAX);
+    let (a, b, d) = (c.node(0), c.node(1), c.node(2));
+    assert_eq!(a.await.unwrap().unwrap().iterations, 20, "node 0 goes on without node 1");
+    assert_eq!(d.await.unwrap().unwrap().iterations, 20, "node 2 too");
+    b.abort();
+    let losses = c.coordinator.losses();
+    let (_, lost, reason, _) = losses.iter().find(|l| l.0 == 0).expect("node 0 reported node 1").clone();
+    assert_eq!(lost, 1);
+    assert_eq!(dprox_node::peer::STRIKES, 16);
+    // DProxSGT has two exchanges per iteration (x, y): the 16th copy is iteration 7's x message,
+    // which reached node 0 after the original had completed its exchange (so it is out of step,
+    // not a duplicate: both are refused).
+    assert_eq!(
+        reason,
+        "refused 16 messages from it in this epoch, the last: node 0: x message of iteration 7 from 1 is out of step (expected iteration 8 y, or the one after)"
+    );
+}

@@ -79,6 +79,30 @@ fn launch_reproduces_sim_for_cdproxsgt_with_top_k() {
     );
 }
 
+#[test]
+fn launch_insecure_runs_in_plaintext_with_the_same_iterates_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "dproxsgt", "");
+    run("launch", &cfg, &dir.path().join("tls"));
+    let o = dprox()
+        .arg("launch")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("plain"))
+        .arg("--insecure")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("--insecure: the cluster's gRPC runs in plaintext on loopback"), "{stderr}");
+    assert!(dir.path().join("tls/tls/ca.pem").exists(), "the TLS run made its certificates");
+    assert!(!dir.path().join("plain/tls").exists(), "the plaintext run made none");
+    let cols = ["iter", "objective", "consensus_error", "test_accuracy", "bytes_sent"];
+    let tls = columns(&dir.path().join("tls/metrics.csv"), &cols);
+    assert_eq!(tls.len(), 5);
+    assert_eq!(tls, columns(&dir.path().join("plain/metrics.csv"), &cols));
+}
+
 /// With `min_nodes = 4`, the test kills node 2 (SIGKILL, as the OOM killer or a pre-emption
 /// would) once it has reported iteration 10: its neighbours must notice within seconds and name
 /// it, the run must end saying too few nodes are left, and the coordinator must keep the rows

@@ -127,3 +127,19 @@ pub enum CoreError {
         exchange: Exchange,
     },
 }
+
+impl CoreError {
+    /// The neighbour whose message was refused, for the errors that refuse a message (unknown
+    /// sender, wrong length, malformed, duplicate, out of step): the node's state is unchanged by
+    /// them, so a driver may count the refusal and go on. None for the node's own errors.
+    pub fn refused_from(&self) -> Option<usize> {
+        match self {
+            CoreError::UnknownPeer { from, .. }
+            | CoreError::MessageLength { from, .. }
+            | CoreError::Malformed { from, .. }
+            | CoreError::Duplicate { from, .. }
+            | CoreError::OutOfStep { from, .. } => Some(*from),
+            _ => None,
+        }
+    }
+}

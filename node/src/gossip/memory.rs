@@ -1,7 +1,7 @@
 //! Gossip in one process: a [`MemoryNetwork`] routes encoded messages between the nodes that
 //! joined it, decoding them on delivery as the gRPC receiver does. A test can make a node gone
 //! ([`MemoryNetwork::kill`]: probes find it unreachable and deliveries to it fail) or hold a link's
-//! messages back ([`MemoryNetwork::hold`]). Nothing in it waits on a clock, so drivers over it run
+//! messages back ([`MemoryNetwork::hold`]) or deliver them twice ([`MemoryNetwork::replay`]). Nothing in it waits on a clock, so drivers over it run
 //! in tokio's virtual time.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +21,8 @@ struct Routes {
     down: BTreeSet<usize>,
     /// Directed links (from, to) whose messages are dropped.
     held: BTreeSet<(usize, usize)>,
+    /// Directed links (from, to) whose next messages are delivered twice: how many more.
+    replayed: BTreeMap<(usize, usize), u64>,
 }
 
 /// The in-process network: every node that joined can send to every other.
@@ -65,6 +67,12 @@ impl MemoryNetwork {
         self.routes.lock().expect("not poisoned").held.insert((from, to));
     }
 
+    /// Delivers each of the next `count` messages from `from` to `to` twice (a faulty or hostile
+    /// sender replaying its messages: the copy is a duplicate for the receiver).
+    pub fn replay(&self, from: usize, to: usize, count: u64) {
+        self.routes.lock().expect("not poisoned").replayed.insert((from, to), count);
+    }
+
     /// Delivers `m` from `from` to `to`: decoded as the gRPC receiver decodes it; an error when
     /// `to` is gone.
     fn deliver(
@@ -75,23 +83,32 @@ impl MemoryNetwork {
         data: &[u8],
         dim: usize,
     ) -> Result<(), String> {
-        let routes = self.routes.lock().expect("not poisoned");
+        let mut routes = self.routes.lock().expect("not poisoned");
         if routes.held.contains(&(from, to)) {
             return Ok(());
         }
+        let copies = match routes.replayed.get_mut(&(from, to)) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                2
+            }
+            _ => 1,
+        };
         let inbox = routes.inboxes.get(&to).ok_or_else(|| format!("node {to} is not on the network"))?;
-        let mut payload = Compressed::new(dim);
-        payload.decode_from(data, dim).map_err(|e| format!("malformed message: {e}"))?;
-        let exchange = dprox_core::Exchange::from_code(header.exchange as u8).expect("encoded by a node");
-        let _ = inbox.send(GossipEvent::Message(Inbound {
-            from,
-            epoch: header.epoch,
-            iteration: header.iteration,
-            exchange,
-            payload,
-            bytes: data.len(),
-            framed: framed_len(header, data.len()),
-        }));
+        for _ in 0..copies {
+            let mut payload = Compressed::new(dim);
+            payload.decode_from(data, dim).map_err(|e| format!("malformed message: {e}"))?;
+            let exchange = dprox_core::Exchange::from_code(header.exchange as u8).expect("encoded by a node");
+            let _ = inbox.send(GossipEvent::Message(Inbound {
+                from,
+                epoch: header.epoch,
+                iteration: header.iteration,
+                exchange,
+                payload,
+                bytes: data.len(),
+                framed: framed_len(header, data.len()),
+            }));
+        }
         Ok(())
     }
 }

@@ -19,6 +19,37 @@ use crate::heartbeat::Control;
 /// A neighbour that has sent nothing for this long is probed, and again every this long.
 pub const PROBE_AFTER: Duration = Duration::from_secs(1);
 
+/// Refused messages (duplicate, out of step, malformed, wrong length) from one neighbour within
+/// an epoch that end its link: it is reported lost. Fewer are counted and logged, and the run
+/// goes on.
+pub const STRIKES: u32 = 16;
+
+/// Messages of later epochs kept per node of the run: a neighbour that started the next epoch
+/// first sends at most two before it needs this node's (the current exchange and the next).
+const FUTURE_PER_NODE: usize = 2;
+
+/// Refused messages of the current epoch, by sender.
+#[derive(Debug, Default)]
+pub(crate) struct Strikes {
+    counts: std::collections::BTreeMap<usize, u32>,
+    /// A neighbour that reached [`STRIKES`], and why (reported at the next chance).
+    ended: Option<(usize, String)>,
+}
+
+impl Strikes {
+    /// Counts one refusal from `from`; true when it reaches the limit (once).
+    fn strike(&mut self, from: usize, why: &str) -> bool {
+        let n = self.counts.entry(from).or_default();
+        *n += 1;
+        if *n == STRIKES && self.ended.is_none() {
+            self.ended =
+                Some((from, format!("refused {STRIKES} messages from it in this epoch, the last: {why}")));
+            return true;
+        }
+        false
+    }
+}
+
 /// Why a wait was interrupted.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Why {
@@ -46,6 +77,9 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         // an idle wait would never probe.
         let mut probe_at = last_progress + PROBE_AFTER;
         while self.core.phase() != Phase::NeedGradient {
+            if let Some(why) = self.misbehaving() {
+                return Ok(Waited::Interrupted(why));
+            }
             let w0 = Instant::now();
             // Biased: the coordinator's word or a shutdown first (rarely ready, and a node whose
             // messages are always queued must still see them), then a message already here
@@ -86,7 +120,7 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         match event {
             Some(GossipEvent::Message(m)) => {
                 self.apply(m)?;
-                Ok(None)
+                Ok(self.misbehaving())
             }
             Some(GossipEvent::SendFailed(TransportError::Send { peer, address, message, .. })) => {
                 Ok(Some(Why::Lost(vec![(PeerAddr { id: peer, address }, message)])))
@@ -96,11 +130,19 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         }
     }
 
-    /// A message, by its epoch.
+    /// A message, by its epoch. One the core refuses (duplicate, out of step, malformed) leaves
+    /// its state unchanged: it is counted against its sender and the run goes on.
     pub(super) fn apply(&mut self, m: Inbound) -> Result<(), NodeError> {
         let epoch = self.core.epoch();
         if m.epoch > epoch {
-            self.future.push(m);
+            if self.future.len() < FUTURE_PER_NODE * self.run.n() {
+                self.future.push(m);
+            } else {
+                let why =
+                    format!("epoch {} message while {} others are already kept", m.epoch, self.future.len());
+                self.refuse(m.from, &why);
+                self.gossip.recycle(m.payload);
+            }
             return Ok(());
         }
         if m.epoch < epoch {
@@ -110,10 +152,33 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         self.telemetry.received(&self.core, &m);
         let applied = self.core.handle_message(m.from, m.iteration, m.exchange, &m.payload);
         self.gossip.recycle(m.payload);
-        applied?;
+        match applied {
+            Err(e) if e.refused_from().is_some() => self.refuse(m.from, &e.to_string()),
+            other => other?,
+        }
         self.telemetry.observe(&self.core);
         self.send_ready();
         Ok(())
+    }
+
+    /// Counts and logs a refused message from `from`.
+    fn refuse(&mut self, from: usize, why: &str) {
+        self.telemetry.refused();
+        tracing::warn!(node = self.id, from, "refused a message: {why}");
+        if self.strikes.strike(from, why) {
+            tracing::error!(
+                node = self.id,
+                from,
+                "ending the link to node {from}: {STRIKES} refused messages"
+            );
+        }
+    }
+
+    /// A neighbour whose refused messages reached [`STRIKES`]: lost.
+    fn misbehaving(&mut self) -> Option<Why> {
+        let (id, reason) = self.strikes.ended.take()?;
+        let peer = self.peers.iter().find(|p| p.id == id)?.clone();
+        Some(Why::Lost(vec![(peer, reason)]))
     }
 
     /// Checks that the neighbours still awaited exist: one that a probe cannot reach is lost at

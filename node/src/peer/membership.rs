@@ -104,6 +104,7 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         self.control_tx.send_if_modified(|c| std::mem::replace(c, Control::Running) == Control::Freeze);
         self.synced_at = Some(info.start);
         self.request_checkpoint();
+        self.strikes = Default::default();
         for m in std::mem::take(&mut self.future) {
             self.apply(m)?;
         }
