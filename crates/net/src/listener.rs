@@ -18,6 +18,15 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::limits::{ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, Limits};
 
+/// Times an accept loop of this process has waited for a resource (file descriptors, memory).
+static ACCEPT_WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times the accept loops of this process have backed off for lack of file descriptors
+/// or memory so far.
+pub fn accept_waits() -> u64 {
+    ACCEPT_WAITS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// An accepted connection holding one of its listener's slots until it is dropped.
 #[derive(Debug)]
 pub struct Guarded {
@@ -108,6 +117,7 @@ pub fn incoming(
                 }
                 Err(e) if exhausted(&e) => {
                     tracing::warn!(server = what, "accepting connections: {e}; waiting {backoff:?}");
+                    ACCEPT_WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
