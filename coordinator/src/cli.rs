@@ -91,9 +91,7 @@ pub fn main(args: Args, objectives: &dprox_prepare::Objectives) -> anyhow::Resul
         }
         use std::io::Write;
         std::io::stdout().flush()?;
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let shutdown = dprox_telemetry::stop_requested();
         let opts = crate::Options {
             out: args.out.clone(),
             secret: args.security.secret()?,

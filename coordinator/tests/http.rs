@@ -122,6 +122,7 @@ async fn the_status_api_follows_a_real_run_to_its_end() {
             security: Default::default(),
             start: dprox_node::Start::Fresh,
             faults: dprox_node::Faults::InProcess,
+            advertise: None,
         };
         let objective =
             run.objective(dprox_prepare::Part::Node(id), dprox_prepare::Placement::Configured).unwrap();

@@ -11,15 +11,19 @@ use dprox_prepare::{Objectives, Part, Placement, Prepared};
 pub struct Args {
     /// The run config / topology file (TOML), the same file the coordinator reads.
     pub config: PathBuf,
-    /// This node's id.
+    /// This node's id (else DPROX_NODE_ID, JOB_COMPLETION_INDEX or SLURM_PROCID).
     #[arg(long)]
-    pub id: usize,
+    pub id: Option<usize>,
     /// The coordinator's host:port (default: [cluster] coordinator in the config).
     #[arg(long)]
     pub coordinator: Option<String>,
     /// Address to serve gossip on (default: the [[nodes]] address, else 127.0.0.1:0).
     #[arg(long)]
     pub listen: Option<String>,
+    /// The gossip address peers dial, registered with the coordinator (default: the [[nodes]]
+    /// address, else the listening address, else this host's name with the listening port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
     /// Folder for this node's own metrics (nodes/node-ID.csv).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -41,6 +45,16 @@ pub struct Args {
     /// Resume the run from its last complete checkpoint in `--out` (the coordinator resumes too).
     #[arg(long)]
     pub resume: bool,
+    /// Seconds to stay up after the run, serving `--metrics-addr` (a last scrape sees the
+    /// final values; in a deployment, the coordinator exits first).
+    #[arg(long, default_value = "0", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub linger_s: std::time::Duration,
+}
+
+/// A number of seconds >= 0 that a [`std::time::Duration`] can hold.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    std::time::Duration::try_from_secs_f64(v).map_err(|_| format!("{s} is not a number of seconds >= 0"))
 }
 
 /// Loads the config, builds the node's objective (a registered one of `objectives` for
@@ -48,7 +62,10 @@ pub struct Args {
 pub fn main(args: Args, objectives: &Objectives) -> anyhow::Result<()> {
     dprox_telemetry::init_tracing(args.log_format);
     let run = Arc::new(Prepared::from_file(&args.config)?.with_registered(objectives)?);
-    anyhow::ensure!(args.id < run.n(), "--id {} is not a node of the {}-node topology", args.id, run.n());
+    let (id, source) =
+        crate::address::node_id(args.id, |v| std::env::var(v).ok()).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(id < run.n(), "{source}: {id} is not a node of the {}-node topology", run.n());
+    tracing::info!(node = id, "node id {id} from {source}");
     let coordinator = args
         .coordinator
         .clone()
@@ -57,13 +74,22 @@ pub fn main(args: Args, objectives: &Objectives) -> anyhow::Result<()> {
     let listen = args
         .listen
         .clone()
-        .or_else(|| run.node_address(args.id).map(String::from))
+        .or_else(|| run.node_address(id).map(String::from))
         .unwrap_or("127.0.0.1:0".into());
-    let objective = run.objective(Part::Node(args.id), Placement::Configured)?;
+    let objective = run.objective(Part::Node(id), Placement::Configured)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+        let bound = listener.local_addr()?;
+        let advertise = crate::address::advertised(
+            args.advertise.as_deref(),
+            run.node_address(id),
+            bound,
+            crate::address::hostname,
+        )
+        .map_err(anyhow::Error::msg)?;
+        tracing::info!(node = id, "gossip on {bound}, reached at {advertise}");
         let metrics = match &args.metrics_addr {
             Some(a) => Some(dprox_telemetry::Endpoint::start(a).await?),
             None => None,
@@ -79,18 +105,23 @@ pub fn main(args: Args, objectives: &Objectives) -> anyhow::Result<()> {
             None => crate::Faults::InProcess,
         };
         let opts = crate::Options {
-            id: args.id,
+            id,
             coordinator,
             out: args.out.clone(),
             secret: args.security.secret()?,
-            security: args.security.security(dprox_net::Peer::Node(args.id))?,
+            security: args.security.security(dprox_net::Peer::Node(id))?,
             start,
             faults,
+            advertise: Some(advertise),
         };
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let shutdown = dprox_telemetry::stop_requested();
         let outcome = crate::run(run, objective, opts, listener, shutdown).await;
+        if outcome.is_ok() && !args.linger_s.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(args.linger_s) => {}
+                _ = dprox_telemetry::stop_requested() => {}
+            }
+        }
         if let Some(m) = metrics {
             m.stop().await;
         }

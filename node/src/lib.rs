@@ -24,6 +24,7 @@
 //! in virtual time (`tokio::time::pause`): its timeouts, probes and aborts are tested without a
 //! socket or a sleep (`node/tests/virtual_time.rs`).
 
+pub mod address;
 pub mod cli;
 pub mod coordinator;
 pub mod gossip;
@@ -66,6 +67,8 @@ pub struct Options {
     pub start: Start,
     /// Who enacts its scheduled faults.
     pub faults: Faults,
+    /// The gossip address registered for peers to dial (None: the listener's own address).
+    pub advertise: Option<String>,
 }
 
 /// What a completed node did.
@@ -170,7 +173,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Outcome, NodeError> {
-    let gossip = GrpcGossip::serve(opts.id, run.dim(), listener, opts.security.clone())?;
+    let mut gossip = GrpcGossip::serve(opts.id, run.dim(), listener, opts.security.clone())?;
+    if let Some(a) = &opts.advertise {
+        gossip = gossip.advertising(a);
+    }
     let coordinator = GrpcCoordinator::new(&opts.coordinator, run.dim(), &opts.security)
         .map_err(|e| NodeError::Coordinator { address: opts.coordinator.clone(), message: e.to_string() })?
         .with_secret(&opts.secret);

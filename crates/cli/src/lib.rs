@@ -9,6 +9,7 @@
 //! - `dprox plot DIR... --out FILE.png|.svg`: the runs' metrics side by side.
 //! - `dprox eval MODEL CONFIG`: a saved model's objective and test accuracy on a config's data.
 //! - `dprox certs DIR --config CONFIG`: the TLS certificates of a cluster.
+//! - `dprox deploy compose|kubernetes|slurm CONFIG --out DIR`: a cluster on real infrastructure.
 //! - `dprox status URL [--watch]`: a running coordinator's status as a table.
 //! - `dprox node` and `dprox coordinator`: what `launch` starts (also for clusters by hand).
 //!
@@ -30,6 +31,7 @@
 
 mod certs;
 mod check;
+mod deploy;
 mod eval;
 mod launch;
 mod metrics_server;
@@ -65,6 +67,9 @@ enum Command {
     /// Make a cluster's TLS certificates: a CA, and a key and certificate per node, for the
     /// coordinator and for an operator.
     Certs(certs::Args),
+    /// Write the files that run a config's cluster on Docker Compose, Kubernetes or Slurm.
+    #[command(subcommand)]
+    Deploy(deploy::Target),
     /// Evaluate a saved model (a run's model.safetensors) on a config's data: objective and
     /// test accuracy.
     Eval(eval::Args),
@@ -102,6 +107,7 @@ pub fn main_with(objectives: Objectives) -> ! {
         Command::Launch(args) => launch::run(&args, &objectives),
         Command::Eval(args) => eval::run(&args, &objectives),
         Command::Certs(args) => certs::run(&args),
+        Command::Deploy(target) => deploy::run(&target),
         Command::Status(args) => status::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Node(args) => dprox_node::cli::main(args, &objectives),

@@ -157,6 +157,7 @@ impl InProcess {
                     security,
                     start: dprox_node::Start::Fresh,
                     faults: dprox_node::Faults::InProcess,
+                    advertise: None,
                 };
                 let node =
                     dprox_node::run(self.run.clone(), objective, opts, listener, std::future::pending());

@@ -166,3 +166,19 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     dprox_net::http::serve(listener, router, dprox_net::limits::HTTP, "metrics", shutdown).await
 }
+
+/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or SIGTERM (what `docker stop`,
+/// Kubernetes and Slurm send).
+pub async fn stop_requested() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

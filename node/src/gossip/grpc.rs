@@ -96,6 +96,15 @@ impl GrpcGossip {
     }
 }
 
+impl GrpcGossip {
+    /// Registers `address` (a host name or IP and port peers can dial) instead of the
+    /// listener's own address.
+    pub fn advertising(mut self, address: &str) -> GrpcGossip {
+        self.address = address.to_string();
+        self
+    }
+}
+
 impl Gossip for GrpcGossip {
     fn address(&self) -> String {
         self.address.clone()
