@@ -8,12 +8,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use super::{Args, Bundle, MOUNT, NodeSpec, coordinator_args, node_args, ports};
-
-/// A YAML flow sequence of strings (JSON syntax, valid YAML).
-fn flow(items: &[String]) -> String {
-    serde_json::to_string(items).expect("strings serialize")
-}
+use super::{Args, Bundle, MOUNT, NodeSpec, coordinator_args, flow, node_args, ports};
 
 /// The service of one process.
 fn service(

@@ -8,11 +8,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use super::{Args, Bundle, MOUNT, NodeSpec, coordinator_args, node_args, ports};
-
-fn flow(items: &[String]) -> String {
-    serde_json::to_string(items).expect("strings serialize")
-}
+use super::{Args, Bundle, MOUNT, NodeSpec, coordinator_args, flow, node_args, ports};
 
 fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -105,6 +105,11 @@ fn coordinator_args(b: &Bundle, insecure: bool) -> Vec<String> {
     a
 }
 
+/// A YAML flow sequence of strings (JSON syntax, which is valid YAML).
+fn flow(items: &[String]) -> String {
+    serde_json::to_string(items).expect("strings serialize")
+}
+
 /// How a node of the deployment is started.
 struct NodeSpec<'a> {
     /// Its id (None: from the scheduler's environment).
