@@ -32,6 +32,10 @@ pub fn write(b: &Bundle, args: &Args) -> anyhow::Result<Vec<PathBuf>> {
     let mut nargs = node_args(b, spec);
     // The coordinator's host is known only when the job runs; several tasks may share a host,
     // so nodes take free ports (and advertise their host name with the port they got).
+    // The job ends when its tasks and the coordinator have: no need to linger.
+    if let Some(i) = nargs.iter().position(|a| a == "--linger-s") {
+        nargs.drain(i..i + 2);
+    }
     for a in &mut nargs {
         if a == &coordinator {
             *a = "COORDINATOR".into();
@@ -62,6 +66,8 @@ wait "$coordinator"
         dir = b.dir.canonicalize()?.display(),
         coord = line(&coordinator_args(b, args.insecure)),
     );
+    // Slurm opens the --output file before the script runs: its folder must exist.
+    std::fs::create_dir_all(b.dir.join("run/logs"))?;
     let path = b.dir.join("dprox.sbatch");
     std::fs::write(&path, script)?;
     use std::os::unix::fs::PermissionsExt;
