@@ -75,6 +75,11 @@ async fn every_call(
     out
 }
 
+/// `f`'s result, which must come within 30 s (a hang is a defect, named here).
+async fn answered<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(30), f).await.expect("answered within 30 s")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_calls_are_refused_and_the_run_completes_with_every_row() {
     let run = prepared();
@@ -100,7 +105,7 @@ async fn hostile_calls_are_refused_and_the_run_completes_with_every_row() {
     ];
     for endpoint in endpoints {
         let mut c = CoordinatorClient::new(endpoint.connect_lazy());
-        let refused = every_call(&mut c, 0, dim).await;
+        let refused = answered(every_call(&mut c, 0, dim)).await;
         assert_eq!(refused.len(), 8, "{refused:?}");
         assert!(c.status(pb::StatusRequest {}).await.is_err());
     }
@@ -108,7 +113,7 @@ async fn hostile_calls_are_refused_and_the_run_completes_with_every_row() {
     // Node 1's certificate may not act for node 0; neither may the operator's.
     for who in [Peer::Node(1), Peer::Operator] {
         let mut c = client_as(tls.path(), who, &addr).await;
-        let refused = every_call(&mut c, 0, dim).await;
+        let refused = answered(every_call(&mut c, 0, dim)).await;
         let names: Vec<_> = refused.iter().map(|r| r.0).collect();
         assert_eq!(
             names,
@@ -145,7 +150,11 @@ async fn hostile_calls_are_refused_and_the_run_completes_with_every_row() {
     }
 
     // The run is unharmed: every node completes and every row is there, finite.
-    let (nodes, summary) = started.join().await;
+    let status = format!("{:?}", c.status(pb::StatusRequest {}).await.map(|r| r.into_inner()));
+    let joined = tokio::time::timeout(std::time::Duration::from_secs(120), started.join()).await;
+    let (nodes, summary) = joined.unwrap_or_else(|_| {
+        panic!("the run did not end within 120 s; status when the attack ended: {status}")
+    });
     for (id, outcome) in nodes {
         assert_eq!(outcome.unwrap().iterations, ITERATIONS, "node {id}");
     }
