@@ -137,7 +137,7 @@ impl Shared {
                     iteration: t,
                     reports,
                     retired: st.membership.retired_at(t),
-                    slot: None,
+                    _slot: None,
                 })
                 .collect::<Vec<_>>()
         };
@@ -165,7 +165,7 @@ impl Shared {
                     iteration: t,
                     reports,
                     retired: st.membership.retired_at(t),
-                    slot: None,
+                    _slot: None,
                 })
                 .collect::<Vec<_>>()
         };

@@ -27,7 +27,7 @@ pub(crate) struct Complete {
     pub retired: (u64, u64),
     /// One of the evaluator's queue slots, held until the row is recorded (none for rows that
     /// complete when a node goes).
-    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    pub _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Complete rows that may wait for the evaluator at once: a report completing one more waits
@@ -261,29 +261,23 @@ impl Shared {
                 .collect(),
         };
         let (id, iteration) = (r.id as usize, r.iteration);
-        let done = {
-            let mut state = self.state();
-            let done = state.report(id, iteration, report).map_err(|e| {
-                tracing::warn!(node = id, iteration, "report refused: {e}");
-                match e {
-                    crate::state::ReportError::TooFarAhead { .. } => Refusal::Exhausted(e.to_string()),
-                    _ => Refusal::Invalid(e.to_string()),
-                }
-            })?;
-            // A report is a sign of life too.
-            state.heartbeat(id, iteration, Instant::now());
-            done.map(|reports| Complete {
-                iteration,
-                reports,
-                retired: state.membership.retired_at(iteration),
-                slot: None,
-            })
-        };
-        if let Some(mut c) = done {
-            // Wait while the evaluator is behind: the queue's memory stays bounded.
-            let slot = self.row_slots.clone().acquire_owned().await;
-            c.slot = slot.ok();
-            self.job(Job::Row(c));
+        // A queue slot first, outside the lock: while the evaluator is behind, reports wait here
+        // (the queue's memory stays bounded). A report that completes a row hands it over under
+        // the lock, so rows reach the evaluator in the order they were completed.
+        let slot = self.row_slots.clone().acquire_owned().await.ok();
+        let mut state = self.state();
+        let done = state.report(id, iteration, report).map_err(|e| {
+            tracing::warn!(node = id, iteration, "report refused: {e}");
+            match e {
+                crate::state::ReportError::TooFarAhead { .. } => Refusal::Exhausted(e.to_string()),
+                _ => Refusal::Invalid(e.to_string()),
+            }
+        })?;
+        // A report is a sign of life too.
+        state.heartbeat(id, iteration, Instant::now());
+        if let Some(reports) = done {
+            let retired = state.membership.retired_at(iteration);
+            self.job(Job::Row(Complete { iteration, reports, retired, _slot: slot }));
         }
         Ok(())
     }
