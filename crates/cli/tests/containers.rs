@@ -52,18 +52,6 @@ fn build_image() {
     eprintln!("{}", String::from_utf8_lossy(&o.stdout).trim());
 }
 
-/// `ring4.toml` with `iterations` and extra TOML, as a file in `dir`.
-fn ring4(dir: &Path, iterations: u64, extra: &str) -> PathBuf {
-    let text = std::fs::read_to_string(repo("deploy/cluster/ring4.toml")).unwrap();
-    let data = repo("data/mnist_5k.csv.gz");
-    let text = text
-        .replace("iterations = 300", &format!("iterations = {iterations}"))
-        .replace("../../data/mnist_5k.csv.gz", data.to_str().unwrap());
-    let p = dir.join("ring4.toml");
-    std::fs::write(&p, format!("{text}\n{extra}")).unwrap();
-    p
-}
-
 fn deploy(cfg: &Path, out: &Path) {
     let o = dprox()
         .args(["deploy", "compose"])
@@ -112,13 +100,9 @@ fn a_four_node_ring_in_containers_reproduces_the_simulator() {
     assert!(o.status.success(), "{log}\n{}", String::from_utf8_lossy(&o.stderr));
     eprintln!("compose up to the end: {:.1} s", t0.elapsed().as_secs_f64());
     assert!(log.contains("run ring4 completed: 100 iterations"), "{log}");
-    let sim = dir.path().join("sim");
-    let s = dprox().arg("sim").arg(&cfg).arg("--out").arg(&sim).arg("-q").output().unwrap();
-    assert!(s.status.success());
-    let cols = ["iter", "objective", "consensus_error", "test_accuracy", "bytes_sent"];
-    let real = columns(&out.join("run/metrics.csv"), &cols);
+    let real = columns(&out.join("run/metrics.csv"), &SIM_COLUMNS);
     assert_eq!(real.len(), 6, "iterations 0, 20, ..., 100");
-    assert_eq!(real, columns(&sim.join("metrics.csv"), &cols), "the containers must reproduce the simulator");
+    assert_eq!(real, sim_columns(&cfg, dir.path()), "the containers must reproduce the simulator");
 }
 
 /// The id of service `name`'s container.

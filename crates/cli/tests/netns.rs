@@ -32,16 +32,9 @@ fn nodes_in_their_own_network_namespaces_complete_the_run_as_the_docs_say() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo("deploy/cluster/ring4.toml")).unwrap();
-    let data = repo("data/mnist_5k.csv.gz");
-    let mut text = text
-        .replace("iterations = 300", "iterations = 100")
-        .replace("../../data/mnist_5k.csv.gz", data.to_str().unwrap());
-    for i in 0..4 {
-        text.push_str(&format!("\n[[nodes]]\nid = {i}\naddress = \"10.77.0.{}:7100\"\n", 11 + i));
-    }
-    let cfg = dir.path().join("ring4-hosts.toml");
-    std::fs::write(&cfg, text).unwrap();
+    let hosts: String =
+        (0..4).map(|i| format!("\n[[nodes]]\nid = {i}\naddress = \"10.77.0.{}:7100\"\n", 11 + i)).collect();
+    let cfg = ring4(dir.path(), 100, &hosts);
     let out = dir.path().join("hosts");
     let t0 = Instant::now();
     let o = Command::new(repo("scripts/netns-cluster.sh"))
@@ -55,10 +48,7 @@ fn nodes_in_their_own_network_namespaces_complete_the_run_as_the_docs_say() {
     eprintln!("four namespaces to the end: {:.1} s", t0.elapsed().as_secs_f64());
     let node0 = std::fs::read_to_string(out.join("logs/node-0.log")).unwrap();
     assert!(node0.contains("reached at 10.77.0.11:7100"), "{node0}");
-    let sim = dir.path().join("sim");
-    assert!(dprox().arg("sim").arg(&cfg).arg("--out").arg(&sim).arg("-q").status().unwrap().success());
-    let cols = ["iter", "objective", "consensus_error", "test_accuracy", "bytes_sent"];
-    let real = columns(&out.join("run/metrics.csv"), &cols);
+    let real = columns(&out.join("run/metrics.csv"), &SIM_COLUMNS);
     assert_eq!(real.len(), 6);
-    assert_eq!(real, columns(&sim.join("metrics.csv"), &cols));
+    assert_eq!(real, sim_columns(&cfg, dir.path()));
 }

@@ -29,13 +29,7 @@ fn the_sbatch_script_runs_the_cluster_on_slurm() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo("deploy/cluster/ring4.toml")).unwrap();
-    let data = repo("data/mnist_5k.csv.gz");
-    let text = text
-        .replace("iterations = 300", "iterations = 100")
-        .replace("../../data/mnist_5k.csv.gz", data.to_str().unwrap());
-    let cfg = dir.path().join("ring4.toml");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = ring4(dir.path(), 100, "");
     let out = dir.path().join("slurm");
     let o = dprox().args(["deploy", "slurm"]).arg(&cfg).arg("--out").arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -60,10 +54,7 @@ fn the_sbatch_script_runs_the_cluster_on_slurm() {
     eprintln!("sbatch to the end: {:.1} s", t0.elapsed().as_secs_f64());
     assert!(log("coordinator.log").contains("completed: 100 iterations"), "{}", log("coordinator.log"));
     assert!(log("node-2.log").contains("node id 2 from SLURM_PROCID"), "{}", log("node-2.log"));
-    let sim = dir.path().join("sim");
-    assert!(dprox().arg("sim").arg(&cfg).arg("--out").arg(&sim).arg("-q").status().unwrap().success());
-    let cols = ["iter", "objective", "consensus_error", "test_accuracy", "bytes_sent"];
-    let real = columns(&out.join("run/metrics.csv"), &cols);
+    let real = columns(&out.join("run/metrics.csv"), &SIM_COLUMNS);
     assert_eq!(real.len(), 6);
-    assert_eq!(real, columns(&sim.join("metrics.csv"), &cols));
+    assert_eq!(real, sim_columns(&cfg, dir.path()));
 }

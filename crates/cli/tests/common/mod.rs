@@ -183,3 +183,26 @@ pub fn attr(dom: &str, id: &str, name: &str) -> Option<String> {
     let v = &tag[tag.find(&format!(" {name}=\""))? + name.len() + 3..];
     Some(v[..v.find('"')?].to_string())
 }
+
+/// `deploy/cluster/ring4.toml` with `iterations` and the bundled data's absolute path, plus
+/// `extra` TOML, written into `dir`.
+pub fn ring4(dir: &Path, iterations: u64, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo("deploy/cluster/ring4.toml")).unwrap();
+    let data = repo("data/mnist_5k.csv.gz");
+    let text = text
+        .replace("iterations = 300", &format!("iterations = {iterations}"))
+        .replace("../../data/mnist_5k.csv.gz", data.to_str().unwrap());
+    let p = dir.join("ring4.toml");
+    std::fs::write(&p, format!("{text}\n{extra}")).unwrap();
+    p
+}
+
+/// The columns a cluster reproduces from the simulator.
+pub const SIM_COLUMNS: [&str; 5] = ["iter", "objective", "consensus_error", "test_accuracy", "bytes_sent"];
+
+/// Runs `dprox sim` on `cfg` into `dir/sim` and returns its metrics' [`SIM_COLUMNS`].
+pub fn sim_columns(cfg: &Path, dir: &Path) -> Vec<Vec<String>> {
+    let sim = dir.join("sim");
+    assert!(dprox().arg("sim").arg(cfg).arg("--out").arg(&sim).arg("-q").status().unwrap().success());
+    columns(&sim.join("metrics.csv"), &SIM_COLUMNS)
+}
