@@ -213,16 +213,30 @@ fn nodes_killed_at_seeded_moments_leave_completed_runs() {
         let pid = wait_for_child(launcher.0.id(), Some(node));
         wait_until(&format!("node {node} at iteration {at}"), 120, || node_reached(&out, node, at)).unwrap();
         kill9(pid);
-        assert!(launcher.0.wait().unwrap().success(), "seed {seed}: the run goes on without node {node}");
+        let ok = launcher.0.wait().unwrap().success();
+        assert!(ok, "seed {seed}: the run goes on without node {node}; its logs:\n{}", digest(&out));
         let s = Summary::read(&out.join("summary.json")).unwrap();
         assert_eq!(s.status, RunStatus::Completed, "seed {seed}");
         assert_eq!(s.live_nodes, 7, "seed {seed}");
         let lost: Vec<_> = s.events.iter().map(|e| (e.node, e.kind)).collect();
-        assert_eq!(lost, [(node, EventKind::Lost)], "seed {seed}");
+        assert_eq!(lost, [(node, EventKind::Lost)], "seed {seed}; the logs:\n{}", digest(&out));
         let a = accuracy(&s);
         eprintln!("seed {seed}: node {node} killed at iteration {at}: accuracy {a} (fault-free {reference})");
         assert!((a - reference).abs() <= 0.01, "seed {seed}: node {node} killed at {at}: {a} vs {reference}");
     }
+}
+
+/// The membership lines of a run's logs (losses, refusals, errors): what a failed assertion
+/// shows, since the run's folder is gone with the test's.
+fn digest(out: &Path) -> String {
+    let mut lines = Vec::new();
+    for e in std::fs::read_dir(out.join("logs")).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let keep = |l: &&str| ["lost", "refused", "ERROR", "epoch", "excluded"].iter().any(|k| l.contains(k));
+        lines.extend(text.lines().filter(keep).map(|l| format!("{}: {l}", e.file_name().to_string_lossy())));
+    }
+    lines.sort_by(|a, b| a.split(": ").nth(1).cmp(&b.split(": ").nth(1)));
+    lines.join("\n")
 }
 
 /// The lines of `launcher`'s stderr, as they come.
