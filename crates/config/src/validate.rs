@@ -266,13 +266,13 @@ impl Config {
 
     fn check_nodes(&self) -> Result<(), ConfigError> {
         let n = self.topology.nodes;
-        let mut seen = vec![false; n];
+        let mut seen = std::collections::BTreeSet::new();
         for (k, s) in self.nodes.iter().enumerate() {
             let key = format!("nodes[{k}]");
             if s.id >= n {
                 return Err(invalid(&key, format!("id {} is not a node of the {n}-node topology", s.id)));
             }
-            if std::mem::replace(&mut seen[s.id], true) {
+            if !seen.insert(s.id) {
                 return Err(invalid(&key, format!("node {} appears twice", s.id)));
             }
             if let Some(sp) = s.speed
@@ -290,7 +290,8 @@ impl Config {
     /// the node faults of each node follow one another (a node is not lost while it is away).
     fn check_faults(&self) -> Result<(), ConfigError> {
         let (n, total) = (self.topology.nodes, self.run.iterations);
-        let mut away: Vec<Vec<(u64, u64)>> = vec![Vec::new(); n];
+        // By node, only for the nodes named (sized by the schedule, not by the topology).
+        let mut away: std::collections::BTreeMap<usize, Vec<(u64, u64)>> = Default::default();
         for (k, f) in self.faults.iter().enumerate() {
             let key = format!("faults[{k}]");
             let bad = |reason: String| invalid(&key, reason);
@@ -305,12 +306,12 @@ impl Config {
                 kind => {
                     let node = check_node_fault(f, kind, n, total).map_err(bad)?;
                     if let Some(end) = f.rejoin.or((kind != FaultKind::Pause).then_some(total)) {
-                        away[node].push((f.at, end));
+                        away.entry(node).or_default().push((f.at, end));
                     }
                 }
             }
         }
-        for (node, spans) in away.iter_mut().enumerate() {
+        for (node, spans) in away.iter_mut() {
             spans.sort();
             if let Some(w) = spans.windows(2).find(|w| w[1].0 < w[0].1) {
                 return Err(invalid(

@@ -55,16 +55,14 @@ impl Budget {
         Err(PrepareError::TooLarge { key: key.into(), what: what(), bytes, available: self.available })
     }
 
-    /// The spectral facts of an n-node topology solve a dense symmetric eigenproblem (n(n+1)/2
-    /// f64 values).
+    /// An n-node topology: its mixing rows and the spectral solve. Up to
+    /// [`dprox_topology::spectral::DENSE_MAX`] nodes that is a dense eigenproblem (tiny); above,
+    /// Lanczos holds three f64 vectors, and each row at least its diagonal entry (16 bytes) and
+    /// the graph a neighbour list: at least 48 bytes per node, whatever the graph.
     pub fn check_topology(&self, c: &Config) -> Result<(), PrepareError> {
         let n = c.topology.nodes as u64;
-        let bytes = n.saturating_mul(n.saturating_add(1)) / 2 * 8;
-        self.check(
-            "topology.nodes",
-            || format!("the dense spectral solve of {n} nodes ({n} x {n} matrix)"),
-            bytes,
-        )
+        let bytes = n.saturating_mul(48);
+        self.check("topology.nodes", || format!("the mixing rows and spectral solve of {n} nodes"), bytes)
     }
 
     /// Synthetic data: dense f32 features, or CSR (f32 value and u32 index) at `density`.

@@ -452,11 +452,11 @@ fn cluster_durations_must_be_positive_numbers_of_seconds_a_duration_holds() {
 #[test]
 fn absurd_sizes_are_refused_naming_the_key_and_the_size() {
     let d = dir();
-    // 100,000 nodes: the dense spectral solve alone would take 37 GiB.
-    let msg = error(d.path(), &edit(BASE, "nodes = 4", "nodes = 100000"));
+    // A billion nodes: their mixing rows and the Lanczos vectors alone would take 45 GiB.
+    let msg = error(d.path(), &edit(BASE, "nodes = 4", "nodes = 1000000000"));
     assert_mentions(
         &msg,
-        &["topology.nodes:", "100000 nodes", "needs about 37.3 GiB", "more than this machine's memory"],
+        &["topology.nodes:", "1000000000 nodes", "needs about 44.7 GiB", "more than this machine's memory"],
     );
     // An MLP with a hidden layer of 4e9 units.
     let mlp = edit(BASE, "kind = \"logistic\"", "kind = \"mlp\"\nhidden = [4000000000]");

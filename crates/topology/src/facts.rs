@@ -30,7 +30,8 @@ pub struct TopologyFacts {
 }
 
 impl TopologyFacts {
-    /// Computes the facts; the eigenvalue solve is O(n^3) (about a second at n = 1000 here).
+    /// Computes the facts: a dense eigen-solve up to [`crate::spectral::DENSE_MAX`] nodes, Lanczos
+    /// (O(edges) per step, O(n) memory) above.
     ///
     /// Errors if `mixing` is not `graph.n() x graph.n()`, if the eigenvalue iteration fails, or if
     /// the spectral gap is zero within rounding ([`TopologyError::NoConsensus`]: at most
@@ -39,8 +40,7 @@ impl TopologyFacts {
         if mixing.n() != graph.n() {
             return Err(TopologyError::SizeMismatch { matrix: mixing.n(), graph: graph.n() });
         }
-        let eig = mixing.centered_eigenvalues()?;
-        let rho = eig.iter().fold(0.0, |m: f64, &x| m.max(x.abs()));
+        let rho = mixing.rho_checked()?;
         if 1.0 - rho <= MIN_SPECTRAL_GAP {
             return Err(TopologyError::NoConsensus { gap: 1.0 - rho, rho });
         }

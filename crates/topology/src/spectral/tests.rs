@@ -226,3 +226,51 @@ fn ring_2000_rho_matches_closed_form() {
     eprintln!("rho n = {n}: {:?}", t.elapsed());
     assert!((rho - ring_rho_closed_form(n)).abs() < 1e-10, "{rho}");
 }
+
+/// Lanczos against the dense solve, on graphs whose spectra differ in shape: clustered at the
+/// edge (ring, torus), spread (random), a few values (complete, star, hypercube).
+#[test]
+fn lanczos_agrees_with_the_dense_solve() {
+    let graphs = [
+        ("ring 300", Graph::ring(300).unwrap()),
+        ("torus 20 x 15", Graph::torus(20, 15).unwrap()),
+        ("exponential 300", Graph::exponential(300).unwrap()),
+        ("erdos-renyi 300", Graph::erdos_renyi(300, 0.03, 7).unwrap()),
+        ("complete 260", Graph::complete(260).unwrap()),
+        ("star 300", Graph::star(300).unwrap()),
+    ];
+    for (name, g) in graphs {
+        for w in [MixingMatrix::metropolis(&g).unwrap(), MixingMatrix::max_degree(&g).unwrap()] {
+            let dense = w
+                .centered_eigenvalues()
+                .unwrap_or_else(|e| panic!("{name}: dense: {e}"))
+                .iter()
+                .fold(0.0, |m: f64, &x| m.max(x.abs()));
+            let lanczos = largest_abs_eigenvalue(&w, RHO_TOL).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!((lanczos - dense).abs() < 1e-8, "{name}: Lanczos {lanczos}, dense {dense}");
+            assert!(lanczos <= dense + 1e-12, "{name}: a Ritz value lies inside the spectrum");
+        }
+    }
+}
+
+/// A 512-node hypercube (10 distinct eigenvalues, multiplicities up to 126: the dense QL gives
+/// up on it) has `rho = 1 - 2 / (d + 1)` with `d = 9`.
+#[test]
+fn lanczos_finds_the_hypercube_closed_form() {
+    let w = MixingMatrix::metropolis(&Graph::hypercube(512).unwrap()).unwrap();
+    let got = largest_abs_eigenvalue(&w, RHO_TOL).unwrap();
+    assert!((got - 0.8).abs() < 1e-9, "rho {got}, closed form 0.8");
+}
+
+/// Above `DENSE_MAX` nodes `rho` comes from Lanczos: a 10,000-node ring (gap about 1.3e-7, the
+/// slowest case: its spectrum is densest at the edge) to 1e-6 of its closed form.
+#[test]
+fn a_ten_thousand_node_ring_has_its_closed_form_rho() {
+    let n = 10_000;
+    let w = MixingMatrix::metropolis(&Graph::ring(n).unwrap()).unwrap();
+    let want = 1.0 / 3.0 + 2.0 / 3.0 * (2.0 * PI / n as f64).cos();
+    let got = w.rho();
+    assert!((got - want).abs() < 1e-6, "rho {got}, closed form {want}");
+    let facts = TopologyFacts::compute(&Graph::ring(n).unwrap(), &w).unwrap();
+    assert!(facts.spectral_gap > 0.0 && facts.spectral_gap < 2e-6, "{}", facts.spectral_gap);
+}
