@@ -69,6 +69,7 @@ fn node_iteration(c: &mut Criterion) {
                     compress_y: q.clone(),
                     seed: 1,
                     x0: vec![0.0; d],
+                    rounds: None,
                 }
             })
             .collect();

@@ -1,6 +1,7 @@
 //! The algorithms and the per-node configuration the core needs.
 
 use dprox_compress::CompressorSpec;
+use dprox_topology::NodeRounds;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
@@ -111,6 +112,10 @@ pub struct NodeConfig {
     pub seed: u64,
     /// The initial point x^0 (identical on every node).
     pub x0: Vec<f32>,
+    /// A time-varying schedule (the node's part of it): each iteration mixes with that round's
+    /// partner only, with weights 1/2 and 1/2, and `row` lists every possible partner (with
+    /// weight 0) besides the node itself. `None`: every iteration mixes by `row`.
+    pub rounds: Option<NodeRounds>,
 }
 
 impl NodeConfig {
@@ -121,6 +126,9 @@ impl NodeConfig {
             return err("the model has no parameters".into());
         }
         validate_row(self.id, &self.row).or_else(&err)?;
+        if let Some(rounds) = &self.rounds {
+            self.validate_rounds(rounds).or_else(&err)?;
+        }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return err(format!("lr must be positive and finite, got {}", self.lr));
         }
@@ -142,6 +150,39 @@ impl NodeConfig {
 
 /// A row of W for node `id`: sorted by peer without repeats, holding the node's own weight, with
 /// finite nonnegative weights summing to 1 within 1e-9.
+impl NodeConfig {
+    /// A schedule needs sums rebuilt at every exchange (a compressed estimate would go stale at
+    /// the peers a round leaves out) and a row listing every partner.
+    fn validate_rounds(&self, rounds: &NodeRounds) -> Result<(), String> {
+        let exact = |c: &CompressorSpec| {
+            matches!(c, CompressorSpec::Identity { values: dprox_compress::ValueFormat::F32 })
+        };
+        let fresh = match self.algorithm {
+            Algorithm::Dproxsgt | Algorithm::Dpsgd => true,
+            Algorithm::Cdproxsgt => exact(&self.compress_x) && exact(&self.compress_y),
+            Algorithm::Choco => exact(&self.compress_x),
+            Algorithm::Allreduce => false,
+        };
+        if !fresh {
+            return Err(format!(
+                "a time-varying schedule needs an algorithm that rebuilds its sums at every exchange \
+                 (dproxsgt, dpsgd, or cdproxsgt/choco with identity f32 compression), not {:?} as configured: \
+                 compressed public estimates go stale at the peers a round leaves out",
+                self.algorithm
+            ));
+        }
+        if rounds.pairs.is_empty() {
+            return Err("the schedule has no rounds".into());
+        }
+        for p in rounds.peers() {
+            if p == self.id || self.row.binary_search_by_key(&p, |e| e.0).is_err() {
+                return Err(format!("the schedule pairs the node with {p}, which its row does not list"));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn validate_row(id: usize, row: &[(usize, f64)]) -> Result<(), String> {
     if !row.windows(2).all(|w| w[0].0 < w[1].0) {
         return Err("mixing row must be sorted by peer with no repeats".into());

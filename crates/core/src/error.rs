@@ -108,6 +108,21 @@ pub enum CoreError {
         /// Exchange.
         exchange: Exchange,
     },
+    /// A message from a peer that is not this node's partner in the round of its iteration
+    /// (a time-varying schedule).
+    #[error(
+        "node {node}: a message from node {from} for iteration {iteration}, whose round pairs it with node {partner}"
+    )]
+    NotScheduled {
+        /// The receiver.
+        node: usize,
+        /// The sender.
+        from: usize,
+        /// Iteration of the message.
+        iteration: u64,
+        /// The receiver's partner in that round (itself when it has none).
+        partner: usize,
+    },
     /// A message for an exchange that is neither the current one nor the next.
     #[error(
         "node {node}: {got_exchange} message of iteration {got_iteration} from {from} is out of step (expected iteration {iteration} {exchange}, or the one after)"
@@ -138,7 +153,8 @@ impl CoreError {
             | CoreError::MessageLength { from, .. }
             | CoreError::Malformed { from, .. }
             | CoreError::Duplicate { from, .. }
-            | CoreError::OutOfStep { from, .. } => Some(*from),
+            | CoreError::OutOfStep { from, .. }
+            | CoreError::NotScheduled { from, .. } => Some(*from),
             _ => None,
         }
     }

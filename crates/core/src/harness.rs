@@ -6,7 +6,7 @@ use dprox_compress::Compressed;
 
 use crate::algorithm::{Exchange, NodeConfig};
 use crate::error::CoreError;
-use crate::node::{Node, Phase, Transmit};
+use crate::node::{Node, Phase, Recipients, Transmit};
 
 /// In which order a round's messages are handed to their receivers. The iterates must not depend
 /// on it (the nodes sum in ascending id whatever the arrival order), which tests check.
@@ -26,7 +26,7 @@ pub enum Delivery {
 pub struct Sent<'a> {
     /// The sender.
     pub from: usize,
-    /// Number of receivers (the sender's degree).
+    /// Number of receivers (the sender's degree, or 1 in a time-varying schedule).
     pub recipients: usize,
     /// The message.
     pub transmit: &'a Transmit<'a>,
@@ -40,7 +40,7 @@ pub struct Cluster {
     /// neither stepped nor delivered to; their state stays as it was.
     active: Vec<bool>,
     /// Per sender, one slot per exchange: the message of the current round in that slot.
-    wire: Vec<Vec<(u64, Exchange, Compressed)>>,
+    wire: Vec<Vec<(u64, Exchange, Recipients, Compressed)>>,
     /// Per sender: the slots sent this round, in sending order (usually one).
     order: Vec<Vec<usize>>,
     pairs: Vec<(usize, usize, usize)>,
@@ -119,21 +119,24 @@ impl Cluster {
                     self.order[i].clear();
                     continue;
                 }
-                let recipients = node.peers().count();
+                let degree = node.peers().count();
                 let exchanges = node.algorithm().exchanges();
                 let (slots, order) = (&mut self.wire[i], &mut self.order[i]);
                 order.clear();
                 while let Some(t) = node.poll_transmit() {
+                    let recipients = if t.to == Recipients::All { degree } else { 1 };
                     on_send(Sent { from: i, recipients, transmit: &t });
                     // One slot per exchange, so a slot always holds the same compressor's output
                     // and its buffers are reused without reallocation.
                     let stage = exchanges.iter().position(|&e| e == t.exchange).unwrap_or(0);
                     if slots.len() <= stage {
-                        slots.resize_with(stage + 1, || (0, Exchange::X, Compressed::new(0)));
+                        slots
+                            .resize_with(stage + 1, || (0, Exchange::X, Recipients::All, Compressed::new(0)));
                     }
                     slots[stage].0 = t.iteration;
                     slots[stage].1 = t.exchange;
-                    slots[stage].2.assign(t.payload);
+                    slots[stage].2 = t.to;
+                    slots[stage].3.assign(t.payload);
                     order.push(stage);
                 }
                 any |= !order.is_empty();
@@ -162,7 +165,9 @@ impl Cluster {
         for (to, node) in self.nodes.iter().enumerate().filter(|(to, _)| self.active[*to]) {
             for from in node.peers() {
                 for m in 0..self.order[from].len() {
-                    self.pairs.push((from, to, m));
+                    if self.wire[from][self.order[from][m]].2.includes(to) {
+                        self.pairs.push((from, to, m));
+                    }
                 }
             }
         }
@@ -183,7 +188,7 @@ impl Cluster {
             }
         }
         for &(from, to, m) in &self.pairs {
-            let (it, ex, ref payload) = self.wire[from][self.order[from][m]];
+            let (it, ex, _, ref payload) = self.wire[from][self.order[from][m]];
             self.nodes[to].handle_message(from, it, ex, payload)?;
         }
         Ok(())

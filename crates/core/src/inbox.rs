@@ -27,6 +27,9 @@ pub(crate) struct Inbox {
     pub(crate) weights: Vec<f64>,
     /// Position of the node itself in `peers`.
     pub(crate) own: usize,
+    /// Whether a position takes part in the current exchange (all, unless a time-varying
+    /// schedule leaves some out: they are skipped, as if their weight were not in the row).
+    active: Vec<bool>,
     /// Next position to apply.
     cursor: usize,
     present: Vec<bool>,
@@ -42,6 +45,7 @@ impl Inbox {
             peers: row.iter().map(|&(j, _)| j).collect(),
             weights: row.iter().map(|&(_, w)| w).collect(),
             own: row.iter().position(|&(j, _)| j == id).expect("validated: row holds own weight"),
+            active: vec![true; n],
             cursor: 0,
             present: vec![false; n],
             bufs: (0..n).map(|_| Compressed::new(dim)).collect(),
@@ -53,6 +57,22 @@ impl Inbox {
     /// Position of `peer` in the row (None when it is not a neighbour or is the node itself).
     pub(crate) fn position(&self, peer: usize) -> Option<usize> {
         self.peers.binary_search(&peer).ok().filter(|&p| p != self.own)
+    }
+
+    /// A round of a time-varying schedule: the node's own weight and its partner's, 1/2 each, or
+    /// its own alone (weight 1). Set before the round's first exchange opens.
+    pub(crate) fn set_partner(&mut self, partner: Option<usize>) {
+        let own = self.own;
+        let half = partner.and_then(|j| self.position(j));
+        for (p, (w, a)) in self.weights.iter_mut().zip(self.active.iter_mut()).enumerate() {
+            *a = p == own || Some(p) == half;
+            *w = match (p == own, half) {
+                (true, Some(_)) => 0.5,
+                (true, None) => 1.0,
+                (false, _) if Some(p) == half => 0.5,
+                _ => 0.0,
+            };
+        }
     }
 
     /// True when this position already has its term for the current exchange.
@@ -67,7 +87,9 @@ impl Inbox {
 
     /// The neighbours whose term of the current exchange has not arrived yet.
     pub(crate) fn missing(&self) -> impl Iterator<Item = usize> + '_ {
-        (self.cursor..self.peers.len()).filter(|&p| p != self.own && !self.present[p]).map(|p| self.peers[p])
+        (self.cursor..self.peers.len())
+            .filter(|&p| p != self.own && self.active[p] && !self.present[p])
+            .map(|p| self.peers[p])
     }
 
     /// True when every term of the current exchange has been applied.
@@ -77,6 +99,7 @@ impl Inbox {
 
     /// Offers a neighbour's message for the current exchange; applies what can be applied.
     pub(crate) fn offer(&mut self, pos: usize, msg: &Compressed, acc: &mut [f64], own_msg: &Compressed) {
+        self.drain(acc, own_msg);
         if pos == self.cursor {
             self.apply(Src::Given(msg), acc, own_msg);
         } else {
@@ -108,8 +131,14 @@ impl Inbox {
     }
 
     fn drain(&mut self, acc: &mut [f64], own_msg: &Compressed) {
-        while self.cursor < self.peers.len() && self.present[self.cursor] {
-            self.apply(Src::Buffered, acc, own_msg);
+        while self.cursor < self.peers.len() {
+            if !self.active[self.cursor] {
+                self.cursor += 1;
+            } else if self.present[self.cursor] {
+                self.apply(Src::Buffered, acc, own_msg);
+            } else {
+                break;
+            }
         }
     }
 

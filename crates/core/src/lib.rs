@@ -31,6 +31,7 @@
 //!     compress_y: Default::default(),
 //!     seed: 7,
 //!     x0: vec![0.0],
+//!     rounds: None,
 //! };
 //! let mut cluster = Cluster::new(vec![cfg(0), cfg(1)]).unwrap();
 //! let targets = [1.0f32, -3.0];
@@ -53,7 +54,8 @@ pub mod prox;
 
 pub use algorithm::{Algorithm, Exchange, NodeConfig};
 pub use batch::{BatchSampler, BatchSize};
+pub use dprox_topology::{NodeRounds, Pairing, RoundChoice};
 pub use error::CoreError;
 pub use harness::{Cluster, Delivery, Sent};
-pub use node::{EpochStart, Node, NodeState, Phase, Transmit};
+pub use node::{EpochStart, Node, NodeState, Phase, Recipients, Transmit};
 pub use prox::Prox;

@@ -24,6 +24,7 @@ fn path_node(id: usize, algorithm: Algorithm) -> Node {
         compress_y: CompressorSpec::default(),
         seed: 0,
         x0: vec![1.0, -1.0],
+        rounds: None,
     })
     .unwrap()
 }
@@ -186,6 +187,7 @@ fn invalid_configs_are_refused() {
         compress_y: CompressorSpec::default(),
         seed: 0,
         x0: vec![0.0; 4],
+        rounds: None,
     };
     let err = |f: &dyn Fn(&mut NodeConfig)| {
         let mut c = base.clone();

@@ -258,6 +258,7 @@ impl Prepared {
             compress_y: c.compression.y.clone(),
             seed: c.run.seed,
             x0: self.x0.clone(),
+            rounds: None,
         }
     }
 

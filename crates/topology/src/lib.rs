@@ -39,6 +39,7 @@
 pub mod error;
 pub mod facts;
 pub mod graph;
+pub mod schedule;
 pub mod spectral;
 pub mod validate;
 pub mod weights;
@@ -46,6 +47,7 @@ pub mod weights;
 pub use error::TopologyError;
 pub use facts::{MIN_SPECTRAL_GAP, TopologyFacts};
 pub use graph::Graph;
+pub use schedule::{NodeRounds, Pairing, RoundChoice, Schedule};
 pub use spectral::symmetric_eigenvalues;
 pub use validate::validate_graph_connected;
 pub use weights::MixingMatrix;

@@ -100,6 +100,8 @@ impl Node {
             m.2 = false;
         }
         self.inbox = Inbox::new(self.id, &e.row, self.dim());
+        // A membership change ends a time-varying schedule: the epoch's row holds from now on.
+        self.rounds = None;
         self.begin_iteration();
         Ok(())
     }
@@ -194,6 +196,9 @@ impl Node {
         }
         if !self.x_start.is_empty() {
             self.x_start.copy_from_slice(&self.x);
+        }
+        if let Some(rounds) = &self.rounds {
+            self.inbox.set_partner(rounds.at(self.iteration).map(|p| p.from));
         }
         self.open_exchange();
     }

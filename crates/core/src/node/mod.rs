@@ -26,10 +26,31 @@ pub enum Phase {
     Exchanging(Exchange),
 }
 
-/// A message to send to every neighbour ([`Node::peers`]). The payload is borrowed from the
-/// node; copy or encode it before the next `handle_*` call.
+/// Who a message goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recipients {
+    /// Every neighbour ([`Node::peers`]).
+    All,
+    /// One peer: the iteration's partner in a time-varying schedule.
+    One(usize),
+}
+
+impl Recipients {
+    /// Whether `peer` (a neighbour) gets the message.
+    pub fn includes(self, peer: usize) -> bool {
+        match self {
+            Recipients::All => true,
+            Recipients::One(j) => j == peer,
+        }
+    }
+}
+
+/// A message to send to its recipients. The payload is borrowed from the node; copy or encode
+/// it before the next `handle_*` call.
 #[derive(Debug)]
 pub struct Transmit<'a> {
+    /// Who it goes to.
+    pub to: Recipients,
     /// The membership epoch it belongs to (receivers drop older epochs' messages).
     pub epoch: u64,
     /// Iteration t the message belongs to.
@@ -117,6 +138,8 @@ pub struct Node {
     /// (cdproxsgt, choco; empty for the others, whose x changes only when the iteration ends): an
     /// epoch change restarts the iteration from it.
     x_start: Vec<f32>,
+    /// The node's part of a time-varying schedule (`None`: the row every iteration).
+    rounds: Option<dprox_topology::NodeRounds>,
     /// A checkpoint requested for the start of this iteration, and the one taken.
     snapshot_at: Option<u64>,
     snapshot: Option<NodeState>,
@@ -176,6 +199,7 @@ impl Node {
             out_meta: vec![(0, Exchange::X, false); stages],
             inbox: Inbox::new(cfg.id, &cfg.row, d),
             x_start: if needs_estimates { cfg.x0.clone() } else { Vec::new() },
+            rounds: cfg.rounds,
             snapshot_at: None,
             snapshot: None,
             x: cfg.x0,
@@ -220,7 +244,8 @@ impl Node {
         self.inbox.missing().collect()
     }
 
-    /// The neighbours every message goes to (ascending; the node itself excluded).
+    /// The neighbours a message may go to (ascending; the node itself excluded): every one of
+    /// them, or with a time-varying schedule the one that [`Transmit::to`] names.
     pub fn peers(&self) -> impl Iterator<Item = usize> + '_ {
         self.inbox.peers.iter().copied().filter(move |&j| j != self.id)
     }
@@ -342,6 +367,10 @@ impl Node {
         }
         payload.check().map_err(|reason| CoreError::Malformed { node: self.id, from, reason })?;
         let dup = CoreError::Duplicate { node: self.id, from, iteration, exchange };
+        let slot = (iteration, exchange);
+        if slot == (self.iteration, self.exchange()) || slot == self.next_slot() {
+            self.check_partner(from, iteration)?;
+        }
         if (iteration, exchange) == (self.iteration, self.exchange()) {
             if self.inbox.has(pos) {
                 return Err(dup);
@@ -367,12 +396,32 @@ impl Node {
         }
     }
 
+    /// With a schedule: a message of `iteration` must come from that round's partner.
+    fn check_partner(&self, from: usize, iteration: u64) -> Result<(), CoreError> {
+        let Some(rounds) = &self.rounds else { return Ok(()) };
+        let partner = rounds.at(iteration).map(|p| p.from);
+        if partner == Some(from) {
+            return Ok(());
+        }
+        Err(CoreError::NotScheduled { node: self.id, from, iteration, partner: partner.unwrap_or(self.id) })
+    }
+
+    /// Who the messages of `iteration` go to; `None` when nobody does (a round without a
+    /// partner).
+    fn recipients(&self, iteration: u64) -> Option<Recipients> {
+        match &self.rounds {
+            None => Some(Recipients::All),
+            Some(r) => r.at(iteration).map(|p| Recipients::One(p.to)),
+        }
+    }
+
     /// The next message to send, if any (oldest first).
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
         let s = self.out_meta.iter().position(|m| m.2)?;
         let (iteration, exchange, _) = self.out_meta[s];
         self.out_meta[s].2 = false;
-        Some(Transmit { epoch: self.epoch, iteration, exchange, payload: &self.outs[s] })
+        let to = self.recipients(iteration).expect("only messages with recipients are queued");
+        Some(Transmit { to, epoch: self.epoch, iteration, exchange, payload: &self.outs[s] })
     }
 
     /// Checks the message of `stage`, queues it for sending, and offers it to the own inbox slot.
@@ -387,7 +436,8 @@ impl Node {
                 value,
             });
         }
-        self.out_meta[stage] = (self.iteration, exchange, true);
+        let send = self.recipients(self.iteration).is_some();
+        self.out_meta[stage] = (self.iteration, exchange, send);
         let acc = self.sums.for_exchange(self.algorithm, exchange);
         self.inbox.offer_own(acc, &self.outs[stage]);
         Ok(())

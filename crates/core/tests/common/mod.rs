@@ -130,6 +130,7 @@ pub fn configs(n: usize, d: usize, s: &Setup) -> Vec<NodeConfig> {
             compress_y: s.q.clone(),
             seed: s.seed,
             x0: vec![0.0; d],
+            rounds: None,
         })
         .collect()
 }
