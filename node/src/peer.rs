@@ -250,13 +250,19 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         Ok(())
     }
 
-    /// Encodes every message the core has ready, once, and queues it for every neighbour.
+    /// Encodes every message the core has ready, once, and queues it for its recipients.
     fn send_ready(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
             self.buf.clear();
             self.encoder.encode(t.payload, &mut self.buf);
             let data = Bytes::copy_from_slice(&self.buf);
-            self.gossip.send(Outbound { epoch: t.epoch, iteration: t.iteration, exchange: t.exchange, data });
+            self.gossip.send(Outbound {
+                to: t.to,
+                epoch: t.epoch,
+                iteration: t.iteration,
+                exchange: t.exchange,
+                data,
+            });
         }
     }
 

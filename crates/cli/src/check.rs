@@ -29,6 +29,15 @@ pub fn run(args: &Args, objectives: &Objectives) -> anyhow::Result<()> {
     let topology = &run.config().topology;
     println!("\ntopology: {} ({} weights)", serde_name(&topology.kind), serde_name(&topology.weights));
     println!("{}", run.facts());
+    if let Some(f) = run.schedule_facts() {
+        let how = match topology.schedule {
+            dprox_config::schema::ScheduleKind::RandomMatching => "one drawn per iteration from the seed",
+            _ => "iteration t uses round t mod period",
+        };
+        println!("schedule:     {} ({} rounds; {how})", serde_name(&topology.schedule), f.period);
+        println!("period rho:   {:.9}  (||W_last ... W_first - 11^T/n||_2 over one period)", f.rho);
+        println!("period gap:   {:.4e}  (1 - period rho)", 1.0 - f.rho);
+    }
     println!("degrees: {}", degrees(&run));
     println!("\nmodel: {}, {} parameters", serde_name(&run.config().model.kind), run.dim());
     let shape = run.shape();

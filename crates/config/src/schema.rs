@@ -234,6 +234,24 @@ pub struct TopologySection {
     /// Explicit mixing matrix for `weights = "explicit"`.
     #[serde(default)]
     pub matrix: Option<Vec<Vec<f64>>>,
+    /// How the mixing changes between iterations.
+    #[serde(default)]
+    pub schedule: ScheduleKind,
+}
+
+/// Time-varying topologies (docs/algorithms.md, "Time-varying schedules").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// The graph's mixing matrix at every iteration.
+    #[default]
+    Static,
+    /// Node i sends to i + 2^k and receives from i - 2^k, k cycling through 0..ceil(log2 n)
+    /// (with `kind = "exponential"`).
+    OnePeerExponential,
+    /// A random matching of the graph's edges per iteration, drawn from the seed
+    /// (`topology.seed`, else the run's).
+    RandomMatching,
 }
 
 /// File formats.

@@ -5,7 +5,9 @@ use dprox_core::Algorithm;
 use crate::error::{ConfigError, invalid};
 use dprox_objective::{Activation, ModelKind, Pool};
 
-use crate::schema::{Config, FaultKind, FaultSection, InitKind, PartitionSection, TopologyKind, WeightsKind};
+use crate::schema::{
+    Config, FaultKind, FaultSection, InitKind, PartitionSection, ScheduleKind, TopologyKind, WeightsKind,
+};
 
 impl Config {
     /// Validates the config; returns warnings (settings that have no effect) on success.
@@ -21,7 +23,44 @@ impl Config {
         self.check_links()?;
         self.check_nodes()?;
         self.check_faults()?;
+        self.check_schedule()?;
         Ok(warnings)
+    }
+
+    /// A time-varying schedule: on the graph it is defined for, with an algorithm whose sums are
+    /// rebuilt at every exchange, and on a fixed membership.
+    fn check_schedule(&self) -> Result<(), ConfigError> {
+        use dprox_compress::{CompressorSpec, ValueFormat};
+        let s = self.topology.schedule;
+        if s == ScheduleKind::Static {
+            return Ok(());
+        }
+        if s == ScheduleKind::OnePeerExponential && self.topology.kind != TopologyKind::Exponential {
+            return Err(invalid("topology.schedule", "one_peer_exponential runs on kind = \"exponential\""));
+        }
+        let exact = |c: &CompressorSpec| matches!(c, CompressorSpec::Identity { values: ValueFormat::F32 });
+        let (x, y) = (exact(&self.compression.x), exact(&self.compression.y));
+        let fresh = match self.run.algorithm {
+            Algorithm::Dproxsgt | Algorithm::Dpsgd => true,
+            Algorithm::Cdproxsgt => x && y,
+            Algorithm::Choco => x,
+            Algorithm::Allreduce => false,
+        };
+        if !fresh {
+            return Err(invalid(
+                "topology.schedule",
+                "a time-varying schedule needs dproxsgt, dpsgd, or cdproxsgt/choco with identity f32 \
+                 compression (a compressed public estimate goes stale at the peers a round leaves out; \
+                 all-reduce has no graph)",
+            ));
+        }
+        if !self.faults.is_empty() {
+            return Err(invalid(
+                "faults",
+                "a time-varying schedule runs on a fixed membership: no [[faults]]",
+            ));
+        }
+        Ok(())
     }
 
     fn check_run(&self) -> Result<(), ConfigError> {

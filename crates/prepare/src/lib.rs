@@ -61,6 +61,7 @@ pub use data::resolve;
 pub use error::PrepareError;
 pub use membership::{Change, ChangeKind, Epoch};
 pub use objectives::{Factory, Objectives, Part, Placement};
+pub use topology::ScheduleFacts;
 
 use objectives::ObjectiveFactory;
 
@@ -74,6 +75,8 @@ pub struct Prepared {
     graph: Graph,
     mixing: MixingMatrix,
     facts: TopologyFacts,
+    /// A time-varying schedule and the facts of one period.
+    schedule: Option<(dprox_topology::Schedule, topology::ScheduleFacts)>,
     shape: Shape,
     /// The model as configured (superseded once a custom objective is given).
     model: ModelSpec,
@@ -131,7 +134,7 @@ impl Prepared {
         budget: &Budget,
     ) -> Result<Prepared, PrepareError> {
         let warnings = config.validate()?;
-        let topology::Topology { graph, mixing, facts } = topology::build(&config, budget)?;
+        let topology::Topology { graph, mixing, facts, schedule } = topology::build(&config, budget)?;
         let raw = data::read(&config, base, budget)?;
         let shape = raw.shape(&config);
         let model = ModelSpec {
@@ -161,6 +164,7 @@ impl Prepared {
             graph,
             mixing,
             facts,
+            schedule,
             shape,
             model,
             dim,
@@ -247,6 +251,9 @@ impl Prepared {
             algorithm: c.run.algorithm,
             row: if c.run.algorithm == Algorithm::Allreduce {
                 (0..n).map(|j| (j, 1.0 / n as f64)).collect()
+            } else if self.schedule.is_some() {
+                // Every possible partner, at weight 0: each round sets the weights.
+                self.mixing.row(i).iter().map(|&(j, _)| (j, if j == i { 1.0 } else { 0.0 })).collect()
             } else {
                 self.mixing.row(i).to_vec()
             },
@@ -258,8 +265,18 @@ impl Prepared {
             compress_y: c.compression.y.clone(),
             seed: c.run.seed,
             x0: self.x0.clone(),
-            rounds: None,
+            rounds: self.schedule.as_ref().map(|(s, _)| s.node(i)),
         }
+    }
+
+    /// The time-varying schedule, if the config sets one.
+    pub fn mixing_schedule(&self) -> Option<&dprox_topology::Schedule> {
+        self.schedule.as_ref().map(|(s, _)| s)
+    }
+
+    /// The facts of one period of the schedule, if any.
+    pub fn schedule_facts(&self) -> Option<ScheduleFacts> {
+        self.schedule.as_ref().map(|(_, f)| *f)
     }
 
     /// The peers node `i` exchanges messages with (its graph neighbours; every other node for

@@ -1,9 +1,9 @@
 //! The communication graph and its mixing matrix, as the config describes them.
 
 use dprox_config::Config;
-use dprox_config::schema::{TopologyKind, WeightsKind};
+use dprox_config::schema::{ScheduleKind, TopologyKind, WeightsKind};
 use dprox_core::Algorithm;
-use dprox_topology::{Graph, MixingMatrix, TopologyFacts};
+use dprox_topology::{Graph, MixingMatrix, Schedule, TopologyFacts};
 
 use crate::budget::Budget;
 use crate::error::{PrepareError, invalid};
@@ -13,6 +13,17 @@ pub(crate) struct Topology {
     pub graph: Graph,
     pub mixing: MixingMatrix,
     pub facts: TopologyFacts,
+    /// The time-varying schedule, if any, and the facts of one period.
+    pub schedule: Option<(Schedule, ScheduleFacts)>,
+}
+
+/// What `check-config` says of a schedule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScheduleFacts {
+    /// Rounds (iteration t uses round t mod period, or one drawn at random).
+    pub period: usize,
+    /// `||P - 11^T/n||_2` for P the product of the rounds in order.
+    pub rho: f64,
 }
 
 /// Builds and validates the topology of `c`; refuses a matrix that never reaches consensus and
@@ -53,5 +64,18 @@ pub(crate) fn build(c: &Config, budget: &Budget) -> Result<Topology, PrepareErro
         }
     }
     let facts = TopologyFacts::compute(&graph, &mixing)?;
-    Ok(Topology { graph, mixing, facts })
+    let seed = t.seed.unwrap_or(c.run.seed);
+    let schedule = match t.schedule {
+        ScheduleKind::Static => None,
+        ScheduleKind::OnePeerExponential => Some(Schedule::one_peer_exponential(n)?),
+        ScheduleKind::RandomMatching => Some(Schedule::random_matching(&graph, seed)?),
+    };
+    let schedule = match schedule {
+        Some(s) => {
+            let f = ScheduleFacts { period: s.period(), rho: s.period_rho()? };
+            Some((s, f))
+        }
+        None => None,
+    };
+    Ok(Topology { graph, mixing, facts, schedule })
 }

@@ -45,6 +45,18 @@ impl Clock {
     /// Advances every node through one iteration: `compute[i]` seconds of gradient, then the
     /// exchanges, `bytes[i][s]` being what node i sends (to each neighbour) in exchange s.
     pub fn advance(&mut self, compute: &[f64], bytes: &[Vec<u64>]) {
+        self.advance_over(compute, bytes, |_, _| true);
+    }
+
+    /// As [`Clock::advance`], over the links `(to, from)` for which `carries` is true (this
+    /// iteration's round of a time-varying schedule); the others carry nothing and wait for
+    /// nothing.
+    pub fn advance_over(
+        &mut self,
+        compute: &[f64],
+        bytes: &[Vec<u64>],
+        carries: impl Fn(usize, usize) -> bool,
+    ) {
         let stages = bytes.first().map_or(0, |b| b.len());
         for (i, s) in self.send.iter_mut().enumerate() {
             *s = self.time[i] + compute[i];
@@ -54,7 +66,7 @@ impl Clock {
         for s in 0..stages {
             for (i, links) in self.links.iter().enumerate() {
                 let mut t = self.send[i];
-                for l in links {
+                for l in links.iter().filter(|l| carries(i, l.from)) {
                     t = t.max(self.send[l.from] + l.latency_s + bytes[l.from][s] as f64 / l.bytes_per_s);
                 }
                 self.recv[i] = t;

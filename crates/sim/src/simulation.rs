@@ -209,7 +209,15 @@ impl<'a> Simulation<'a> {
         for i in 0..self.compute.len() {
             self.compute[i] = self.batch_len[i] as f64 * self.secs_per_sample[i];
         }
-        self.clock.advance(&self.compute, &self.sent);
+        match self.run.mixing_schedule() {
+            Some(s) => {
+                let t = self.iteration;
+                self.clock.advance_over(&self.compute, &self.sent, |i, from| {
+                    s.pairing(i, t).is_some_and(|p| p.from == from)
+                })
+            }
+            None => self.clock.advance(&self.compute, &self.sent),
+        }
         self.iteration += 1;
         Ok(())
     }

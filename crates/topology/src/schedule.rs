@@ -148,6 +148,11 @@ impl Schedule {
         NodeRounds { choice: self.choice, pairs: self.rounds.iter().map(|r| r[i]).collect() }
     }
 
+    /// Node `i`'s pairing at iteration `t`.
+    pub fn pairing(&self, i: usize, t: u64) -> Option<Pairing> {
+        self.rounds[self.choice.round(t, self.rounds.len())][i]
+    }
+
     /// Node `i`'s mixing row at iteration `t`, ascending: `{i: 1/2, from: 1/2}`, or `{i: 1}`.
     pub fn row(&self, i: usize, t: u64) -> Vec<(usize, f64)> {
         let r = self.choice.round(t, self.rounds.len());

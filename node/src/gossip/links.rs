@@ -119,14 +119,17 @@ impl Links {
             length: len,
             epoch: m.epoch,
         };
-        for c in &self.counters {
+        for c in self.counters.iter().filter(|c| m.to.includes(c.peer)) {
             c.payload.fetch_add(len, Ordering::Relaxed);
             c.sent_payload.increment(len);
             c.messages.increment(1);
         }
         self.ratio.set((4 * self.dim) as f64 / len.max(1) as f64);
-        for q in &self.queues {
-            let _ = q.send((header.clone(), m.data.clone()));
+        // `queues` and `counters` are in the same (link) order.
+        for (q, c) in self.queues.iter().zip(&self.counters) {
+            if m.to.includes(c.peer) {
+                let _ = q.send((header.clone(), m.data.clone()));
+            }
         }
     }
 

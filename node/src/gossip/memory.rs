@@ -173,7 +173,7 @@ impl Gossip for MemoryGossip {
             length: m.data.len() as u64,
             epoch: m.epoch,
         };
-        for (k, p) in session.peers.iter().enumerate() {
+        for (k, p) in session.peers.iter().enumerate().filter(|(_, p)| m.to.includes(p.id)) {
             self.sent[k] += m.data.len() as u64;
             if let Err(message) = self.net.deliver(self.id, p.id, &header, &m.data, self.dim) {
                 let _ = self.own.send(GossipEvent::SendFailed(TransportError::Send {

@@ -50,6 +50,8 @@ pub struct Session {
 /// One outgoing message, already encoded.
 #[derive(Clone, Debug)]
 pub struct Outbound {
+    /// Who it goes to: every neighbour, or this iteration's partner (a time-varying schedule).
+    pub to: dprox_core::Recipients,
     /// Its membership epoch.
     pub epoch: u64,
     /// Iteration of the message.

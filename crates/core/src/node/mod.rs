@@ -26,6 +26,11 @@ pub enum Phase {
     Exchanging(Exchange),
 }
 
+/// Messages a node under a time-varying schedule keeps from further ahead than its next
+/// exchange. A sender can only be ahead by as many iterations as the chain of partners lets it
+/// (about one period of the schedule); more than this is refused as out of step.
+pub const LATER_MAX: usize = 64;
+
 /// Who a message goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recipients {
@@ -140,6 +145,11 @@ pub struct Node {
     x_start: Vec<f32>,
     /// The node's part of a time-varying schedule (`None`: the row every iteration).
     rounds: Option<dprox_topology::NodeRounds>,
+    /// Under a schedule, messages from further ahead than the next exchange (a sender whose
+    /// own partners let it run ahead; it is not waiting for this node): kept until the node
+    /// gets there, at most [`LATER_MAX`], with spare buffers for reuse.
+    later: Vec<(usize, u64, Exchange, Compressed)>,
+    later_spare: Vec<Compressed>,
     /// A checkpoint requested for the start of this iteration, and the one taken.
     snapshot_at: Option<u64>,
     snapshot: Option<NodeState>,
@@ -200,6 +210,8 @@ impl Node {
             inbox: Inbox::new(cfg.id, &cfg.row, d),
             x_start: if needs_estimates { cfg.x0.clone() } else { Vec::new() },
             rounds: cfg.rounds,
+            later: Vec::new(),
+            later_spare: Vec::new(),
             snapshot_at: None,
             snapshot: None,
             x: cfg.x0,
@@ -344,12 +356,62 @@ impl Node {
         }
         self.waiting_gradient = false;
         self.queue_own(0)?;
-        self.finish_completed()
+        self.finish_completed()?;
+        self.replay_later()
     }
 
     /// A neighbour's message. Messages for the current exchange and the next one are accepted
-    /// (the next is kept until the node gets there); anything else is refused.
+    /// (the next is kept until the node gets there); under a time-varying schedule, so are
+    /// messages from further ahead (up to [`LATER_MAX`]); anything else is refused.
     pub fn handle_message(
+        &mut self,
+        from: usize,
+        iteration: u64,
+        exchange: Exchange,
+        payload: &Compressed,
+    ) -> Result<(), CoreError> {
+        self.accept_message(from, iteration, exchange, payload)?;
+        self.replay_later()
+    }
+
+    /// Applies the kept messages that the node has now reached.
+    fn replay_later(&mut self) -> Result<(), CoreError> {
+        let now = (self.iteration, self.exchange());
+        let next = self.next_slot();
+        while let Some(k) = self.later.iter().position(|m| (m.1, m.2) == now || (m.1, m.2) == next) {
+            let (from, it, ex, payload) = self.later.swap_remove(k);
+            let r = self.accept_message(from, it, ex, &payload);
+            self.later_spare.push(payload);
+            r?;
+            if (self.iteration, self.exchange()) != now {
+                return self.replay_later();
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a message from further ahead than the next exchange, under a schedule.
+    fn keep_later(&mut self, from: usize, iteration: u64, exchange: Exchange, payload: &Compressed) -> bool {
+        let stage = |e: Exchange| self.algorithm.exchanges().iter().position(|&x| x == e);
+        let (next_it, next_ex) = self.next_slot();
+        let ahead = match (stage(exchange), stage(next_ex)) {
+            (Some(s), Some(n)) => (iteration, s) > (next_it, n),
+            _ => false,
+        };
+        let dup = self.later.iter().any(|m| (m.0, m.1, m.2) == (from, iteration, exchange));
+        if self.rounds.is_none() || !ahead || dup || self.later.len() >= LATER_MAX {
+            return false;
+        }
+        if self.check_partner(from, iteration).is_err() {
+            return false;
+        }
+        let mut buf = self.later_spare.pop().unwrap_or_else(|| Compressed::new(payload.dim));
+        buf.assign(payload);
+        self.later.push((from, iteration, exchange, buf));
+        true
+    }
+
+    fn accept_message(
         &mut self,
         from: usize,
         iteration: u64,
@@ -383,6 +445,8 @@ impl Node {
                 return Err(dup);
             }
             self.inbox.offer_ahead(pos, payload);
+            Ok(())
+        } else if self.keep_later(from, iteration, exchange, payload) {
             Ok(())
         } else {
             Err(CoreError::OutOfStep {
