@@ -163,6 +163,25 @@ pub struct RunSection {
     /// iterations; 0 or absent: none. `--resume` continues from the last complete one.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub checkpoint_every: u64,
+    /// How minibatches are sized across nodes of different speeds.
+    #[serde(default, skip_serializing_if = "is_none_balance")]
+    pub balance: Balance,
+}
+
+/// Work balance (docs/algorithms.md, "Balancing work by speed").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Every node uses its configured batch size.
+    #[default]
+    None,
+    /// Each node's minibatch is sized in proportion to its speed, keeping the total per
+    /// iteration (the sum of the configured sizes).
+    Throughput,
+}
+
+fn is_none_balance(b: &Balance) -> bool {
+    *b == Balance::None
 }
 
 fn is_zero(v: &u64) -> bool {

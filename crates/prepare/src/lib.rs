@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dprox_config::Config;
-use dprox_config::schema::{InitKind, NodeSection};
+use dprox_config::schema::{Balance, InitKind, NodeSection};
 use dprox_core::{Algorithm, BatchSize, NodeConfig};
 use dprox_data::Dataset;
 use dprox_objective::{Device, ModelKind, ModelSpec, Shape};
@@ -89,6 +89,32 @@ pub struct Prepared {
     warnings: Vec<String>,
     /// The embedding program's objective, once given; it then builds every objective.
     custom: Option<ObjectiveFactory>,
+}
+
+/// `total` split in proportion to `weights` by largest remainders (ties to the lower index),
+/// each part at least 1 (taken from the largest parts when `total` is small).
+pub fn split_by_weight(total: usize, weights: &[f64]) -> Vec<usize> {
+    let sum: f64 = weights.iter().sum();
+    let exact: Vec<f64> = weights.iter().map(|w| total as f64 * w / sum).collect();
+    let mut parts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b))
+    });
+    let short = total.saturating_sub(parts.iter().sum());
+    for &k in order.iter().take(short) {
+        parts[k] += 1;
+    }
+    while let Some(k) = parts.iter().position(|&p| p == 0) {
+        let largest = (0..parts.len()).max_by_key(|&j| (parts[j], std::cmp::Reverse(j))).expect("non-empty");
+        if parts[largest] <= 1 {
+            parts[k] = 1;
+        } else {
+            parts[largest] -= 1;
+            parts[k] = 1;
+        }
+    }
+    parts
 }
 
 /// A link's cost: in the simulator's model, and in a shaped cluster's transport.
@@ -290,7 +316,37 @@ impl Prepared {
 
     /// Node `i`'s minibatch size.
     pub fn batch_size(&self, i: usize) -> BatchSize {
+        match self.config.run.balance {
+            Balance::Throughput => self.balanced_batch(i),
+            Balance::None => self.configured_batch(i),
+        }
+    }
+
+    /// Node `i`'s batch size as configured (`[[nodes]] batch_size`, else `[optimizer]`).
+    fn configured_batch(&self, i: usize) -> BatchSize {
         self.node_section(i).and_then(|s| s.batch_size).unwrap_or(self.config.optimizer.batch_size)
+    }
+
+    /// `balance = "throughput"`: the total of the configured batch sizes, split in proportion to
+    /// the nodes' speeds by largest remainders (so the sizes add up to the total exactly), at
+    /// least one sample each. Full-batch nodes keep their full batch.
+    fn balanced_batch(&self, i: usize) -> BatchSize {
+        let n = self.n();
+        let sizes: Vec<Option<usize>> = (0..n)
+            .map(|j| match self.configured_batch(j) {
+                BatchSize::Samples(b) => Some(b),
+                BatchSize::Full => None,
+            })
+            .collect();
+        if sizes[i].is_none() {
+            return BatchSize::Full;
+        }
+        let members: Vec<usize> = (0..n).filter(|&j| sizes[j].is_some()).collect();
+        let total: usize = members.iter().map(|&j| sizes[j].unwrap_or(0)).sum();
+        let speeds: Vec<f64> = members.iter().map(|&j| self.speed(j)).collect();
+        let split = split_by_weight(total, &speeds);
+        let k = members.iter().position(|&j| j == i).expect("i is a member");
+        BatchSize::Samples(split[k])
     }
 
     /// Node `i`'s relative compute speed (1 unless its `[[nodes]]` entry says otherwise).
@@ -389,5 +445,26 @@ impl Prepared {
     /// Reads a `model.safetensors` of this run's model into a parameter vector.
     pub fn load_model(&self, path: &Path) -> Result<Vec<f32>, dprox_eval::model::ModelError> {
         dprox_eval::model::load(path, &self.tensors(), self.dim)
+    }
+}
+
+#[cfg(test)]
+mod balance_tests {
+    use super::split_by_weight;
+
+    #[test]
+    fn a_split_adds_up_and_follows_the_weights() {
+        // 16 nodes x 32 samples, four at a quarter of the speed: 12 x 39.4 and 4 x 9.8.
+        let mut w = vec![1.0; 16];
+        for s in &mut w[..4] {
+            *s = 0.25;
+        }
+        let p = split_by_weight(512, &w);
+        assert_eq!(p.iter().sum::<usize>(), 512);
+        assert_eq!(&p[..4], &[10, 10, 10, 10]);
+        assert!(p[4..].iter().all(|&b| b == 39 || b == 40), "{p:?}");
+        assert_eq!(split_by_weight(10, &[1.0, 1.0, 1.0]), vec![4, 3, 3], "ties go to the lower index");
+        assert_eq!(split_by_weight(3, &[100.0, 1.0, 1.0]), vec![1, 1, 1], "at least one sample each");
+        assert_eq!(split_by_weight(64, &[2.0, 1.0, 1.0]), vec![32, 16, 16]);
     }
 }

@@ -95,3 +95,46 @@ fn the_clock_charges_compute_latency_and_bandwidth() {
     // Same iterates: the clock never changes the numbers.
     assert_eq!(homogeneous.last().unwrap().0, straggler.last().unwrap().0);
 }
+
+/// `balance = "throughput"`: node 0 at a quarter speed gets a quarter of a fast node's samples
+/// (the 40 per iteration are kept), and the ring no longer waits for its gradient.
+#[test]
+fn balancing_by_speed_sizes_batches_and_stops_the_wait_for_the_straggler() {
+    let text = |balance: &str| {
+        format!(
+            r#"
+            [run]
+            algorithm = "dproxsgt"
+            iterations = 10
+            eval_every = 10
+            balance = "{balance}"
+            [topology]
+            kind = "ring"
+            nodes = 4
+            [data]
+            synthetic = {{ kind = "least_squares", samples = 200, features = 9 }}
+            [model]
+            kind = "least_squares"
+            [optimizer]
+            lr = 0.01
+            batch_size = 10
+            [network]
+            latency_ms = 2.0
+            gflops = 0.000001        # 1,000 flop per second: 60 ms per sample
+            [[nodes]]
+            id = 0
+            speed = 0.25
+            "#
+        )
+    };
+    use dprox_core::BatchSize;
+    let balanced = prepare(&text("throughput"));
+    let sizes: Vec<BatchSize> = (0..4).map(|i| balanced.batch_size(i)).collect();
+    assert_eq!(sizes, [3, 13, 12, 12].map(BatchSize::Samples), "40 samples split 0.25 : 1 : 1 : 1");
+    let none = prepare(&text("none"));
+    assert!((0..4).all(|i| none.batch_size(i) == BatchSize::Samples(10)));
+    let (t_none, t_bal) = (run_rows(&none).last().unwrap().3, run_rows(&balanced).last().unwrap().3);
+    // Unbalanced: 10 x 60 ms / 0.25 = 2.4 s of compute per iteration; balanced: at most
+    // 13 x 60 ms = 0.78 s (plus the same exchanges).
+    assert!(t_none > 24.0 && t_bal < 8.0 + 1.0, "{t_none} s vs {t_bal} s");
+}
