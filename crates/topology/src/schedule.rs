@@ -182,7 +182,7 @@ impl Schedule {
     /// schedule): how much one period contracts disagreement. 0 when one period averages
     /// exactly (one-peer exponential, n a power of two). Lanczos on `P^T P` (O(n) memory).
     pub fn period_rho(&self) -> Result<f64, TopologyError> {
-        let sq = largest_abs_eigenvalue(&PeriodGram(self), RHO_TOL * RHO_TOL)?;
+        let sq = largest_abs_eigenvalue(&PeriodGram(self), RHO_TOL)?;
         Ok(sq.max(0.0).sqrt())
     }
 
