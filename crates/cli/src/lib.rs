@@ -95,6 +95,17 @@ pub fn main() -> ! {
 /// process: 0 on success, 1 with the error on stderr.
 pub fn main_with(objectives: Objectives) -> ! {
     let cli = Cli::parse_from(std::env::args_os());
+    if matches!(cli.command, Command::Sim(_)) && std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        // The simulator computes the nodes' gradients in parallel (one rayon thread per core);
+        // GEMM threads inside each gradient would fight them (2 cores, LeNet: 3.44 s against
+        // 2.56 s with one GEMM thread). Matrix products split rows, not sums, so the numbers do
+        // not depend on it.
+        // SAFETY: no other thread exists yet (tracing and the runtimes start below).
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("MATMUL_NUM_THREADS", "1")
+        };
+    }
     // `node` and `coordinator` set up logging themselves (they take --log-format).
     if !matches!(cli.command, Command::Node(_) | Command::Coordinator(_)) {
         dprox_telemetry::init_tracing(dprox_telemetry::LogFormat::Text);

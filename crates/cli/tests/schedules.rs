@@ -61,6 +61,10 @@ fn scheduled_runs_launch_as_simulated_with_one_message_per_node() {
         assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
         let launched = columns(&out.join("launch/metrics.csv"), &SIM_COLUMNS);
         assert_eq!(sim, launched, "{name}: launch reproduces the simulator");
+        // Each of the 8 local node processes gets its share of the cores (at least 1).
+        let share = (std::thread::available_parallelism().unwrap().get() / 8).max(1);
+        let log = std::fs::read_to_string(out.join("launch/logs/node-3.log")).unwrap();
+        assert!(log.contains(&format!("threads: {share} for the runtime, {share} for GEMM")), "{log}");
         if name == "one-peer" {
             // Every node sends each exchange to one peer instead of its 5 neighbours (8-node
             // exponential graph), with messages of the same size.

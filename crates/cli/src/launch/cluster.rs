@@ -82,7 +82,9 @@ impl<'a> Cluster<'a> {
 
     fn start_node(&mut self, id: usize, start: NodeStart) -> anyhow::Result<()> {
         let tx = self.faults.0.clone();
-        self.nodes[id] = Some(start_node(self.args, &self.config, self.secured, &self.addr, id, start, tx)?);
+        let nodes = (id, self.nodes.len());
+        self.nodes[id] =
+            Some(start_node(self.args, &self.config, self.secured, &self.addr, nodes, start, tx)?);
         Ok(())
     }
 

@@ -67,6 +67,11 @@ pub struct Args {
     /// (the targets of deploy/prometheus/prometheus.yml for PORT = 9400). Off by default.
     #[arg(long, value_name = "PORT")]
     pub metrics_port: Option<u16>,
+    /// Threads of each node process (its runtime and its gradient's GEMM). Default: its share
+    /// of this machine's cores, at least 1 (2 cores and 5 nodes: 1 each), so that the local
+    /// processes do not fight over them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads_per_process: Option<u16>,
 }
 
 /// Prepares the run (a bad config fails here, with its own message, before anything is created

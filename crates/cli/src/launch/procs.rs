@@ -212,14 +212,21 @@ pub(super) fn start_coordinator(
     Ok((proc, addr))
 }
 
-/// Starts node `id` with its log file and its own metrics file in the run folder; the fault
+/// The threads of each of `nodes` local node processes: `--threads-per-process`, else this
+/// machine's cores divided among them, at least 1.
+pub(super) fn threads_per_process(args: &Args, nodes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    args.threads_per_process.map_or((cores / nodes.max(1)).max(1), usize::from)
+}
+
+/// Starts node `id` (of `nodes` local ones) with its log file and its own metrics file in the run folder; the fault
 /// lines it prints go to `faults`.
 pub(super) fn start_node(
     args: &Args,
     config: &Path,
     secured: &Secured,
     addr: &str,
-    id: usize,
+    (id, nodes): (usize, usize),
     start: NodeStart,
     faults: UnboundedSender<(usize, FaultLine)>,
 ) -> anyhow::Result<Proc> {
@@ -228,6 +235,10 @@ pub(super) fn start_node(
     let mut node = Command::new(&exe);
     node.arg("node").arg(config).args(["--id", &id.to_string(), "--coordinator", addr]);
     node.env(LAUNCHER_PID, std::process::id().to_string());
+    let threads = threads_per_process(args, nodes).to_string();
+    node.env(dprox_node::cli::THREADS_ENV, &threads)
+        .env("MATMUL_NUM_THREADS", &threads)
+        .env("RAYON_NUM_THREADS", &threads);
     secured.apply(&mut node);
     match start {
         NodeStart::Fresh => {}
