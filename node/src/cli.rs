@@ -60,6 +60,21 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
 /// Worker threads of the node's runtime (set by `dprox launch`; all cores when absent).
 pub const THREADS_ENV: &str = "DPROX_THREADS";
 
+/// The node's runtime: [`THREADS_ENV`] worker threads when set (the launcher gives each local
+/// process its share of the cores; the gradient's GEMM reads the same share from
+/// MATMUL_NUM_THREADS), else one per core.
+fn runtime(id: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let threads = std::env::var(THREADS_ENV).ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0);
+    if let Some(n) = threads {
+        builder.worker_threads(n);
+    }
+    let gemm = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "all physical cores".into());
+    let runtime = threads.map_or("one per core".into(), |n| n.to_string());
+    tracing::info!(node = id, "threads: {runtime} for the runtime, {gemm} for GEMM");
+    builder.enable_all().build()
+}
+
 /// Loads the config, builds the node's objective (a registered one of `objectives` for
 /// `[model] kind = "custom"`), and runs it to the end of the run.
 pub fn main(args: Args, objectives: &Objectives) -> anyhow::Result<()> {
@@ -80,20 +95,7 @@ pub fn main(args: Args, objectives: &Objectives) -> anyhow::Result<()> {
         .or_else(|| run.node_address(id).map(String::from))
         .unwrap_or("127.0.0.1:0".into());
     let objective = run.objective(Part::Node(id), Placement::Configured)?;
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // The launcher gives each local process its share of the cores (`dprox launch
-    // --threads-per-process`); the gradient's GEMM reads the same share from MATMUL_NUM_THREADS.
-    let threads = std::env::var(THREADS_ENV).ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0);
-    if let Some(n) = threads {
-        builder.worker_threads(n);
-    }
-    let gemm = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "all physical cores".into());
-    tracing::info!(
-        node = id,
-        "threads: {} for the runtime, {gemm} for GEMM",
-        threads.map_or("one per core".into(), |n| n.to_string())
-    );
-    let rt = builder.enable_all().build()?;
+    let rt = runtime(id)?;
     rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
