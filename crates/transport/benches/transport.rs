@@ -1,6 +1,7 @@
-//! Transport benchmark: a small exchange's round trip against a bare gRPC round trip, and
-//! throughput for dense vectors of 1e4, 1e6 and 1e7 f32 against raw loopback TCP, all measured in
-//! this run (medians of repeated runs). Run: `cargo bench -p dprox-transport`.
+//! Transport benchmark: a small exchange's round trip against a bare gRPC round trip,
+//! throughput for dense vectors of 1e4, 1e6 and 1e7 f32 against raw loopback TCP, and the CPU
+//! time per byte moved (sender and receiver together, plaintext and mutual TLS) against a memcpy
+//! of the same bytes, all measured in this run. Run: `cargo bench -p dprox-transport`.
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +21,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 async fn gossip_server(dim: usize) -> String {
+    gossip_server_with(dim, &dprox_net::Security::Insecure).await
+}
+
+async fn gossip_server_with(dim: usize, security: &dprox_net::Security) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (atx, arx) = watch::channel(Some(Auth { run_id: "b".into(), token: vec![1; 16], peers: vec![1] }));
@@ -33,12 +38,16 @@ async fn gossip_server(dim: usize) -> String {
             back.give(m.payload);
         }
     });
-    let svc = GossipService::new(dim, arx, tx, Duration::from_secs(5)).with_pool(pool).into_server();
+    let tls = !matches!(security, dprox_net::Security::Insecure);
+    let svc =
+        GossipService::new(dim, arx, tx, Duration::from_secs(5)).with_pool(pool).with_tls(tls).into_server();
+    // As the node serves: its accept loop (limits, and the TLS handshake when secured).
+    let limits = dprox_net::limits::GOSSIP;
     tokio::spawn(
-        dprox_transport::server(&dprox_net::Security::Insecure, &dprox_net::limits::GOSSIP)
+        dprox_transport::server(security, &limits)
             .unwrap()
             .add_service(svc)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            .serve_with_incoming(dprox_net::incoming(listener, limits, "gossip")),
     );
     addr
 }
@@ -79,9 +88,78 @@ fn header(len: usize) -> pb::Header {
     }
 }
 
+/// CPU seconds this process has used (user + system, all threads; 10 ms ticks).
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(") ").map_or(vec![], |(_, r)| r.split(' ').collect());
+    let ticks = |k: usize| fields.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of stat(5) (utime, stime), counted from the state field (3).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU nanoseconds per byte for `reps` messages of `n` f32 over gRPC secured by `security`
+/// (sender and receiver both in this process).
+async fn grpc_cpu_per_byte(
+    n: usize,
+    reps: usize,
+    security: &dprox_net::Security,
+    client: &dprox_net::Security,
+) -> f64 {
+    let addr = gossip_server_with(n, security).await;
+    let mut c = PeerClient::new(0, &addr, client).unwrap();
+    let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let mut b = Vec::new();
+    Compressed { dim: n, body: Body::Dense { format: ValueFormat::F32, values } }.encode(&mut b);
+    let data = Bytes::from(b);
+    c.send(header(data.len()), data.clone(), None).await.unwrap();
+    let t = cpu_s();
+    for _ in 0..reps {
+        c.send(header(data.len()), data.clone(), None).await.unwrap();
+    }
+    (cpu_s() - t) * 1e9 / (reps * data.len()) as f64
+}
+
+/// CPU nanoseconds per byte of a memcpy of `n` f32, `reps` times (buffers reused).
+fn memcpy_cpu_per_byte(n: usize, reps: usize) -> f64 {
+    let src: Vec<u8> = (0..4 * n).map(|i| i as u8).collect();
+    let mut dst = vec![0u8; 4 * n];
+    let len = dst.len();
+    let t = cpu_s();
+    for k in 0..reps {
+        dst.copy_from_slice(&src);
+        dst[k % len] ^= 1;
+        std::hint::black_box(&mut dst);
+    }
+    (cpu_s() - t) * 1e9 / (reps * 4 * n) as f64
+}
+
+/// The CPU a byte costs through gRPC (plaintext and mutual TLS) against a memcpy, alternating
+/// so that both see the same machine.
+async fn cpu_per_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    dprox_net::certs::make(dir.path(), 2).unwrap();
+    // The server is node 0 (the client's peer), the client node 1 (the messages' sender).
+    let server = dprox_net::Security::load(dir.path(), dprox_net::Peer::Node(0)).unwrap();
+    let client = dprox_net::Security::load(dir.path(), dprox_net::Peer::Node(1)).unwrap();
+    let plain = dprox_net::Security::Insecure;
+    let (n, reps) = (1_000_000usize, 100);
+    println!("CPU per byte moved, 1e6-f32 messages (sender + receiver), against memcpy:");
+    println!(
+        "{:>6} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "round", "memcpy ns/B", "gRPC ns/B", "TLS ns/B", "gRPC/cp", "TLS/cp"
+    );
+    for round in 0..3 {
+        let cp = memcpy_cpu_per_byte(n, 10 * reps);
+        let g = grpc_cpu_per_byte(n, reps, &plain, &plain).await;
+        let t = grpc_cpu_per_byte(n, reps, &server, &client).await;
+        println!("{round:>6} {cp:>12.3} {g:>12.3} {t:>12.3} {:>10.1} {:>10.1}", g / cp, t / cp);
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
+        cpu_per_byte().await;
         println!("transport benchmark (loopback, medians)");
         // Small exchange: a top-k 1% message of a 1e4 model vs a bare gRPC round trip (Ping).
         let dim = 10_000;
