@@ -30,7 +30,6 @@ impl Config {
     /// A time-varying schedule: on the graph it is defined for, with an algorithm whose sums are
     /// rebuilt at every exchange, and on a fixed membership.
     fn check_schedule(&self) -> Result<(), ConfigError> {
-        use dprox_compress::{CompressorSpec, ValueFormat};
         let s = self.topology.schedule;
         if s == ScheduleKind::Static {
             return Ok(());
@@ -38,15 +37,7 @@ impl Config {
         if s == ScheduleKind::OnePeerExponential && self.topology.kind != TopologyKind::Exponential {
             return Err(invalid("topology.schedule", "one_peer_exponential runs on kind = \"exponential\""));
         }
-        let exact = |c: &CompressorSpec| matches!(c, CompressorSpec::Identity { values: ValueFormat::F32 });
-        let (x, y) = (exact(&self.compression.x), exact(&self.compression.y));
-        let fresh = match self.run.algorithm {
-            Algorithm::Dproxsgt | Algorithm::Dpsgd => true,
-            Algorithm::Cdproxsgt => x && y,
-            Algorithm::Choco => x,
-            Algorithm::Allreduce => false,
-        };
-        if !fresh {
+        if !self.run.algorithm.can_follow_a_schedule(&self.compression.x, &self.compression.y) {
             return Err(invalid(
                 "topology.schedule",
                 "a time-varying schedule needs dproxsgt, dpsgd, or cdproxsgt/choco with identity f32 \

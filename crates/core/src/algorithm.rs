@@ -150,20 +150,31 @@ impl NodeConfig {
 
 /// A row of W for node `id`: sorted by peer without repeats, holding the node's own weight, with
 /// finite nonnegative weights summing to 1 within 1e-9.
+/// Identity at full precision: messages carry the vector itself, not a delta against a public
+/// estimate.
+pub fn is_exact(spec: &CompressorSpec) -> bool {
+    matches!(spec, CompressorSpec::Identity { values: dprox_compress::ValueFormat::F32 })
+}
+
+impl Algorithm {
+    /// Whether it can run a time-varying schedule with these compressors: only when its sums are
+    /// rebuilt at every exchange (a compressed public estimate would go stale at the peers a
+    /// round leaves out; all-reduce has no graph).
+    pub fn can_follow_a_schedule(self, x: &CompressorSpec, y: &CompressorSpec) -> bool {
+        match self {
+            Algorithm::Dproxsgt | Algorithm::Dpsgd => true,
+            Algorithm::Cdproxsgt => is_exact(x) && is_exact(y),
+            Algorithm::Choco => is_exact(x),
+            Algorithm::Allreduce => false,
+        }
+    }
+}
+
 impl NodeConfig {
     /// A schedule needs sums rebuilt at every exchange (a compressed estimate would go stale at
     /// the peers a round leaves out) and a row listing every partner.
     fn validate_rounds(&self, rounds: &NodeRounds) -> Result<(), String> {
-        let exact = |c: &CompressorSpec| {
-            matches!(c, CompressorSpec::Identity { values: dprox_compress::ValueFormat::F32 })
-        };
-        let fresh = match self.algorithm {
-            Algorithm::Dproxsgt | Algorithm::Dpsgd => true,
-            Algorithm::Cdproxsgt => exact(&self.compress_x) && exact(&self.compress_y),
-            Algorithm::Choco => exact(&self.compress_x),
-            Algorithm::Allreduce => false,
-        };
-        if !fresh {
+        if !self.algorithm.can_follow_a_schedule(&self.compress_x, &self.compress_y) {
             return Err(format!(
                 "a time-varying schedule needs an algorithm that rebuilds its sums at every exchange \
                  (dproxsgt, dpsgd, or cdproxsgt/choco with identity f32 compression), not {:?} as configured: \

@@ -168,12 +168,7 @@ impl Node {
         // weighted sum from scratch: the public estimate then equals the vector bit for bit, which
         // makes CDProxSGT(identity, gamma = 1) reproduce DProxSGT exactly. Sending deltas would be
         // the same in exact arithmetic, but in f32 `yh + (y - yh)` is not always `y`.
-        let exact = |spec: &dprox_compress::CompressorSpec| {
-            matches!(
-                spec,
-                dprox_compress::CompressorSpec::Identity { values: dprox_compress::ValueFormat::F32 }
-            )
-        };
+        let exact = crate::algorithm::is_exact;
         let needs_estimates = matches!(cfg.algorithm, Algorithm::Cdproxsgt | Algorithm::Choco);
         let vec_if = |b: bool| if b { vec![0.0f32; d] } else { Vec::new() };
         let vec64_if = |b: bool| if b { vec![0.0f64; d] } else { Vec::new() };
