@@ -158,3 +158,64 @@ async fn the_coordinator_evaluates_gpu_nodes_on_the_cpu() {
     let summary = cluster.run().await.unwrap();
     assert_eq!(summary.last.unwrap().iter, 10);
 }
+
+/// A scheduled rejoin whose node registers only after every member has synced at its iteration
+/// (the members wait for it): the registration itself forms the epoch. Before, nothing formed
+/// it once the last member had synced, and the run hung (seen in the torus fault test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_registering_after_the_members_synced_is_admitted_at_its_rejoin() {
+    let run = prepared_with(3, "[[faults]]\nnode = 2\nat = 2\nkind = \"leave\"\nrejoin = 4\n");
+    let (addr, _h) = start_coordinator(run.clone(), None).await;
+    let channel =
+        dprox_transport::endpoint(&dprox_net::Security::Insecure, &addr, dprox_net::Peer::Coordinator)
+            .unwrap()
+            .connect_lazy();
+    let c = pb::coordinator_client::CoordinatorClient::new(channel);
+    let dim = run.dim() as u64;
+    let req = move |id: u32, join: bool| pb::RegisterRequest {
+        id,
+        address: format!("127.0.0.1:{}", 1 + id),
+        device: "cpu".into(),
+        dim,
+        secret: "s3cret".into(),
+        join,
+        ..Default::default()
+    };
+    let regs: Vec<_> = (0..3)
+        .map(|id| {
+            let mut c = c.clone();
+            tokio::spawn(async move { c.register(req(id, false)).await.unwrap().into_inner() })
+        })
+        .collect();
+    for r in regs {
+        assert_eq!(r.await.unwrap().epoch, 0);
+    }
+    let mut c0 = c.clone();
+    c0.leave(pb::LeaveRequest { id: 2, iteration: 2, ..Default::default() }).await.unwrap();
+    let sync = |id: u32, epoch: u64, iteration: u64| {
+        let mut c = c.clone();
+        tokio::spawn(async move {
+            let r = c.sync(pb::SyncRequest { id, epoch, iteration, at_boundary: true }).await.unwrap();
+            r.into_inner().epoch.expect("an epoch, not an exclusion")
+        })
+    };
+    let (a, b) = (sync(0, 0, 2), sync(1, 0, 2));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!((a.index, a.start, b.index), (1, 2, 1), "node 2 left at 2");
+    // Both members wait at the rejoin's iteration for node 2, which has not registered yet.
+    let (a, b) = (sync(0, 1, 4), sync(1, 1, 4));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!a.is_finished() && !b.is_finished(), "the members wait for the scheduled joiner");
+    let mut c2 = c.clone();
+    let joined = tokio::time::timeout(std::time::Duration::from_secs(20), c2.register(req(2, true)))
+        .await
+        .expect("the joiner's registration forms the epoch instead of waiting for ever")
+        .unwrap()
+        .into_inner();
+    assert_eq!((joined.epoch, joined.iteration), (2, 4));
+    for s in [a, b] {
+        let e = s.await.unwrap();
+        assert_eq!((e.index, e.start), (2, 4));
+        assert!(e.peers.iter().any(|p| p.id == 2), "node 2 is a neighbour again: {:?}", e.peers);
+    }
+}

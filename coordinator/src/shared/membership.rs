@@ -193,6 +193,9 @@ impl Shared {
             st.membership.epoch.index
         };
         tracing::info!(node = id, %address, "registered to join the run");
+        // The members may all be waiting already at this node's scheduled rejoin: nothing else
+        // would form that epoch now (form() does nothing until every member has synced).
+        self.form();
         let mut waiting = Joiner { shared: self, id, admitted: false };
         let (mut epochs, mut over) = (self.epochs.subscribe(), self.over.subscribe());
         loop {
