@@ -11,8 +11,9 @@
 //! activations and the head.
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Instant;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use dprox_data::{Dataset, Features, SyntheticSpec, gaussian_mixture, sparse_logistic};
 use dprox_objective::{Activation, Batch, ModelKind, ModelSpec, Shape, build};
 use ndarray::{Array2, linalg::general_mat_mul};
@@ -153,9 +154,74 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// GFLOP/s of `f` doing `flops` per call: the best of `reps` timed batches of calls (the
+/// least disturbed by other load).
+fn rate(flops: f64, reps: usize, mut f: impl FnMut()) -> f64 {
+    let calls = 8;
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            (0..calls).for_each(|_| f());
+            flops * calls as f64 / t.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Gradient rates against the machine's GEMM rate, measured alternately in this run on one
+/// thread (as `dprox sim` runs each node's gradient): a 512^3 f32 GEMM, the LeNet-5 gradient at
+/// batch 32 (the workload) and the MLP 784-64-10 at batch 256. FLOPs as the models
+/// count them (`Objective::flops_per_sample`: the products only). Printed before criterion.
+fn rates() {
+    let data = Arc::new(gaussian_mixture(4096, 784, 10, 1.0, 1).unwrap().data);
+    let shape = Shape::of(&data);
+    let n = 512;
+    let (a, b) = (Array2::<f32>::from_elem((n, n), 0.5), Array2::<f32>::from_elem((n, n), 0.25));
+    let mut out = Array2::<f32>::zeros((n, n));
+    let mlp = ModelSpec { hidden: vec![64], activation: Activation::Relu, ..ModelSpec::new(ModelKind::Mlp) };
+    let mut models: Vec<_> =
+        [("lenet, batch 32", ModelSpec::new(ModelKind::LeNet), 32), ("mlp 784-64-10, batch 256", mlp, 256)]
+            .into_iter()
+            .map(|(name, spec, batch)| {
+                let obj = build(&spec, data.clone(), shape).unwrap();
+                let x: Vec<f32> = (0..obj.dim()).map(|i| ((i % 13) as f32 - 6.0) * 1e-3).collect();
+                let idx: Vec<usize> = (0..batch).map(|i| (i * 2654435761usize) % 4096).collect();
+                (name, obj, x, idx)
+            })
+            .collect();
+    println!(
+        "gradient rates, one thread, 5 alternating rounds (GFLOP/s; ratio to the 512^3 GEMM of the round):"
+    );
+    for round in 0..5 {
+        let gemm = rate(2.0 * (n * n * n) as f64, 5, || general_mat_mul(1.0, &a, &b, 0.0, &mut out));
+        let mut line = format!("  round {round}: gemm 512^3 {gemm:.1}");
+        for (name, obj, x, idx) in models.iter_mut() {
+            let mut grad = vec![0.0f32; obj.dim()];
+            let flops = obj.flops_per_sample() * idx.len() as f64;
+            let r = rate(flops, 5, || {
+                black_box(obj.loss_grad(x, Batch::Indices(idx), &mut grad));
+            });
+            line += &format!(", {name} {r:.1} ({:.2}x)", r / gemm);
+        }
+        println!("{line}");
+    }
+}
+
+fn main() {
+    // One GEMM thread, as in `dprox sim` and in a cluster node with a core of its own.
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        // SAFETY: no other thread runs yet.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("MATMUL_NUM_THREADS", "1")
+        };
+    }
+    rates();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
     targets = bench
 }
-criterion_main!(benches);

@@ -59,14 +59,17 @@ pub(crate) fn chunks<'a>(batch: Batch<'a>, n: usize) -> impl Iterator<Item = Sel
 /// The chunks of at most `size` samples of `batch`, in order (for models whose per-sample
 /// scratch is too large for [`CHUNK`]).
 pub(crate) fn chunks_of<'a>(batch: Batch<'a>, n: usize, size: usize) -> impl Iterator<Item = Sel<'a>> {
+    (0..batch_len(batch, n).div_ceil(size)).map(move |i| chunk(batch, n, size, i))
+}
+
+/// Chunk `i` of `batch` in chunks of `size` (see [`chunks_of`]).
+pub(crate) fn chunk(batch: Batch<'_>, n: usize, size: usize, i: usize) -> Sel<'_> {
     let len = batch_len(batch, n);
-    (0..len).step_by(size).map(move |a| {
-        let b = (a + size).min(len);
-        match batch {
-            Batch::Full => Sel::Range(a, b),
-            Batch::Indices(ix) => Sel::List(&ix[a..b]),
-        }
-    })
+    let (a, b) = (i * size, ((i + 1) * size).min(len));
+    match batch {
+        Batch::Full => Sel::Range(a, b),
+        Batch::Indices(ix) => Sel::List(&ix[a..b]),
+    }
 }
 
 /// The first `rows` rows of a grow-only scratch matrix with `cols` columns. It reallocates only
@@ -87,7 +90,7 @@ pub(crate) enum Input<'a> {
 }
 
 /// Scratch for gathering the dense rows of a minibatch into one contiguous matrix.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Gather {
     buf: Array2<f32>,
 }

@@ -95,38 +95,55 @@ fn run(conv: &Conv, ox: usize) -> (usize, usize, usize) {
     (kx0, kx1, ox + kx0 - conv.pad)
 }
 
-/// Writes the (batch * positions) x patch matrix of the patches of `batch` input maps.
-pub(crate) fn im2col(conv: &Conv, input: &[f32], batch: usize, cols: &mut [f32]) {
-    let (map, patch, cin) = (conv.map_len(), conv.patch(), conv.cin);
+/// Copies a kernel row's run of input values. The runs are short (5 values per channel), where
+/// a call to `memmove` costs more than the copy: the usual lengths get an inline copy.
+#[inline]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    match dst.len() {
+        5 => copy_n::<5>(dst, src),
+        15 => copy_n::<15>(dst, src),
+        30 => copy_n::<30>(dst, src),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+#[inline(always)]
+fn copy_n<const N: usize>(dst: &mut [f32], src: &[f32]) {
+    let d: &mut [f32; N] = dst.try_into().expect("run of N values");
+    *d = *<&[f32; N]>::try_from(src).expect("run of N values");
+}
+
+/// Writes the (batch * positions) x patch matrix of the patches of `batch` input maps. Each map
+/// is first copied, channels innermost, into `padded` with its zero border, so that every
+/// kernel row of every patch is one unconditional run of k * cin values.
+pub(crate) fn im2col(conv: &Conv, input: &[f32], batch: usize, cols: &mut [f32], padded: &mut Vec<f32>) {
+    let (map, patch, cin, k) = (conv.map_len(), conv.patch(), conv.cin, conv.k);
+    let (hp, wp) = (conv.h + 2 * conv.pad, conv.w + 2 * conv.pad);
     let (sc, sy, sx) = conv.strides();
-    // With channels innermost (or a single channel), a kernel row's values are one contiguous run.
-    let runs = sc == 1 || cin == 1;
     debug_assert_eq!(input.len(), batch * map);
     debug_assert_eq!(cols.len(), batch * conv.positions() * patch);
+    if padded.len() < hp * wp * cin {
+        padded.resize(hp * wp * cin, 0.0);
+    }
+    let pm = &mut padded[..hp * wp * cin];
+    pm.fill(0.0);
+    let (run, line) = (k * cin, wp * cin);
     let mut rows = cols.chunks_exact_mut(patch);
     for img in input.chunks_exact(map) {
+        for y in 0..conv.h {
+            let dst = &mut pm[(y + conv.pad) * line + conv.pad * cin..][..conv.w * cin];
+            for (x, px) in dst.chunks_exact_mut(cin).enumerate() {
+                for (c, d) in px.iter_mut().enumerate() {
+                    *d = img[y * sy + x * sx + c * sc];
+                }
+            }
+        }
         for oy in 0..conv.hout() {
             for ox in 0..conv.wout() {
                 let row = rows.next().expect("cols has a row per position");
-                let (kx0, kx1, ix0) = run(conv, ox);
-                for (ky, dst) in row.chunks_exact_mut(conv.k * cin).enumerate() {
-                    let Some(iy) = conv.source(oy, ky, conv.h) else {
-                        dst.fill(0.0);
-                        continue;
-                    };
-                    dst[..kx0 * cin].fill(0.0);
-                    dst[kx1 * cin..].fill(0.0);
-                    let base = iy * sy + ix0 * sx;
-                    let dst = &mut dst[kx0 * cin..kx1 * cin];
-                    if runs {
-                        dst.copy_from_slice(&img[base..base + dst.len()]);
-                    } else {
-                        for (j, px) in dst.chunks_exact_mut(cin).enumerate() {
-                            for (c, d) in px.iter_mut().enumerate() {
-                                *d = img[base + j * sx + c * sc];
-                            }
-                        }
-                    }
+                for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
+                    let base = (oy + ky) * line + ox * cin;
+                    copy_run(dst, &pm[base..base + run]);
                 }
             }
         }

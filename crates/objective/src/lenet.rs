@@ -32,18 +32,26 @@ use std::sync::Arc;
 use dprox_data::Dataset;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
 
 use crate::batch::{
-    Gather, Input, Sel, affine_backward, affine_forward, batch_len, check_data, check_labels, chunks_of,
+    Gather, Input, Sel, affine_backward, affine_forward, batch_len, check_data, check_labels, chunk,
 };
 use crate::conv::{Conv, MapLayout, Pooling, col2im, im2col};
+use crate::kernels::{self, Scratch};
 use crate::softmax::{argmax, cross_entropy};
 use crate::spec::classes_of;
 use crate::{Activation, Batch, ModelSpec, Objective, ObjectiveError, Pool, Shape};
 
-/// Samples per chunk. A 28 x 28 sample needs about 200 KB of scratch, so a chunk of 64 keeps it
-/// near 13 MB while the first convolution's GEMM still has 50,000 rows.
-const CHUNK: usize = 64;
+/// Samples per chunk. A 28 x 28 sample needs about 200 KB of scratch, so a chunk of 16 keeps a
+/// lane's near 3 MB while the first convolution still has 12,544 rows; a minibatch of 32 makes
+/// two chunks, which two cores compute at once.
+const CHUNK: usize = 16;
+
+/// Chunks in flight at once. They run on the rayon pool (`RAYON_NUM_THREADS`), each into a
+/// partial gradient of its own, and the partial gradients and losses are added in chunk order
+/// afterwards, so the result is the same bits on any number of threads.
+const LANES: usize = 4;
 
 /// Kernel size of both convolutions.
 const K: usize = 5;
@@ -207,6 +215,10 @@ struct Buffers {
     da2: Vec<f32>,
     dp1: Vec<f32>,
     da1: Vec<f32>,
+    /// The convolution kernels' scratch.
+    kern: Scratch,
+    /// One input map with its zero border (im2col).
+    padded: Vec<f32>,
 }
 
 /// The first `len` values of a grow-only buffer; it reallocates only to grow.
@@ -244,8 +256,8 @@ pub struct LeNet {
     layers: Vec<LeNetLayer>,
     stages: (Conv, Pooling, Conv, Pooling),
     dim: usize,
-    gather: Gather,
-    bufs: Buffers,
+    /// One scratch set per chunk in flight.
+    lanes: Vec<Lane>,
 }
 
 impl LeNet {
@@ -261,12 +273,16 @@ impl LeNet {
             layers: arch.layers(),
             stages: arch.stages(),
             dim: arch.dim(),
-            bufs: Buffers {
-                acts: vec![Vec::new(); hidden],
-                delta: vec![Vec::new(); hidden + 1],
-                ..Buffers::default()
-            },
-            gather: Gather::new(),
+            lanes: (0..LANES)
+                .map(|_| Lane {
+                    bufs: Buffers {
+                        acts: vec![Vec::new(); hidden],
+                        delta: vec![Vec::new(); hidden + 1],
+                        ..Buffers::default()
+                    },
+                    ..Lane::default()
+                })
+                .collect(),
             arch,
         })
     }
@@ -295,7 +311,7 @@ impl LeNet {
             assert_eq!(g.len(), self.dim, "gradient vector has the wrong length");
             g.fill(0.0);
         }
-        let LeNet { data, arch, layers, stages, gather, bufs, .. } = self;
+        let LeNet { data, arch, layers, stages, lanes, .. } = self;
         let n = data.len();
         let total = batch_len(batch, n);
         if total == 0 {
@@ -303,22 +319,66 @@ impl LeNet {
         }
         let net = Net::new(x, arch, layers, *stages);
         let scale = 1.0 / total as f64;
-        let mut sum = 0.0f64;
-        for sel in chunks_of(batch, n, CHUNK) {
-            let c = net.chunk(sel.len());
-            let input = gather.dense(data, sel);
-            // Forward: conv 1, pool 1, conv 2, pool 2 (into p2, one row per sample), dense.
-            net.conv_forward(&c, input, bufs);
-            net.dense_forward(&c, bufs);
-            // The head turns the logits into scale * dLoss/dlogits in place.
-            let classes = net.dense[net.top].outputs;
-            let logits = &mut bufs.delta[net.top][..c.b * classes];
-            head(logits, classes, data, sel, correct.as_deref_mut(), scale, &mut sum);
-            let Some(g) = grad.as_deref_mut() else { continue };
+        let (mut sum, chunks) = (0.0f64, total.div_ceil(CHUNK));
+        let want_grad = grad.is_some();
+        for first in (0..chunks).step_by(LANES) {
+            let wave = &mut lanes[..(chunks - first).min(LANES)];
+            let run = |(l, lane): (usize, &mut Lane)| {
+                lane.run(&net, data, chunk(batch, n, CHUNK, first + l), scale, want_grad);
+            };
+            if wave.len() == 1 {
+                wave.iter_mut().enumerate().for_each(run);
+            } else {
+                wave.par_iter_mut().enumerate().for_each(run);
+            }
+            // In chunk order, whatever ran where: the sums do not depend on the threads.
+            for lane in wave.iter() {
+                sum += lane.sum;
+                if let Some(c) = correct.as_deref_mut() {
+                    *c += lane.correct;
+                }
+                if let Some(g) = grad.as_deref_mut() {
+                    g.iter_mut().zip(&lane.part).for_each(|(g, &p)| *g += p);
+                }
+            }
+        }
+        sum / total as f64
+    }
+}
+
+/// The scratch of one chunk in flight: its gathered input, activations and partial gradient.
+#[derive(Debug, Default)]
+struct Lane {
+    gather: Gather,
+    bufs: Buffers,
+    /// The chunk's gradient (the full parameter vector's length).
+    part: Vec<f32>,
+    /// The chunk's share of the mean loss, summed sample by sample.
+    sum: f64,
+    /// Its right predictions.
+    correct: usize,
+}
+
+impl Lane {
+    /// Forward (and with `grad`, backward) through the network for the samples `sel`.
+    fn run(&mut self, net: &Net<'_>, data: &Dataset, sel: Sel<'_>, scale: f64, grad: bool) {
+        let Lane { gather, bufs, part, sum, correct } = self;
+        let c = net.chunk(sel.len());
+        let input = gather.dense(data, sel);
+        // Forward: conv 1, pool 1, conv 2, pool 2 (into p2, one row per sample), dense.
+        net.conv_forward(&c, input, bufs);
+        net.dense_forward(&c, bufs);
+        // The head turns the logits into scale * dLoss/dlogits in place.
+        let classes = net.dense[net.top].outputs;
+        let logits = &mut bufs.delta[net.top][..c.b * classes];
+        (*sum, *correct) = (0.0, 0);
+        head(logits, classes, data, sel, Some(correct), scale, sum);
+        if grad {
+            let g = grow(part, net.x.len());
+            g.fill(0.0);
             net.dense_backward(&c, bufs, g);
             net.conv_backward(&c, bufs, g);
         }
-        sum / total as f64
     }
 }
 
@@ -398,18 +458,18 @@ impl<'a> Net<'a> {
     /// Forward through the convolutional part: conv 1, pool 1, conv 2, pool 2 (into `p2`, one
     /// row per sample, the input of the dense layers).
     fn conv_forward(&self, c: &Chunk, input: &[f32], bufs: &mut Buffers) {
-        let Buffers { cols1, a1, p1, cols2, a2, p2, .. } = bufs;
+        let Buffers { cols1, a1, p1, cols2, a2, p2, kern, padded, .. } = bufs;
         let (conv1, pool1, conv2, pool2) = self.stages;
         let (act, &Chunk { b, r1, q1, r2 }) = (self.act, c);
         let (k1, k2, m1, m2) = (self.k1, self.k2, self.m1, self.m2);
-        im2col(&conv1, input, b, grow(cols1, r1 * k1));
+        im2col(&conv1, input, b, grow(cols1, r1 * k1), padded);
         let (w, bb) = self.params(&self.l1);
-        affine_forward(&Input::Dense(mat(cols1, r1, k1)), w, bb, &mut mat_mut(a1, r1, m1));
+        kernels::forward(&cols1[..r1 * k1], k1, w, bb, m1, grow(a1, r1 * m1), kern);
         a1[..r1 * m1].iter_mut().for_each(|v| *v = act.apply(*v));
         pool1.forward(&a1[..r1 * m1], b, grow(p1, q1 * m1));
-        im2col(&conv2, &p1[..q1 * m1], b, grow(cols2, r2 * k2));
+        im2col(&conv2, &p1[..q1 * m1], b, grow(cols2, r2 * k2), padded);
         let (w, bb) = self.params(&self.l2);
-        affine_forward(&Input::Dense(mat(cols2, r2, k2)), w, bb, &mut mat_mut(a2, r2, m2));
+        kernels::forward(&cols2[..r2 * k2], k2, w, bb, m2, grow(a2, r2 * m2), kern);
         a2[..r2 * m2].iter_mut().for_each(|v| *v = act.apply(*v));
         pool2.forward(&a2[..r2 * m2], b, grow(p2, b * self.flat));
     }
@@ -455,7 +515,7 @@ impl<'a> Net<'a> {
     /// Backward through the convolutional part from `dp2`, adding the weight (and bias)
     /// gradients of both convolutions to `g`.
     fn conv_backward(&self, c: &Chunk, bufs: &mut Buffers, g: &mut [f32]) {
-        let Buffers { cols1, a1, p1, cols2, a2, p2, dp2, da2, dp1, da1, .. } = bufs;
+        let Buffers { cols1, a1, p1, cols2, a2, p2, dp2, da2, dp1, da1, kern, .. } = bufs;
         let (_, pool1, conv2, pool2) = self.stages;
         let (act, bias, &Chunk { b, r1, q1, r2 }) = (self.act, self.bias, c);
         let (k1, k2, m1, m2, flat) = (self.k1, self.k2, self.m1, self.m2, self.flat);
@@ -465,22 +525,24 @@ impl<'a> Net<'a> {
         pool2.backward(&a2[..r2 * m2], &p2[..b * flat], &dp2[..b * flat], b, grow(da2, r2 * m2));
         times_derivative(act, &mut da2[..r2 * m2], &a2[..r2 * m2]);
         let (gw, rest) = g[l2.offset..].split_at_mut(l2.weights());
-        let d2 = mat(da2, r2, m2);
-        affine_backward(&Input::Dense(mat(cols2, r2, k2)), d2, gw, bias.then(|| &mut rest[..m2]));
+        let d2 = &da2[..r2 * m2];
+        kernels::weight_grad(&cols2[..r2 * k2], k2, d2, m2, gw, bias.then(|| &mut rest[..m2]), kern);
         let (w, _) = self.params(&l2);
-        let w = ArrayView2::from_shape((m2, k2), w).expect("layer shape");
-        general_mat_mul(1.0, &d2, &w, 0.0, &mut mat_mut(cols2, r2, k2));
+        kernels::input_grad(d2, m2, w, k2, &mut cols2[..r2 * k2], kern);
         col2im(&conv2, &cols2[..r2 * k2], b, grow(dp1, q1 * m1));
 
         // Pool 1 and conv 1: only the weight gradient (the input needs none).
         pool1.backward(&a1[..r1 * m1], &p1[..q1 * m1], &dp1[..q1 * m1], b, grow(da1, r1 * m1));
         times_derivative(act, &mut da1[..r1 * m1], &a1[..r1 * m1]);
         let (gw, rest) = g[l1.offset..].split_at_mut(l1.weights());
-        affine_backward(
-            &Input::Dense(mat(cols1, r1, k1)),
-            mat(da1, r1, m1),
+        kernels::weight_grad(
+            &cols1[..r1 * k1],
+            k1,
+            &da1[..r1 * m1],
+            m1,
             gw,
             bias.then(|| &mut rest[..m1]),
+            kern,
         );
     }
 }

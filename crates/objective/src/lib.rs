@@ -21,6 +21,8 @@
 //! - `mlp.rs`: [`Mlp`].
 //! - `lenet.rs`: [`LeNet`], its [`LeNetArch`] and parameter layout ([`LeNetLayer`]).
 //! - `conv.rs`: LeNet's kernels: im2col / col2im (convolution as a GEMM) and 2x2 pooling.
+//! - `kernels.rs`: the convolutions' matrix products (narrow side in registers, AVX2 + FMA
+//!   with a portable twin that gives the same bits).
 //! - `batch.rs`: chunking of batches, the dense gather scratch, the dense (GEMM) and sparse
 //!   affine maps, and the data checks.
 //! - `device.rs`: [`Device`], the name of a compute device (opened by dprox-compute).
@@ -99,6 +101,7 @@ mod batch;
 mod conv;
 mod device;
 mod error;
+mod kernels;
 mod lenet;
 mod linear;
 mod mlp;

@@ -52,7 +52,31 @@ fn lenet_is_bit_deterministic() {
     }
 }
 
-/// A minibatch (with repeats, over more than one chunk of 64) is exactly the full batch of the
+/// The chunks of one gradient run side by side on the rayon pool; their partial gradients are
+/// added in chunk order, so 1, 2 or 3 threads give the same bits (what keeps `dprox sim` on any
+/// thread count equal to a cluster node on one).
+#[test]
+fn lenet_gives_the_same_bits_on_any_number_of_threads() {
+    let (dense, _) = twins(53, 150, IMAGE.iter().product(), Some(3));
+    let mb: Vec<usize> = (0..150).rev().step_by(2).collect();
+    for spec in lenet_specs(IMAGE) {
+        let x = params(54, make(&spec, &dense).dim());
+        let run = |threads: usize, batch: Batch<'_>| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| loss_grad(make(&spec, &dense).as_mut(), &x, batch))
+        };
+        for batch in [Batch::Full, Batch::Indices(&mb), Batch::Indices(&mb[..33])] {
+            let one = run(1, batch);
+            for threads in [2, 3] {
+                let many = run(threads, batch);
+                assert_eq!(one.0.to_bits(), many.0.to_bits(), "{spec:?}, {threads} threads");
+                assert_eq!(bits(&one.1), bits(&many.1), "{spec:?}, {threads} threads");
+            }
+        }
+    }
+}
+
+/// A minibatch (with repeats, over more than one chunk) is exactly the full batch of the
 /// data set made of those samples; and the full batch is exactly the minibatch of every index.
 #[test]
 fn lenet_minibatch_equals_full_batch_on_the_subset() {

@@ -1,0 +1,128 @@
+use super::*;
+
+/// Deterministic values in [-1, 1) with a spread of exponents.
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * if s & 1 == 0 { 1.0 } else { 0.01 }
+        })
+        .collect()
+}
+
+/// (rows, k, n): LeNet's shapes, and widths and lengths that leave partial vectors and blocks.
+const SHAPES: [(usize, usize, usize); 7] =
+    [(50, 25, 6), (37, 150, 16), (9, 7, 1), (13, 33, 20), (4, 8, 8), (1, 1, 3), (70, 150, 24)];
+
+/// f64 reference of `cols w^T + b`.
+fn forward_f64(cols: &[f32], k: usize, w: &[f32], b: &[f32], n: usize) -> Vec<f64> {
+    cols.chunks_exact(k)
+        .flat_map(|row| {
+            (0..n).map(move |j| {
+                f64::from(b[j])
+                    + row
+                        .iter()
+                        .zip(&w[j * k..(j + 1) * k])
+                        .map(|(&a, &x)| f64::from(a) * f64::from(x))
+                        .sum::<f64>()
+            })
+        })
+        .collect()
+}
+
+fn close(got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len());
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!((f64::from(g) - w).abs() <= 1e-5 * (1.0 + w.abs()), "entry {i}: {g} against {w}");
+    }
+}
+
+#[test]
+fn forward_matches_the_f64_product_and_the_portable_chains_bit_for_bit() {
+    for (seed, &(rows, k, n)) in SHAPES.iter().enumerate() {
+        let (cols, w, b) = (values(rows * k, seed as u64), values(n * k, 100 + seed as u64), values(n, 7));
+        let mut out = vec![f32::NAN; rows * n];
+        forward(&cols, k, &w, Some(&b), n, &mut out, &mut Scratch::default());
+        close(&out, &forward_f64(&cols, k, &w, &b, n));
+        let mut s = Scratch::default();
+        let (np, mut wt) = (padded(n), vec![0.0; padded(n) * k]);
+        for j in 0..n {
+            for kk in 0..k {
+                wt[kk * np + j] = w[j * k + kk];
+            }
+        }
+        let mut bp = vec![0.0; np];
+        bp[..n].copy_from_slice(&b);
+        let mut port = vec![f32::NAN; rows * n];
+        portable::forward(&cols, k, &wt, &bp, n, &mut port);
+        assert_eq!(out, port, "shape {rows} x {k} x {n}");
+        // Without a bias the chain starts from zero.
+        forward(&cols, k, &w, None, n, &mut out, &mut s);
+        close(&out, &forward_f64(&cols, k, &w, &vec![0.0; n], n));
+    }
+}
+
+#[test]
+fn weight_grad_adds_dout_t_cols_and_the_column_sums() {
+    for (seed, &(rows, k, n)) in SHAPES.iter().enumerate() {
+        let (cols, dout) = (values(rows * k, seed as u64), values(rows * n, 50 + seed as u64));
+        let (mut gw, mut gb) = (vec![1.0f32; n * k], vec![2.0f32; n]);
+        weight_grad(&cols, k, &dout, n, &mut gw, Some(&mut gb), &mut Scratch::default());
+        let want: Vec<f64> = (0..n * k)
+            .map(|i| {
+                let (j, kk) = (i / k, i % k);
+                1.0 + (0..rows).map(|m| f64::from(dout[m * n + j]) * f64::from(cols[m * k + kk])).sum::<f64>()
+            })
+            .collect();
+        close(&gw, &want);
+        let want_b: Vec<f64> =
+            (0..n).map(|j| 2.0 + (0..rows).map(|m| f64::from(dout[m * n + j])).sum::<f64>()).collect();
+        close(&gb, &want_b);
+        // The portable chains give the same bits.
+        let np = padded(n);
+        let mut dpad = vec![0.0; rows * np];
+        for m in 0..rows {
+            dpad[m * np..m * np + n].copy_from_slice(&dout[m * n..(m + 1) * n]);
+        }
+        let mut acc = vec![0.0; k * np];
+        portable::weight_grad(&cols, k, &dpad, np, &mut acc);
+        let port: Vec<f32> = (0..n * k).map(|i| 1.0 + acc[(i % k) * np + i / k]).collect();
+        assert_eq!(gw, port, "shape {rows} x {k} x {n}");
+    }
+}
+
+#[test]
+fn input_grad_writes_dout_w() {
+    for (seed, &(rows, k, n)) in SHAPES.iter().enumerate() {
+        let (dout, w) = (values(rows * n, seed as u64), values(n * k, 9 + seed as u64));
+        let mut dcols = vec![f32::NAN; rows * k];
+        input_grad(&dout, n, &w, k, &mut dcols, &mut Scratch::default());
+        let want: Vec<f64> = (0..rows * k)
+            .map(|i| {
+                let (m, kk) = (i / k, i % k);
+                (0..n).map(|j| f64::from(dout[m * n + j]) * f64::from(w[j * k + kk])).sum::<f64>()
+            })
+            .collect();
+        close(&dcols, &want);
+        let kp = padded(k);
+        let mut wp = vec![0.0; n * kp];
+        for j in 0..n {
+            wp[j * kp..j * kp + k].copy_from_slice(&w[j * k..(j + 1) * k]);
+        }
+        let mut port = vec![f32::NAN; rows * k];
+        portable::input_grad(&dout, n, &wp, kp, k, &mut port);
+        assert_eq!(dcols, port, "shape {rows} x {k} x {n}");
+    }
+}
+
+#[test]
+fn the_simd_kernels_run_here_when_the_cpu_has_them() {
+    // On x86-64 CI machines (AVX2 since 2013) the comparisons above test the AVX2 kernels
+    // against the portable ones; say which ran.
+    eprintln!("AVX2 + FMA kernels: {}", simd());
+    #[cfg(target_arch = "x86_64")]
+    assert!(simd() || std::env::var_os("DPROX_ALLOW_NO_AVX2").is_some(), "this x86-64 CPU lacks AVX2/FMA");
+}
