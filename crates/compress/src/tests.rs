@@ -65,6 +65,22 @@ proptest! {
     }
 
     #[test]
+    fn top_k_matches_sorting_reference_across_exponents(
+        v in proptest::collection::vec((-40i32..40, -1000i32..1000, 0u8..8), 1..600),
+        r in 0.001f64..1.0,
+    ) {
+        // Magnitudes from 1e-12 to 1e12 and zeros, signs mixed: every level of the radix
+        // selection decides somewhere.
+        let v: Vec<f32> = v.into_iter()
+            .map(|(e, m, z)| if z == 0 { 0.0 } else { m as f32 * 2f32.powi(e) })
+            .collect();
+        let k = k_of(r, v.len());
+        let mut idx = Vec::new();
+        top_k(&v, k, &mut Vec::new(), &mut idx);
+        prop_assert_eq!(idx, top_k_ref(&v, k));
+    }
+
+    #[test]
     fn top_k_contraction_bound(v in proptest::collection::vec(-100f32..100.0, 1..300), r in 0.001f64..1.0) {
         let k = k_of(r, v.len());
         let (_, q) = q_of(spec_top(r), &v, 0);
