@@ -168,7 +168,8 @@ fn rate(flops: f64, reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 /// Gradient rates against the machine's GEMM rate, measured alternately in this run on one
-/// thread (as `dprox sim` runs each node's gradient): a 512^3 f32 GEMM, the LeNet-5 gradient at
+/// thread (as a cluster node with a core of its own runs its gradient; "all threads" is the
+/// default rayon pool, which the LeNet's chunks use): a 512^3 f32 GEMM, the LeNet-5 gradient at
 /// batch 32 (the workload) and the MLP 784-64-10 at batch 256. FLOPs as the models
 /// count them (`Objective::flops_per_sample`: the products only). Printed before criterion.
 fn rates() {
@@ -188,6 +189,8 @@ fn rates() {
                 (name, obj, x, idx)
             })
             .collect();
+    // The LeNet runs its chunks on the rayon pool: measured on one thread, and on all.
+    let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     println!(
         "gradient rates, one thread, 5 alternating rounds (GFLOP/s; ratio to the 512^3 GEMM of the round):"
     );
@@ -197,10 +200,13 @@ fn rates() {
         for (name, obj, x, idx) in models.iter_mut() {
             let mut grad = vec![0.0f32; obj.dim()];
             let flops = obj.flops_per_sample() * idx.len() as f64;
-            let r = rate(flops, 5, || {
-                black_box(obj.loss_grad(x, Batch::Indices(idx), &mut grad));
-            });
-            line += &format!(", {name} {r:.1} ({:.2}x)", r / gemm);
+            let mut r = || {
+                rate(flops, 5, || {
+                    black_box(obj.loss_grad(x, Batch::Indices(idx), &mut grad));
+                })
+            };
+            let (one, all) = (single.install(&mut r), r());
+            line += &format!(", {name} {one:.1} ({:.2}x; all threads {all:.1})", one / gemm);
         }
         println!("{line}");
     }
