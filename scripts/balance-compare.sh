@@ -2,7 +2,8 @@
 # Balancing work by speed: deploy/examples/stragglers-16.toml (16-node torus, nodes 0-3 at a
 # quarter speed) with balance = "none" and "throughput", in the simulator (simulated time to
 # reach the objective that "none" ends at) and launched as 17 processes with the slow nodes'
-# speed emulated (wall time of the same number of iterations).
+# speed emulated (wall time of the same number of iterations; launched, "throughput" sizes the
+# batches by the rates the nodes measure at registration).
 #   scripts/balance-compare.sh [OUT]      (default OUT: runs/balance)
 set -euo pipefail
 cd "$(dirname "$0")/.."

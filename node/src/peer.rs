@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dprox_compress::Encoder;
-use dprox_core::{BatchSampler, Node};
+use dprox_core::{BatchSampler, BatchSize, Node};
 use dprox_objective::{Batch, Objective};
 use dprox_prepare::{Change, Prepared};
 use dprox_transport::{Inbound, LinkShape, pb};
@@ -152,8 +152,10 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
     pub async fn register(parts: Parts<G, C>) -> Result<Peer<G, C>, NodeError> {
         let Parts { id, run, mut objective, gossip, mut coordinator, out, start, faults } = parts;
         let flags = (start == Start::Join, start == Start::Resume);
+        let slowdown = slowdown(&run, id);
         let reply =
-            registration::register(id, &run, objective.as_mut(), &gossip, &mut coordinator, flags).await?;
+            registration::register(id, &run, objective.as_mut(), &gossip, &mut coordinator, flags, slowdown)
+                .await?;
         let control_tx = Arc::new(watch::channel(Control::Running).0);
         let progress = Progress::default();
         let every = Duration::from_secs_f64(run.config().cluster.heartbeat_s);
@@ -165,7 +167,7 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
                 run.config().run.seed,
                 id,
                 objective.num_samples(),
-                run.batch_size(id),
+                batch_size(&run, id, &reply),
             ),
             grad: vec![0.0; run.dim()],
             telemetry: Telemetry::new(id, &[]),
@@ -178,7 +180,7 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
             peers: Vec::new(),
             run_id: reply.run_id.clone(),
             token: reply.token.clone(),
-            slowdown: slowdown(&run, id),
+            slowdown,
             control: control_tx.subscribe(),
             control_tx,
             heartbeat,
@@ -403,6 +405,20 @@ fn link_shape(run: &Prepared, id: usize, peer: usize) -> Option<LinkShape> {
         loss: c.loss,
         retransmit: secs((4.0 * c.latency_s).max(0.01)),
     })
+}
+
+/// Node `id`'s minibatch size: the coordinator's when it sets one (balanced by the throughputs
+/// the nodes measured), else the run config's.
+fn batch_size(run: &Prepared, id: usize, reply: &pb::RegisterReply) -> BatchSize {
+    if reply.batch_size == 0 {
+        return run.batch_size(id);
+    }
+    tracing::info!(
+        node = id,
+        batch = reply.batch_size,
+        "minibatch size set by the coordinator (balanced by measured throughput)"
+    );
+    BatchSize::Samples(reply.batch_size as usize)
 }
 
 /// How much node `id` slows itself down to emulate its `[[nodes]] speed`: a node of speed s in a

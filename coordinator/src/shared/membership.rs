@@ -201,7 +201,7 @@ impl Shared {
         loop {
             if let Some(info) = self.epoch_of(id).filter(|e| e.index > since) {
                 waiting.admitted = true;
-                return Ok(self.reply(info, None));
+                return Ok(self.reply(id, info, None));
             }
             tokio::select! {
                 r = epochs.changed() => r.map_err(|_| Refusal::Unavailable("the coordinator is shutting down".into()))?,

@@ -9,6 +9,8 @@ mod membership;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use dprox_config::schema::Balance;
+use dprox_core::BatchSize;
 use dprox_prepare::Prepared;
 use dprox_transport::pb;
 use tokio::sync::{mpsc, watch};
@@ -185,6 +187,7 @@ impl Shared {
             .map_err(|e| Refusal::Precondition(e.to_string()))?;
         tracing::info!(node = id, address = %r.address, "registered");
         if all {
+            self.balance_by_throughput();
             *self.start.lock().expect("not poisoned") = Some(Instant::now());
             self.started.send_replace(true);
             tracing::info!("all {} nodes registered: run {} starts", self.run.n(), self.run_id);
@@ -205,12 +208,50 @@ impl Shared {
         let info = self
             .epoch_of(id)
             .ok_or_else(|| Refusal::Precondition(format!("node {id} is not a member of the run's epoch")))?;
-        Ok(self.reply(info, self.resume_at))
+        Ok(self.reply(id, info, self.resume_at))
+    }
+
+    /// `balance = "throughput"`: once every node has registered, sizes the minibatches by the
+    /// gradient throughputs they measured (kept for the rest of the run, checkpoints included;
+    /// a resumed run keeps the sizes it had).
+    fn balance_by_throughput(&self) {
+        if self.run.config().run.balance != Balance::Throughput {
+            return;
+        }
+        let mut st = self.state();
+        if !st.membership.batches.is_empty() {
+            return;
+        }
+        let measured: Vec<f64> =
+            st.nodes.iter().map(|b| b.registration.as_ref().map_or(0.0, |r| r.throughput)).collect();
+        let weights = if measured.iter().all(|w| w.is_finite() && *w > 0.0) {
+            measured.clone()
+        } else {
+            tracing::warn!(
+                ?measured,
+                "a node reported no usable throughput: balancing by [[nodes]] speed instead"
+            );
+            (0..self.run.n()).map(|j| self.run.speed(j)).collect()
+        };
+        let batches = self.run.balanced_batches(&weights);
+        st.membership.batches = batches
+            .iter()
+            .map(|b| match b {
+                BatchSize::Samples(b) => *b as u64,
+                BatchSize::Full => 0,
+            })
+            .collect();
+        let shown: Vec<String> = (0..self.run.n())
+            .map(|j| format!("node {j}: {} ({:.0} samples/s)", st.membership.batches[j], measured[j]))
+            .collect();
+        tracing::info!("minibatches balanced by measured throughput: {}", shown.join(", "));
     }
 
     /// The registration reply carrying the epoch `info` (starting at `at`, else its start).
-    fn reply(&self, info: pb::EpochInfo, at: Option<u64>) -> pb::RegisterReply {
+    fn reply(&self, id: usize, info: pb::EpochInfo, at: Option<u64>) -> pb::RegisterReply {
+        let batch_size = self.state().membership.batches.get(id).copied().unwrap_or(0);
         pb::RegisterReply {
+            batch_size,
             run_id: self.run_id.clone(),
             token: self.token.clone().into(),
             iteration: at.unwrap_or(info.start),

@@ -60,6 +60,11 @@ pub struct Membership {
     /// Scheduled rejoins given up (the node did not come back in time), (node, iteration).
     #[serde(default)]
     pub given_up: BTreeSet<(usize, u64)>,
+    /// Each node's minibatch size as set at the start from the throughputs the nodes measured
+    /// (`balance = "throughput"`); empty: the config's. Kept in checkpoints, so that a resumed
+    /// run draws the batches of the uninterrupted one.
+    #[serde(default)]
+    pub batches: Vec<u64>,
     /// Changes since the last epoch: (node, peer, kind), in order.
     changes: Vec<(usize, Option<usize>, EventKind)>,
     schedule: Vec<Change>,
@@ -80,6 +85,7 @@ impl Membership {
             retired: vec![Vec::new(); run.n()],
             checkpointed: BTreeMap::new(),
             given_up: BTreeSet::new(),
+            batches: Vec::new(),
             changes: Vec::new(),
             schedule: run.schedule(),
             min_nodes: run.config().cluster.min_nodes,
@@ -109,6 +115,7 @@ impl Membership {
             retired: vec![Vec::new(); n],
             checkpointed: BTreeMap::new(),
             given_up: BTreeSet::new(),
+            batches: Vec::new(),
             changes: Vec::new(),
             schedule: Vec::new(),
             min_nodes: 1,

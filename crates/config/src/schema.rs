@@ -175,8 +175,13 @@ pub enum Balance {
     /// Every node uses its configured batch size.
     #[default]
     None,
-    /// Each node's minibatch is sized in proportion to its speed, keeping the total per
-    /// iteration (the sum of the configured sizes).
+    /// Each node's minibatch is sized in proportion to its configured `[[nodes]] speed`,
+    /// keeping the total per iteration (the sum of the configured sizes): the same sizes in the
+    /// simulator and in a cluster, so their runs stay equal.
+    Speed,
+    /// As `speed`, with each node's gradient throughput as the weight: in a cluster, the one it
+    /// measured and reported at registration; in the simulator, its speed (the simulator's
+    /// compute model).
     Throughput,
 }
 

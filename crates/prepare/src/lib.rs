@@ -317,7 +317,7 @@ impl Prepared {
     /// Node `i`'s minibatch size.
     pub fn batch_size(&self, i: usize) -> BatchSize {
         match self.config.run.balance {
-            Balance::Throughput => self.balanced_batch(i),
+            Balance::Speed | Balance::Throughput => self.balanced_batch(i),
             Balance::None => self.configured_batch(i),
         }
     }
@@ -327,26 +327,33 @@ impl Prepared {
         self.node_section(i).and_then(|s| s.batch_size).unwrap_or(self.config.optimizer.batch_size)
     }
 
-    /// `balance = "throughput"`: the total of the configured batch sizes, split in proportion to
-    /// the nodes' speeds by largest remainders (so the sizes add up to the total exactly), at
-    /// least one sample each. Full-batch nodes keep their full batch.
+    /// `balance = "speed"` (and `"throughput"` in the simulator): node `i`'s share of
+    /// [`Prepared::balanced_batches`] by the nodes' speeds.
     fn balanced_batch(&self, i: usize) -> BatchSize {
-        let n = self.n();
-        let sizes: Vec<Option<usize>> = (0..n)
-            .map(|j| match self.configured_batch(j) {
-                BatchSize::Samples(b) => Some(b),
-                BatchSize::Full => None,
-            })
-            .collect();
-        if sizes[i].is_none() {
-            return BatchSize::Full;
+        let speeds: Vec<f64> = (0..self.n()).map(|j| self.speed(j)).collect();
+        self.balanced_batches(&speeds)[i]
+    }
+
+    /// Every node's minibatch with the total of the configured batch sizes split in proportion
+    /// to `weights` (one per node, positive and finite) by largest remainders (so the sizes add
+    /// up to the total exactly), at least one sample each. Full-batch nodes keep their full
+    /// batch and are left out of the split. The coordinator calls this with the throughputs the
+    /// nodes measured (`balance = "throughput"` in a cluster).
+    pub fn balanced_batches(&self, weights: &[f64]) -> Vec<BatchSize> {
+        assert_eq!(weights.len(), self.n(), "one weight per node");
+        let sizes: Vec<BatchSize> = (0..self.n()).map(|j| self.configured_batch(j)).collect();
+        let counted = |b: &BatchSize| match b {
+            BatchSize::Samples(b) => Some(*b),
+            BatchSize::Full => None,
+        };
+        let members: Vec<usize> = (0..self.n()).filter(|&j| counted(&sizes[j]).is_some()).collect();
+        let total: usize = members.iter().filter_map(|&j| counted(&sizes[j])).sum();
+        let split = split_by_weight(total, &members.iter().map(|&j| weights[j]).collect::<Vec<_>>());
+        let mut out = sizes;
+        for (&j, &b) in members.iter().zip(&split) {
+            out[j] = BatchSize::Samples(b);
         }
-        let members: Vec<usize> = (0..n).filter(|&j| sizes[j].is_some()).collect();
-        let total: usize = members.iter().map(|&j| sizes[j].unwrap_or(0)).sum();
-        let speeds: Vec<f64> = members.iter().map(|&j| self.speed(j)).collect();
-        let split = split_by_weight(total, &speeds);
-        let k = members.iter().position(|&j| j == i).expect("i is a member");
-        BatchSize::Samples(split[k])
+        out
     }
 
     /// Node `i`'s relative compute speed (1 unless its `[[nodes]]` entry says otherwise).

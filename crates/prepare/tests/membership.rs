@@ -133,3 +133,44 @@ fn bad_fault_entries_are_refused_naming_the_entry() {
         run("kind = \"ring\"\nnodes = 4", "[cluster]\nmin_nodes = 5").map(|_| ()).unwrap_err().to_string();
     assert_eq!(min, "cluster.min_nodes: must be in 1..=4 (the topology's nodes), got 5");
 }
+
+/// `balance`: "speed" splits the total batch by the configured speeds; "throughput" does the same
+/// in the simulator (its compute model is the speed), and `balanced_batches` splits it by any
+/// weights (the coordinator passes the measured throughputs); full-batch nodes stay out.
+#[test]
+fn balanced_batches_split_the_total_by_speed_or_by_given_weights() {
+    use dprox_core::BatchSize::{Full, Samples};
+    let nodes = "[[nodes]]\nid = 3\nspeed = 0.25\n[[nodes]]\nid = 4\nbatch_size = \"full\"";
+    let text = |balance: &str| {
+        format!(
+            r#"
+            [run]
+            algorithm = "dproxsgt"
+            iterations = 10
+            balance = "{balance}"
+            [topology]
+            kind = "ring"
+            nodes = 5
+            [data]
+            synthetic = {{ kind = "least_squares", samples = 400, features = 5 }}
+            [model]
+            kind = "least_squares"
+            [optimizer]
+            lr = 0.1
+            batch_size = 16
+            {nodes}
+            "#
+        )
+    };
+    let prepared = |b: &str| {
+        Prepared::new(parse(&text(b), "b.toml".as_ref()).unwrap(), ".".as_ref(), "b".into()).unwrap()
+    };
+    let sizes = |r: &Prepared| (0..5).map(|i| r.batch_size(i)).collect::<Vec<_>>();
+    // 4 x 16 = 64 over speeds 1, 1, 1, 0.25: 64 x (1, 1, 1, 0.25) / 3.25 = 19.7 x 3, 4.9.
+    let by_speed = vec![Samples(20), Samples(20), Samples(19), Samples(5), Full];
+    assert_eq!(sizes(&prepared("speed")), by_speed);
+    assert_eq!(sizes(&prepared("throughput")), by_speed, "the simulator balances throughput by speed");
+    assert_eq!(sizes(&prepared("none")), vec![Samples(16), Samples(16), Samples(16), Samples(16), Full]);
+    let measured = prepared("throughput").balanced_batches(&[100.0, 300.0, 100.0, 100.0, 1.0]);
+    assert_eq!(measured, vec![Samples(11), Samples(32), Samples(11), Samples(10), Full]);
+}

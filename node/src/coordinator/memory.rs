@@ -162,6 +162,7 @@ impl CoordinatorLink for MemoryCoordinator {
             row,
             epoch: 0,
             iteration: 0,
+            batch_size: 0,
         })
     }
 
