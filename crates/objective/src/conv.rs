@@ -219,26 +219,38 @@ impl Pooling {
     }
 
     /// Writes the pooled maps of `batch` samples into `out`. A max pool takes the first largest
-    /// of the window in the order top left, top right, bottom left, bottom right.
-    pub fn forward(&self, input: &[f32], batch: usize, out: &mut [f32]) {
+    /// of the window in the order top left, top right, bottom left, bottom right, and writes
+    /// which (0 to 3, in that order) into `arg`, for [`Pooling::backward`].
+    pub fn forward(&self, input: &[f32], batch: usize, out: &mut [f32], arg: &mut [u8]) {
         let (c, map, pooled) = (self.c, self.h * self.w * self.c, self.hout() * self.wout() * self.c);
         debug_assert_eq!(input.len(), batch * map);
         debug_assert_eq!(out.len(), batch * pooled);
-        for (img, dst) in input.chunks_exact(map).zip(out.chunks_exact_mut(pooled)) {
-            let mut dst = dst.chunks_exact_mut(c);
+        debug_assert_eq!(arg.len(), batch * pooled);
+        for ((img, dst), args) in
+            input.chunks_exact(map).zip(out.chunks_exact_mut(pooled)).zip(arg.chunks_exact_mut(pooled))
+        {
+            let mut dst = dst.chunks_exact_mut(c).zip(args.chunks_exact_mut(c));
             for y in 0..self.hout() {
                 for x in 0..self.wout() {
-                    let o = dst.next().expect("one output per position");
+                    let (o, which) = dst.next().expect("one output per position");
                     let (t, b) = self.window(y, x);
                     let (tl, tr) = img[t..t + 2 * c].split_at(c);
                     let (bl, br) = img[b..b + 2 * c].split_at(c);
                     let quads = o.iter_mut().zip(tl).zip(tr).zip(bl).zip(br);
                     match self.kind {
                         Pool::Max => {
-                            for ((((v, &a), &b), &c), &d) in quads {
-                                let m = if b > a { b } else { a };
-                                let m = if c > m { c } else { m };
-                                *v = if d > m { d } else { m };
+                            for (((((v, &a), &b), &c), &d), k) in quads.zip(which.iter_mut()) {
+                                let (mut m, mut i) = (a, 0);
+                                if b > m {
+                                    (m, i) = (b, 1);
+                                }
+                                if c > m {
+                                    (m, i) = (c, 2);
+                                }
+                                if d > m {
+                                    (m, i) = (d, 3);
+                                }
+                                (*v, *k) = (m, i);
                             }
                         }
                         Pool::Average => {
@@ -252,46 +264,34 @@ impl Pooling {
         }
     }
 
-    /// Overwrites `din` with the gradient wrt the input maps `input`, given the pooled maps
-    /// `out` that [`Pooling::forward`] wrote from them and the gradient `dout` wrt those. A max
-    /// pool routes each gradient to the entry it picked (the first equal to the maximum); inputs
-    /// in a dropped row or column get zero.
-    pub fn backward(&self, input: &[f32], out: &[f32], dout: &[f32], batch: usize, din: &mut [f32]) {
+    /// Overwrites `din` with the gradient wrt the input maps, given the gradient `dout` wrt the
+    /// pooled maps and, for a max pool, the entries [`Pooling::forward`] took (`arg`): each
+    /// gradient goes to the entry its window took, every other input gets zero (so do inputs in
+    /// a dropped row or column).
+    pub fn backward(&self, arg: &[u8], dout: &[f32], batch: usize, din: &mut [f32]) {
         let (c, map, pooled) = (self.c, self.h * self.w * self.c, self.hout() * self.wout() * self.c);
         debug_assert_eq!(dout.len(), batch * pooled);
-        debug_assert_eq!(out.len(), batch * pooled);
+        debug_assert_eq!(arg.len(), batch * pooled);
         din.fill(0.0);
-        let maps = input.chunks_exact(map).zip(din.chunks_exact_mut(map));
-        for (((img, dimg), pout), dpout) in maps.zip(out.chunks_exact(pooled)).zip(dout.chunks_exact(pooled))
-        {
-            let mut outs = pout.chunks_exact(c).zip(dpout.chunks_exact(c));
+        let maps = din.chunks_exact_mut(map).zip(arg.chunks_exact(pooled)).zip(dout.chunks_exact(pooled));
+        for ((dimg, args), dpout) in maps {
+            let mut outs = args.chunks_exact(c).zip(dpout.chunks_exact(c));
             for y in 0..self.hout() {
                 for x in 0..self.wout() {
-                    let (m, d) = outs.next().expect("one output per position");
+                    let (which, d) = outs.next().expect("one output per position");
                     let (t, b) = self.window(y, x);
-                    let (tl, tr) = img[t..t + 2 * c].split_at(c);
-                    let (bl, br) = img[b..b + 2 * c].split_at(c);
-                    let (top, bottom) = dimg[t..b + 2 * c].split_at_mut(b - t);
-                    let (dtl, dtr) = top[..2 * c].split_at_mut(c);
-                    let (dbl, dbr) = bottom.split_at_mut(c);
-                    for ch in 0..c {
-                        let g = d[ch];
-                        match self.kind {
-                            Pool::Max => {
-                                // Branch-free: exactly one of the four takes the gradient.
-                                let m = m[ch];
-                                let (a, bb, cc) = (tl[ch] == m, tr[ch] == m, bl[ch] == m);
-                                let (pa, pb) = (a, !a && bb);
-                                let pc = !a && !bb && cc;
-                                let pd = !(a || bb || cc);
-                                let pick = |p: bool| if p { g } else { 0.0 };
-                                (dtl[ch], dtr[ch], dbl[ch], dbr[ch]) =
-                                    (pick(pa), pick(pb), pick(pc), pick(pd));
-                                debug_assert!(!pd || br[ch] == m, "the maximum is one of the window");
+                    match self.kind {
+                        Pool::Max => {
+                            for (ch, (&k, &g)) in which.iter().zip(d).enumerate() {
+                                let row = if k < 2 { t } else { b };
+                                dimg[row + usize::from(k & 1) * c + ch] = g;
                             }
-                            Pool::Average => {
+                        }
+                        Pool::Average => {
+                            for (ch, &g) in d.iter().enumerate() {
                                 let q = 0.25 * g;
-                                (dtl[ch], dtr[ch], dbl[ch], dbr[ch]) = (q, q, q, q);
+                                (dimg[t + ch], dimg[t + c + ch], dimg[b + ch], dimg[b + c + ch]) =
+                                    (q, q, q, q);
                             }
                         }
                     }

@@ -207,6 +207,9 @@ struct Buffers {
     cols2: Vec<f32>,
     a2: Vec<f32>,
     p2: Vec<f32>,
+    /// Which entry of each window the max pools took.
+    arg1: Vec<u8>,
+    arg2: Vec<u8>,
     /// Outputs of the dense hidden layers.
     acts: Vec<Vec<f32>>,
     /// dLoss/d(pre-activation) of the dense layers; the last one first holds the logits.
@@ -222,9 +225,9 @@ struct Buffers {
 }
 
 /// The first `len` values of a grow-only buffer; it reallocates only to grow.
-fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+fn grow<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
     if v.len() < len {
-        v.resize(len, 0.0);
+        v.resize(len, T::default());
     }
     &mut v[..len]
 }
@@ -326,7 +329,9 @@ impl LeNet {
             let run = |(l, lane): (usize, &mut Lane)| {
                 lane.run(&net, data, chunk(batch, n, CHUNK, first + l), scale, want_grad);
             };
-            if wave.len() == 1 {
+            // One chunk, or a pool of one thread (a launched node's share of the cores): on this
+            // thread, without handing the work to the pool's and waiting on it.
+            if wave.len() == 1 || rayon::current_num_threads() == 1 {
                 wave.iter_mut().enumerate().for_each(run);
             } else {
                 wave.par_iter_mut().enumerate().for_each(run);
@@ -458,7 +463,7 @@ impl<'a> Net<'a> {
     /// Forward through the convolutional part: conv 1, pool 1, conv 2, pool 2 (into `p2`, one
     /// row per sample, the input of the dense layers).
     fn conv_forward(&self, c: &Chunk, input: &[f32], bufs: &mut Buffers) {
-        let Buffers { cols1, a1, p1, cols2, a2, p2, kern, padded, .. } = bufs;
+        let Buffers { cols1, a1, p1, cols2, a2, p2, arg1, arg2, kern, padded, .. } = bufs;
         let (conv1, pool1, conv2, pool2) = self.stages;
         let (act, &Chunk { b, r1, q1, r2 }) = (self.act, c);
         let (k1, k2, m1, m2) = (self.k1, self.k2, self.m1, self.m2);
@@ -466,12 +471,12 @@ impl<'a> Net<'a> {
         let (w, bb) = self.params(&self.l1);
         kernels::forward(&cols1[..r1 * k1], k1, w, bb, m1, grow(a1, r1 * m1), kern);
         a1[..r1 * m1].iter_mut().for_each(|v| *v = act.apply(*v));
-        pool1.forward(&a1[..r1 * m1], b, grow(p1, q1 * m1));
+        pool1.forward(&a1[..r1 * m1], b, grow(p1, q1 * m1), grow(arg1, q1 * m1));
         im2col(&conv2, &p1[..q1 * m1], b, grow(cols2, r2 * k2), padded);
         let (w, bb) = self.params(&self.l2);
         kernels::forward(&cols2[..r2 * k2], k2, w, bb, m2, grow(a2, r2 * m2), kern);
         a2[..r2 * m2].iter_mut().for_each(|v| *v = act.apply(*v));
-        pool2.forward(&a2[..r2 * m2], b, grow(p2, b * self.flat));
+        pool2.forward(&a2[..r2 * m2], b, grow(p2, b * self.flat), grow(arg2, b * self.flat));
     }
 
     /// Forward through the dense layers: the hidden ones into `acts`, the logits into the top
@@ -515,14 +520,14 @@ impl<'a> Net<'a> {
     /// Backward through the convolutional part from `dp2`, adding the weight (and bias)
     /// gradients of both convolutions to `g`.
     fn conv_backward(&self, c: &Chunk, bufs: &mut Buffers, g: &mut [f32]) {
-        let Buffers { cols1, a1, p1, cols2, a2, p2, dp2, da2, dp1, da1, kern, .. } = bufs;
+        let Buffers { cols1, a1, cols2, a2, arg1, arg2, dp2, da2, dp1, da1, kern, .. } = bufs;
         let (_, pool1, conv2, pool2) = self.stages;
         let (act, bias, &Chunk { b, r1, q1, r2 }) = (self.act, self.bias, c);
         let (k1, k2, m1, m2, flat) = (self.k1, self.k2, self.m1, self.m2, self.flat);
         let (l1, l2) = (self.l1, self.l2);
 
         // Pool 2 and conv 2: the weight gradient, then dcols2 = da2 W2 (into cols2) and col2im.
-        pool2.backward(&a2[..r2 * m2], &p2[..b * flat], &dp2[..b * flat], b, grow(da2, r2 * m2));
+        pool2.backward(&arg2[..b * flat], &dp2[..b * flat], b, grow(da2, r2 * m2));
         times_derivative(act, &mut da2[..r2 * m2], &a2[..r2 * m2]);
         let (gw, rest) = g[l2.offset..].split_at_mut(l2.weights());
         let d2 = &da2[..r2 * m2];
@@ -532,7 +537,7 @@ impl<'a> Net<'a> {
         col2im(&conv2, &cols2[..r2 * k2], b, grow(dp1, q1 * m1));
 
         // Pool 1 and conv 1: only the weight gradient (the input needs none).
-        pool1.backward(&a1[..r1 * m1], &p1[..q1 * m1], &dp1[..q1 * m1], b, grow(da1, r1 * m1));
+        pool1.backward(&arg1[..q1 * m1], &dp1[..q1 * m1], b, grow(da1, r1 * m1));
         times_derivative(act, &mut da1[..r1 * m1], &a1[..r1 * m1]);
         let (gw, rest) = g[l1.offset..].split_at_mut(l1.weights());
         kernels::weight_grad(
