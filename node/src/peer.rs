@@ -113,9 +113,8 @@ pub struct Peer<G: Gossip, C: CoordinatorLink> {
     /// The run's id and token (for the gossip sessions of later epochs).
     run_id: String,
     token: Bytes,
-    /// Encodes outgoing messages into `buf` (zstd index blocks when configured).
+    /// Encodes outgoing messages (zstd index blocks when configured).
     encoder: Encoder,
-    buf: Vec<u8>,
     telemetry: Telemetry,
     record: NodeRecord,
     timing: Timing,
@@ -173,7 +172,6 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
             telemetry: Telemetry::new(id, &[]),
             record: NodeRecord::create(out.as_deref(), id, start != Start::Fresh)?,
             encoder: run.config().compression.zstd.map(Encoder::with_zstd).unwrap_or_default(),
-            buf: Vec::new(),
             timing: Timing { started: Instant::now(), compute_s: 0.0, wait_s: 0.0 },
             loss: None,
             core: Node::new(run.node_config(id))?,
@@ -255,9 +253,11 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
     /// Encodes every message the core has ready, once, and queues it for its recipients.
     fn send_ready(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
-            self.buf.clear();
-            self.encoder.encode(t.payload, &mut self.buf);
-            let data = Bytes::copy_from_slice(&self.buf);
+            // Straight into the buffer the links share (sized for the plain encoding; zstd is
+            // kept only when smaller), not through a copy.
+            let mut buf = Vec::with_capacity(t.payload.encoded_len());
+            self.encoder.encode(t.payload, &mut buf);
+            let data = Bytes::from(buf);
             self.gossip.send(Outbound {
                 to: t.to,
                 epoch: t.epoch,

@@ -291,7 +291,7 @@ impl Compressed {
 
 /// Whether every value is finite. A short-circuiting `all` tests and branches per value; folding
 /// fixed blocks without a branch lets the compiler vectorise the test (about 10x faster).
-pub(crate) fn all_finite(v: &[f32]) -> bool {
+fn all_finite(v: &[f32]) -> bool {
     v.chunks(256).all(|block| block.iter().fold(true, |ok, x| ok & x.is_finite()))
 }
 

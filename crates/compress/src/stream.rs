@@ -10,7 +10,7 @@
 //! The outcome is exactly that of `decode_from` on the concatenated bytes: the same vector, or the
 //! same [`WireError`] (the tests feed every compressor's output in random splits).
 
-use crate::compressed::{Compressed, all_finite};
+use crate::compressed::Compressed;
 use crate::spec::ValueFormat;
 use crate::wire::{Prefix, Reader, TAG_DENSE, WireError, push_values, take_dense};
 
@@ -158,13 +158,11 @@ impl StreamDecoder {
             if *carry_len < w {
                 return;
             }
-            push_values(*format, &carry[..w], values);
+            self.finite &= push_values(*format, &carry[..w], values);
             *carry_len = 0;
         }
         let whole = b.len() / w * w;
-        let start = values.len().saturating_sub(1);
-        push_values(*format, &b[..whole], values);
-        self.finite &= all_finite(&values[start..]);
+        self.finite &= push_values(*format, &b[..whole], values);
         let tail = &b[whole..];
         carry[..tail.len()].copy_from_slice(tail);
         *carry_len = tail.len();

@@ -221,6 +221,36 @@ fn narrow_formats_round_at_the_sender() {
     assert_eq!(back, m);
 }
 
+/// Dense values are checked block by block as they are copied: the first non-finite value is
+/// named wherever it is (first, middle or last block, a block's edges), in every value format,
+/// and a vector without one decodes to the values sent.
+#[test]
+fn dense_decoding_names_the_first_non_finite_value_in_any_block() {
+    let dim = 700; // two full blocks of 256 and a partial one
+    for format in [ValueFormat::F32, ValueFormat::F16, ValueFormat::Bf16] {
+        // Exact in every format (quarters from -8 to 7.75).
+        let values: Vec<f32> = (0..dim).map(|i| ((i % 64) as f32 - 32.0) * 0.25).collect();
+        let clean = Compressed { dim, body: Body::Dense { format, values: values.clone() } };
+        let mut bytes = Vec::new();
+        clean.encode(&mut bytes);
+        let mut out = Compressed::new(dim);
+        out.decode_from(&bytes, dim).unwrap();
+        let mut back = vec![0.0; dim];
+        out.to_dense(&mut back);
+        assert_eq!(back, values, "{format:?}");
+        for (at, bad) in [(0, f32::NAN), (255, f32::INFINITY), (256, f32::NEG_INFINITY), (699, f32::NAN)] {
+            let mut v = values.clone();
+            v[at] = bad;
+            // A second bad value later: the first is the one named.
+            v[(at + 300).min(dim - 1)] = f32::NAN;
+            let mut bytes = Vec::new();
+            Compressed { dim, body: Body::Dense { format, values: v } }.encode(&mut bytes);
+            let e = out.decode_from(&bytes, dim).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("non-finite value {bad} at coordinate {at}")), "{format:?}: {e}");
+        }
+    }
+}
+
 #[test]
 fn malformed_messages_are_refused() {
     let v = [0.0f32, 2.0, 0.0, -1.0];
