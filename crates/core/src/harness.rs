@@ -32,6 +32,36 @@ pub struct Sent<'a> {
     pub transmit: &'a Transmit<'a>,
 }
 
+/// Who applies a round's messages when they are delivered in [`Delivery::Ascending`] order:
+/// each receiver's messages in ascending sender order, receivers independent of one another (a
+/// node's state depends only on the messages it gets), so they may be served side by side. The
+/// core starts no threads: [`InOrder`] serves them one after another, a driver with a thread
+/// pool may serve them at once (the simulator does).
+pub trait Receivers {
+    /// Calls `apply(i, &mut nodes[i])` once for every node, in any order or at once, and
+    /// returns the error of the lowest `i` whose call failed (the one a delivery in order meets
+    /// first).
+    fn each(
+        &mut self,
+        nodes: &mut [Node],
+        apply: &(dyn Fn(usize, &mut Node) -> Result<(), CoreError> + Sync),
+    ) -> Result<(), CoreError>;
+}
+
+/// Receivers served one after another on the calling thread.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InOrder;
+
+impl Receivers for InOrder {
+    fn each(
+        &mut self,
+        nodes: &mut [Node],
+        apply: &(dyn Fn(usize, &mut Node) -> Result<(), CoreError> + Sync),
+    ) -> Result<(), CoreError> {
+        nodes.iter_mut().enumerate().try_for_each(|(i, node)| apply(i, node))
+    }
+}
+
 /// n nodes and the in-flight messages between them.
 #[derive(Debug)]
 pub struct Cluster {
@@ -44,6 +74,8 @@ pub struct Cluster {
     /// Per sender: the slots sent this round, in sending order (usually one).
     order: Vec<Vec<usize>>,
     pairs: Vec<(usize, usize, usize)>,
+    /// Per receiver, its range of `pairs` (ascending delivery).
+    ranges: Vec<std::ops::Range<usize>>,
     grad: Vec<f32>,
 }
 
@@ -58,6 +90,7 @@ impl Cluster {
             wire: (0..n).map(|_| Vec::new()).collect(),
             order: (0..n).map(|_| Vec::with_capacity(2)).collect(),
             pairs: Vec::new(),
+            ranges: vec![0..0; n],
             grad: Vec::new(),
         })
     }
@@ -106,9 +139,16 @@ impl Cluster {
     }
 
     /// After every node has had its gradient: runs rounds until every node needs a gradient again.
-    pub fn exchange(
+    pub fn exchange(&mut self, delivery: Delivery, on_send: impl FnMut(Sent<'_>)) -> Result<(), CoreError> {
+        self.exchange_with(delivery, &mut InOrder, on_send)
+    }
+
+    /// [`Cluster::exchange`], with the messages of an ascending delivery applied by `receivers`
+    /// (the iterates are the same whoever applies them).
+    pub fn exchange_with(
         &mut self,
         delivery: Delivery,
+        receivers: &mut dyn Receivers,
         mut on_send: impl FnMut(Sent<'_>),
     ) -> Result<(), CoreError> {
         let mut round = 0u64;
@@ -144,7 +184,7 @@ impl Cluster {
             if !any {
                 break;
             }
-            self.deliver(delivery, round)?;
+            self.deliver(delivery, round, receivers)?;
             round += 1;
         }
         if let Some(node) =
@@ -160,7 +200,12 @@ impl Cluster {
         Ok(())
     }
 
-    fn deliver(&mut self, delivery: Delivery, round: u64) -> Result<(), CoreError> {
+    fn deliver(
+        &mut self,
+        delivery: Delivery,
+        round: u64,
+        receivers: &mut dyn Receivers,
+    ) -> Result<(), CoreError> {
         self.pairs.clear();
         for (to, node) in self.nodes.iter().enumerate().filter(|(to, _)| self.active[*to]) {
             for from in node.peers() {
@@ -172,7 +217,7 @@ impl Cluster {
             }
         }
         match delivery {
-            Delivery::Ascending => {}
+            Delivery::Ascending => return self.deliver_to_each(receivers),
             Delivery::Descending => {
                 self.pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)))
             }
@@ -192,5 +237,24 @@ impl Cluster {
             self.nodes[to].handle_message(from, it, ex, payload)?;
         }
         Ok(())
+    }
+
+    /// The round's messages in ascending order (`pairs` is grouped by receiver, senders
+    /// ascending), each receiver's applied by `receivers`, possibly side by side.
+    fn deliver_to_each(&mut self, receivers: &mut dyn Receivers) -> Result<(), CoreError> {
+        let mut start = 0;
+        for (to, range) in self.ranges.iter_mut().enumerate() {
+            let end = start + self.pairs[start..].iter().take_while(|p| p.1 == to).count();
+            *range = start..end;
+            start = end;
+        }
+        let (pairs, ranges, wire, order) = (&self.pairs, &self.ranges, &self.wire, &self.order);
+        receivers.each(&mut self.nodes, &|to, node| {
+            for &(from, _, m) in &pairs[ranges[to].clone()] {
+                let (it, ex, _, ref payload) = wire[from][order[from][m]];
+                node.handle_message(from, it, ex, payload)?;
+            }
+            Ok(())
+        })
     }
 }

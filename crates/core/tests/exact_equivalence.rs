@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use dprox_compress::{CompressorSpec, ValueFormat};
-use dprox_core::{Algorithm, Cluster, Delivery, Prox};
+use dprox_core::{Algorithm, Cluster, CoreError, Delivery, Node, Prox, Receivers};
 
 fn run(s: &Setup, delivery: Delivery, iters: usize) -> Vec<(Vec<f32>, Vec<f32>)> {
     let (n, d) = (7, 10);
@@ -51,5 +51,49 @@ fn arrival_order_never_changes_a_bit() {
         let a = run(&s, Delivery::Ascending, 60);
         assert_eq!(a, run(&s, Delivery::Descending, 60), "{algorithm} descending");
         assert_eq!(a, run(&s, Delivery::Shuffled(3), 60), "{algorithm} shuffled");
+    }
+}
+
+/// Receivers served last node first, as a thread pool may serve them; the error reported is
+/// still the lowest node's.
+struct Reversed;
+
+impl Receivers for Reversed {
+    fn each(
+        &mut self,
+        nodes: &mut [Node],
+        apply: &(dyn Fn(usize, &mut Node) -> Result<(), CoreError> + Sync),
+    ) -> Result<(), CoreError> {
+        let mut first = Ok(());
+        for (i, node) in nodes.iter_mut().enumerate().rev() {
+            if let Err(e) = apply(i, node) {
+                first = Err(e);
+            }
+        }
+        first
+    }
+}
+
+#[test]
+fn receivers_served_in_any_order_give_the_same_bits() {
+    let (n, d, iters) = (7, 10, 60);
+    for (algorithm, q) in [
+        (Algorithm::Dproxsgt, CompressorSpec::default()),
+        (Algorithm::Cdproxsgt, CompressorSpec::TopK { ratio: 0.3, values: ValueFormat::F32 }),
+        (Algorithm::Choco, CompressorSpec::Qsgd { levels: 3 }),
+    ] {
+        let s = Setup { algorithm, lr: 0.05, gamma: 0.5, prox: Prox::L1 { mu: 0.01 }, q, seed: 9 };
+        let p = LeastSquares::new(n, d, 14, 1.5, 21);
+        let mut c = Cluster::new(configs(n, d, &s)).unwrap();
+        let mut g = vec![0.0; d];
+        for _ in 0..iters {
+            for (i, node) in c.nodes_mut().iter_mut().enumerate() {
+                p.grad(i, node.params(), &mut g);
+                node.handle_gradient(&g).unwrap();
+            }
+            c.exchange_with(Delivery::Ascending, &mut Reversed, |_| {}).unwrap();
+        }
+        let b: Vec<_> = c.nodes().iter().map(|n| (n.params().to_vec(), n.tracker().to_vec())).collect();
+        assert_eq!(run(&s, Delivery::Ascending, iters), b, "{algorithm}");
     }
 }
