@@ -96,12 +96,7 @@ pub fn main(args: Args, objectives: &Objectives) -> anyhow::Result<()> {
         .unwrap_or("127.0.0.1:0".into());
     let objective = run.objective(Part::Node(id), Placement::Configured)?;
     let rt = runtime(id)?;
-    // The node runs as a task on the runtime's workers, beside its gossip server and links: with
-    // one worker (a launched node's share of two cores) a message then costs no hand-over
-    // between threads (each a futex wake and a context switch: a third of a message's CPU when
-    // five nodes share two cores). A gradient hands the worker to another thread while it runs
-    // (`block_in_place`), so heartbeats and the server go on meanwhile.
-    let node = rt.spawn(async move {
+    rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
         let bound = listener.local_addr()?;
@@ -151,10 +146,5 @@ pub fn main(args: Args, objectives: &Objectives) -> anyhow::Result<()> {
         let outcome = outcome?;
         tracing::info!(iterations = outcome.iterations, payload = outcome.payload_bytes, "done");
         Ok(())
-    });
-    match rt.block_on(node) {
-        Ok(outcome) => outcome,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(anyhow::anyhow!("the node's task was cancelled: {e}")),
-    }
+    })
 }
