@@ -20,8 +20,10 @@ pub const MISSED_HEARTBEATS: u32 = 10;
 pub enum Control {
     /// Go on.
     Running,
-    /// Stop where you are and sync: a membership change is being formed.
-    Freeze,
+    /// Stop where you are and sync: a membership change is being formed, seen by a heartbeat
+    /// the node sent from this epoch. A node already past it (the new epoch's Sync reply came
+    /// first) ignores it: it would otherwise wait for an epoch nobody forms.
+    Freeze(u64),
     /// The run is over for everyone: the reason.
     Abort(String),
 }
@@ -76,7 +78,8 @@ async fn beat<C: CoordinatorLink>(
             Ok(r) => {
                 failures = 0;
                 if r.freeze {
-                    control.send_if_modified(|c| std::mem::replace(c, Control::Freeze) != Control::Freeze);
+                    let freeze = Control::Freeze(req.epoch);
+                    control.send_if_modified(|c| std::mem::replace(c, freeze.clone()) != freeze);
                 }
             }
             Err(e) => {

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-fn run_of(iterations: u64) -> Arc<Prepared> {
+fn run_of(iterations: u64, nodes: usize) -> Arc<Prepared> {
     let text = format!(
         r#"
         [run]
@@ -26,7 +26,7 @@ fn run_of(iterations: u64) -> Arc<Prepared> {
         seed = 2
         [topology]
         kind = "ring"
-        nodes = 3
+        nodes = {nodes}
         [data]
         synthetic = {{ kind = "least_squares", samples = 120, features = 6 }}
         [model]
@@ -53,7 +53,12 @@ struct Cluster {
 
 impl Cluster {
     fn new(iterations: u64) -> Cluster {
-        let run = run_of(iterations);
+        Cluster::ring(iterations, 3)
+    }
+
+    /// A ring of `nodes`.
+    fn ring(iterations: u64, nodes: usize) -> Cluster {
+        let run = run_of(iterations, nodes);
         let coordinator = MemoryCoordinator::new(run.clone());
         Cluster { run, net: MemoryNetwork::new(), coordinator, shutdown: CancellationToken::new() }
     }
@@ -134,6 +139,35 @@ async fn a_silent_neighbour_is_reported_lost_after_exactly_timeout_s_and_the_oth
     let mut finished = c.coordinator.finished();
     finished.sort();
     assert_eq!(finished, [(0, String::new()), (1, String::new())]);
+}
+
+/// A freeze written while an epoch was being formed but read by the node after it entered that
+/// epoch (a slow coordinator link) is stale: the node goes on, rather than syncing for an epoch
+/// nobody forms (its neighbours then timed out on it and the run lost a live node).
+#[tokio::test(start_paused = true)]
+async fn a_freeze_that_arrives_after_the_new_epoch_started_is_ignored() {
+    // A ring of four: nodes 0 and 2 find node 3 gone (the probe, a second in); node 1 is no
+    // neighbour of it and learns of the change from a heartbeat (a freeze), so the change takes
+    // that long to form. Meanwhile 0 and 2 wait in their sync, and their heartbeats are answered
+    // with freezes too, which reach them 1.5 s later: in the new epoch.
+    let c = Cluster::ring(20, 4);
+    c.coordinator.delay_heartbeat_replies(Duration::from_millis(1500));
+    // Iterations take time (two exchanges of 100 ms), so the run is still going when they do.
+    c.net.set_latency(Duration::from_millis(100));
+    let puppet = c.puppet(3);
+    let nodes: Vec<_> = (0..3).map(|i| c.node(i)).collect();
+    let _gossip = puppet.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.net.kill(3);
+    for task in nodes {
+        assert_eq!(task.await.unwrap().unwrap().iterations, 20);
+    }
+    let lost: Vec<usize> = c.coordinator.losses().iter().map(|l| l.1).collect();
+    assert!(!lost.is_empty() && lost.iter().all(|&n| n == 3), "only node 3 is lost: {lost:?}");
+    assert_eq!(c.coordinator.epoch(), 1, "one membership change: the loss of node 3");
+    let mut finished = c.coordinator.finished();
+    finished.sort();
+    assert_eq!(finished, [(0, String::new()), (1, String::new()), (2, String::new())]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -30,6 +30,8 @@ struct Book {
     members: Vec<usize>,
     synced: BTreeMap<usize, u64>,
     freeze: bool,
+    /// How long a heartbeat reply takes to reach its node after it was written.
+    heartbeat_delay: std::time::Duration,
 }
 
 /// An in-memory coordinator for the run it was made with; clones share it.
@@ -57,6 +59,7 @@ impl MemoryCoordinator {
             members: (0..run.n()).collect(),
             synced: BTreeMap::new(),
             freeze: false,
+            heartbeat_delay: std::time::Duration::ZERO,
         };
         MemoryCoordinator {
             run,
@@ -69,6 +72,12 @@ impl MemoryCoordinator {
     /// Aborts the run: the next heartbeat of every node carries `why`.
     pub fn abort(&self, why: &str) {
         self.book().abort = Some(why.to_string());
+    }
+
+    /// From now on every heartbeat reply reaches its node `delay` after the coordinator wrote
+    /// it (a slow link): a freeze can then arrive after the epoch it was for has formed.
+    pub fn delay_heartbeat_replies(&self, delay: std::time::Duration) {
+        self.book().heartbeat_delay = delay;
     }
 
     /// From now on every call fails as if the coordinator were gone.
@@ -94,6 +103,11 @@ impl MemoryCoordinator {
     /// The losses reported, as (reporter, lost node, reason, when), in arrival order.
     pub fn losses(&self) -> Vec<(usize, usize, String, tokio::time::Instant)> {
         self.book().losses.clone()
+    }
+
+    /// The index of the latest membership epoch formed (0: the initial one).
+    pub fn epoch(&self) -> u64 {
+        *self.epochs.borrow()
     }
 
     /// Heartbeats answered so far.
@@ -175,9 +189,15 @@ impl CoordinatorLink for MemoryCoordinator {
 
     async fn heartbeat(&mut self, _req: pb::HeartbeatRequest) -> Result<pb::HeartbeatReply, LinkError> {
         self.reachable()?;
-        let mut book = self.book();
-        book.heartbeats += 1;
-        Ok(pb::HeartbeatReply { abort: book.abort.clone().unwrap_or_default(), freeze: book.freeze })
+        let (reply, delay) = {
+            let mut book = self.book();
+            book.heartbeats += 1;
+            let reply =
+                pb::HeartbeatReply { abort: book.abort.clone().unwrap_or_default(), freeze: book.freeze };
+            (reply, book.heartbeat_delay)
+        };
+        tokio::time::sleep(delay).await;
+        Ok(reply)
     }
 
     async fn sync(&mut self, req: pb::SyncRequest) -> Result<pb::SyncReply, LinkError> {

@@ -23,6 +23,9 @@ struct Routes {
     held: BTreeSet<(usize, usize)>,
     /// Directed links (from, to) whose next messages are delivered twice: how many more.
     replayed: BTreeMap<(usize, usize), u64>,
+    /// Every link's latency, and per directed link the queue that delays its messages in order.
+    latency: std::time::Duration,
+    delayed: BTreeMap<(usize, usize), mpsc::UnboundedSender<(tokio::time::Instant, GossipEvent)>>,
 }
 
 /// The in-process network: every node that joined can send to every other.
@@ -43,6 +46,8 @@ impl MemoryNetwork {
         let mut routes = self.routes.lock().expect("not poisoned");
         routes.inboxes.insert(id, tx.clone());
         routes.down.remove(&id);
+        // Delay lines into an earlier incarnation's inbox.
+        routes.delayed.retain(|&(_, to), _| to != id);
         MemoryGossip {
             net: self.clone(),
             id,
@@ -73,6 +78,11 @@ impl MemoryNetwork {
         self.routes.lock().expect("not poisoned").replayed.insert((from, to), count);
     }
 
+    /// From now on every message arrives `latency` after it was sent (virtual time), in order.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.routes.lock().expect("not poisoned").latency = latency;
+    }
+
     /// Delivers `m` from `from` to `to`: decoded as the gRPC receiver decodes it; an error when
     /// `to` is gone.
     fn deliver(
@@ -94,12 +104,13 @@ impl MemoryNetwork {
             }
             _ => 1,
         };
-        let inbox = routes.inboxes.get(&to).ok_or_else(|| format!("node {to} is not on the network"))?;
+        let inbox =
+            routes.inboxes.get(&to).ok_or_else(|| format!("node {to} is not on the network"))?.clone();
         for _ in 0..copies {
             let mut payload = Compressed::new(dim);
             payload.decode_from(data, dim).map_err(|e| format!("malformed message: {e}"))?;
             let exchange = dprox_core::Exchange::from_code(header.exchange as u8).expect("encoded by a node");
-            let _ = inbox.send(GossipEvent::Message(Inbound {
+            let event = GossipEvent::Message(Inbound {
                 from,
                 epoch: header.epoch,
                 iteration: header.iteration,
@@ -107,10 +118,32 @@ impl MemoryNetwork {
                 payload,
                 bytes: data.len(),
                 framed: framed_len(header, data.len()),
-            }));
+            });
+            if routes.latency.is_zero() {
+                let _ = inbox.send(event);
+            } else {
+                let due = tokio::time::Instant::now() + routes.latency;
+                let inbox = inbox.clone();
+                let queue = routes.delayed.entry((from, to)).or_insert_with(|| delay_line(inbox));
+                let _ = queue.send((due, event));
+            }
         }
         Ok(())
     }
+}
+
+/// A link's delay line: forwards each message to `inbox` when it is due, in sending order.
+fn delay_line(
+    inbox: mpsc::UnboundedSender<GossipEvent>,
+) -> mpsc::UnboundedSender<(tokio::time::Instant, GossipEvent)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, GossipEvent)>();
+    tokio::spawn(async move {
+        while let Some((due, event)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            let _ = inbox.send(event);
+        }
+    });
+    tx
 }
 
 /// One node's end of a [`MemoryNetwork`].

@@ -89,7 +89,11 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
                 biased;
                 _ = self.control.changed() => match self.control.borrow().clone() {
                     Control::Abort(why) => return Err(NodeError::Aborted(why)),
-                    Control::Freeze => return Ok(Waited::Interrupted(Why::Freeze)),
+                    Control::Freeze(epoch) if epoch >= self.core.epoch() => {
+                        return Ok(Waited::Interrupted(Why::Freeze));
+                    }
+                    // A freeze for an epoch this node has already left: stale.
+                    Control::Freeze(_) => {}
                     Control::Running => {}
                 },
                 _ = shutdown.cancelled() => return Err(NodeError::Shutdown(self.id)),

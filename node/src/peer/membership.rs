@@ -101,7 +101,8 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         self.telemetry.epoch(info.index, &self.peers.iter().map(|p| p.id).collect::<Vec<_>>());
         self.progress.epoch.store(info.index, Ordering::Relaxed);
         self.progress.iteration.store(info.start, Ordering::Relaxed);
-        self.control_tx.send_if_modified(|c| std::mem::replace(c, Control::Running) == Control::Freeze);
+        self.control_tx
+            .send_if_modified(|c| matches!(std::mem::replace(c, Control::Running), Control::Freeze(_)));
         self.synced_at = Some(info.start);
         self.request_checkpoint();
         self.strikes = Default::default();
