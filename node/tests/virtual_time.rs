@@ -170,6 +170,23 @@ async fn a_freeze_that_arrives_after_the_new_epoch_started_is_ignored() {
     assert_eq!(finished, [(0, String::new()), (1, String::new()), (2, String::new())]);
 }
 
+/// A failed delivery to a node that is no neighbour (a link of an earlier epoch failing after
+/// the node left it) is stale: nobody is reported lost and every node completes.
+#[tokio::test(start_paused = true)]
+async fn a_failed_delivery_to_a_node_that_is_no_neighbour_is_ignored() {
+    // A ring of four: node 2 is no neighbour of node 0.
+    let c = Cluster::ring(20, 4);
+    c.net.set_latency(Duration::from_millis(100));
+    let nodes: Vec<_> = (0..4).map(|i| c.node(i)).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.net.report_failure(0, 2);
+    for task in nodes {
+        assert_eq!(task.await.unwrap().unwrap().iterations, 20);
+    }
+    assert!(c.coordinator.losses().is_empty(), "{:?}", c.coordinator.losses());
+    assert_eq!(c.coordinator.epoch(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_neighbour_that_is_gone_is_found_by_the_probe_one_second_after_the_last_progress() {
     let c = Cluster::new(20);

@@ -78,6 +78,21 @@ impl MemoryNetwork {
         self.routes.lock().expect("not poisoned").replayed.insert((from, to), count);
     }
 
+    /// Tells node `node` that a delivery to `peer` failed (as a link of an earlier epoch that
+    /// fails late would).
+    pub fn report_failure(&self, node: usize, peer: usize) {
+        let routes = self.routes.lock().expect("not poisoned");
+        if let Some(inbox) = routes.inboxes.get(&node) {
+            let _ = inbox.send(GossipEvent::SendFailed(TransportError::Send {
+                peer,
+                address: format!("memory:{peer}"),
+                iteration: 0,
+                exchange: dprox_core::Exchange::X,
+                message: "connection reset".into(),
+            }));
+        }
+    }
+
     /// From now on every message arrives `latency` after it was sent (virtual time), in order.
     pub fn set_latency(&self, latency: std::time::Duration) {
         self.routes.lock().expect("not poisoned").latency = latency;

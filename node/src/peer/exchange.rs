@@ -119,12 +119,18 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
 
     /// Applies one gossip event: a message of this epoch to the core (its replies go out), a
     /// later epoch's kept for when the node gets there, an earlier epoch's dropped. A failed
-    /// delivery means the neighbour is gone.
+    /// delivery means the neighbour is gone; one to a node that is no neighbour now (a link of
+    /// an earlier epoch failing late, after the node left that epoch) is stale and ignored.
     pub(super) fn handle(&mut self, event: Option<GossipEvent>) -> Result<Option<Why>, NodeError> {
         match event {
             Some(GossipEvent::Message(m)) => {
                 self.apply(m)?;
                 Ok(self.misbehaving())
+            }
+            Some(GossipEvent::SendFailed(TransportError::Send { peer, .. }))
+                if !self.peers.iter().any(|p| p.id == peer) =>
+            {
+                Ok(None)
             }
             Some(GossipEvent::SendFailed(TransportError::Send { peer, address, message, .. })) => {
                 Ok(Some(Why::Lost(vec![(PeerAddr { id: peer, address }, message)])))
