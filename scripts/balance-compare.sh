@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Balancing work by speed: deploy/examples/stragglers-16.toml (16-node torus, nodes 0-3 at a
 # quarter speed) with balance = "none" and "throughput", in the simulator (simulated time to
-# reach the objective that "none" ends at) and launched as 17 processes with the slow nodes'
-# speed emulated (wall time of the same number of iterations; launched, "throughput" sizes the
-# batches by the rates the nodes measure at registration).
+# reach the objective that "none" ends at) and launched as 17 processes (wall time of the same
+# number of iterations). The config sets `[cluster] shape = true`, so each launched node takes at
+# least the simulator's compute time per gradient (its speed included) and the slow nodes are
+# slow for real; launched, "throughput" sizes the batches by the rates the nodes measure at
+# registration (which, shaped, are the modelled ones).
 #   scripts/balance-compare.sh [OUT]      (default OUT: runs/balance)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,5 +38,5 @@ print(f"simulator: balance=none ends at objective {target:.6f} after {none[-1]['
 print(f"simulator: balance=throughput reaches it at iteration {hit['iter']}, {tb:.3f} s simulated: {tn / tb:.2f}x sooner")
 ln, lb = rows("launch-none"), rows("launch-throughput")
 wn, wb = float(ln[-1]["wall_time_s"]), float(lb[-1]["wall_time_s"])
-print(f"launch ({ln[-1]['iter']} iterations, speed emulated): none {wn:.2f} s, throughput {wb:.2f} s wall: {wn / wb:.2f}x")
+print(f"launch ({ln[-1]['iter']} iterations, shaped): none {wn:.2f} s, throughput {wb:.2f} s wall: {wn / wb:.2f}x")
 PY

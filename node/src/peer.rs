@@ -13,6 +13,9 @@
 mod checkpoint;
 mod exchange;
 mod membership;
+mod pace;
+
+pub use pace::Pace;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -120,9 +123,9 @@ pub struct Peer<G: Gossip, C: CoordinatorLink> {
     timing: Timing,
     /// The minibatch loss of the latest gradient.
     loss: Option<f64>,
-    /// Extra wait after each gradient, as a multiple of its compute time: a node emulates its
-    /// `[[nodes]] speed` relative to the fastest node.
-    slowdown: f64,
+    /// How the node paces its gradients to emulate the configured hardware (`[[nodes]] speed`,
+    /// or the simulator's compute model when shaped).
+    pace: Pace,
     /// Iteration and epoch, read by the heartbeat.
     progress: Progress,
     /// The coordinator's abort or freeze, set by the heartbeat (and reset after a sync).
@@ -151,9 +154,9 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
     pub async fn register(parts: Parts<G, C>) -> Result<Peer<G, C>, NodeError> {
         let Parts { id, run, mut objective, gossip, mut coordinator, out, start, faults } = parts;
         let flags = (start == Start::Join, start == Start::Resume);
-        let slowdown = slowdown(&run, id);
+        let pace = Pace::of(&run, id, objective.flops_per_sample());
         let reply =
-            registration::register(id, &run, objective.as_mut(), &gossip, &mut coordinator, flags, slowdown)
+            registration::register(id, &run, objective.as_mut(), &gossip, &mut coordinator, flags, pace)
                 .await?;
         let control_tx = Arc::new(watch::channel(Control::Running).0);
         let progress = Progress::default();
@@ -178,7 +181,7 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
             peers: Vec::new(),
             run_id: reply.run_id.clone(),
             token: reply.token.clone(),
-            slowdown,
+            pace,
             control: control_tx.subscribe(),
             control_tx,
             heartbeat,
@@ -234,12 +237,15 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
     /// Step 1: the minibatch gradient at x_i, handed to the core; its messages go out.
     async fn gradient_step(&mut self) -> Result<(), NodeError> {
         let t0 = Instant::now();
-        let batch = self.sampler.next_batch().map_or(Batch::Full, Batch::Indices);
+        let batch = self.sampler.next_batch();
+        let samples = batch.map_or(self.objective.num_samples(), |b| b.len());
+        let batch = batch.map_or(Batch::Full, Batch::Indices);
         let (objective, x, grad) = (&mut self.objective, self.core.params(), &mut self.grad);
         let loss = blocking(|| objective.loss_grad(x, batch, grad));
         let dt = t0.elapsed();
-        if self.slowdown > 0.0 {
-            tokio::time::sleep(dt.mul_f64(self.slowdown)).await;
+        let wait = self.pace.wait_after(dt, samples);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
         self.timing.compute_s += t0.elapsed().as_secs_f64();
         self.telemetry.gradient(loss, dt.as_secs_f64());
@@ -419,20 +425,4 @@ fn batch_size(run: &Prepared, id: usize, reply: &pb::RegisterReply) -> BatchSize
         "minibatch size set by the coordinator (balanced by measured throughput)"
     );
     BatchSize::Samples(reply.batch_size as usize)
-}
-
-/// How much node `id` slows itself down to emulate its `[[nodes]] speed`: a node of speed s in a
-/// run whose fastest node has speed s_max waits (s_max / s - 1) times its compute time after each
-/// gradient, so that its gradients take s_max / s times as long as they would at full speed.
-pub fn slowdown(run: &Prepared, id: usize) -> f64 {
-    let fastest = (0..run.n()).map(|i| run.speed(i)).fold(0.0, f64::max);
-    let factor = fastest / run.speed(id) - 1.0;
-    if factor > 0.0 {
-        tracing::info!(
-            node = id,
-            speed = run.speed(id),
-            "emulating [[nodes]] speed: {factor:.2}x extra time after each gradient"
-        );
-    }
-    factor.max(0.0)
 }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::NodeError;
 use crate::coordinator::{CoordinatorLink, LinkError};
 use crate::gossip::Gossip;
+use crate::peer::Pace;
 
 /// How long a node keeps trying to reach a coordinator that is not (yet) there.
 pub const REACH_COORDINATOR: Duration = Duration::from_secs(30);
@@ -24,15 +25,15 @@ pub(crate) async fn register(
     gossip: &impl Gossip,
     coordinator: &mut impl CoordinatorLink,
     (join, resume): (bool, bool),
-    slowdown: f64,
+    pace: Pace,
 ) -> Result<pb::RegisterReply, NodeError> {
     let request = pb::RegisterRequest {
         id: id as u32,
         address: gossip.address(),
         device: objective.device(),
         dim: run.dim() as u64,
-        // An emulated speed counts: the node takes (1 + slowdown) times as long per gradient.
-        throughput: measure_throughput(objective, run.dim()) / (1.0 + slowdown),
+        // An emulated speed counts: the rate the node will run at, not the machine's.
+        throughput: pace.rate(measure_throughput(objective, run.dim())),
         secret: String::new(),
         join,
         resume,

@@ -17,6 +17,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 fn run_of(iterations: u64, nodes: usize) -> Arc<Prepared> {
+    run_with(iterations, nodes, "none", "")
+}
+
+/// A ring of `nodes` on a small least-squares problem, balanced by `balance`, with `extra`
+/// appended to its config.
+fn run_with(iterations: u64, nodes: usize, balance: &str, extra: &str) -> Arc<Prepared> {
     let text = format!(
         r#"
         [run]
@@ -24,6 +30,7 @@ fn run_of(iterations: u64, nodes: usize) -> Arc<Prepared> {
         iterations = {iterations}
         eval_every = 10
         seed = 2
+        balance = "{balance}"
         [topology]
         kind = "ring"
         nodes = {nodes}
@@ -38,7 +45,7 @@ fn run_of(iterations: u64, nodes: usize) -> Arc<Prepared> {
         timeout_s = 30
         heartbeat_s = 1
         "#
-    );
+    ) + extra;
     let cfg = dprox_config::parse(&text, "vt.toml".as_ref()).unwrap();
     Arc::new(Prepared::new(cfg, ".".as_ref(), "vt".into()).unwrap())
 }
@@ -58,7 +65,10 @@ impl Cluster {
 
     /// A ring of `nodes`.
     fn ring(iterations: u64, nodes: usize) -> Cluster {
-        let run = run_of(iterations, nodes);
+        Cluster::of(run_of(iterations, nodes))
+    }
+
+    fn of(run: Arc<Prepared>) -> Cluster {
         let coordinator = MemoryCoordinator::new(run.clone());
         Cluster { run, net: MemoryNetwork::new(), coordinator, shutdown: CancellationToken::new() }
     }
@@ -116,6 +126,29 @@ async fn drivers_in_memory_complete_the_run_with_the_simulators_iterates() {
     let mut finished = c.coordinator.finished();
     finished.sort();
     assert_eq!(finished, [(0, String::new()), (1, String::new()), (2, String::new())]);
+}
+
+/// `[cluster] shape = true` paces each gradient to the simulator's compute time: 1 ms per sample
+/// at speed 1 here, 2 ms on node 2 at speed 0.5. Without balancing, every iteration waits for
+/// node 2's 8 samples (16 ms); with `balance = "speed"` the 24 samples split as 10, 9 and 5, and
+/// an iteration takes 10 ms.
+#[tokio::test(start_paused = true)]
+async fn a_shaped_cluster_runs_at_its_slowest_nodes_modelled_pace_and_balancing_evens_it() {
+    for (balance, per_iteration_ms) in [("none", 16.0), ("speed", 10.0)] {
+        // Appended to the template's last table, [cluster].
+        let extra = "shape = true\n[network]\ngflops = 0.000042\n[[nodes]]\nid = 2\nspeed = 0.5\n";
+        let c = Cluster::of(run_with(20, 3, balance, extra));
+        let objective = c.run.objective(Part::Node(0), Placement::Configured).unwrap();
+        let secs = c.run.compute_secs_per_sample(0, objective.flops_per_sample());
+        assert!((secs - 1e-3).abs() < 1e-12, "the model's premise: {secs} s per sample");
+        let nodes: Vec<_> = (0..3).map(|i| c.node(i)).collect();
+        for (i, task) in nodes.into_iter().enumerate() {
+            let o = task.await.unwrap().unwrap();
+            assert_eq!(o.iterations, 20);
+            let ms = o.elapsed_s * 1e3;
+            assert!((ms - 20.0 * per_iteration_ms).abs() < 1.5, "balance {balance}: node {i} took {ms} ms");
+        }
+    }
 }
 
 #[tokio::test(start_paused = true)]

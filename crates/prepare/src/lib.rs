@@ -361,6 +361,13 @@ impl Prepared {
         self.node_section(i).and_then(|s| s.speed).unwrap_or(1.0)
     }
 
+    /// Node `i`'s modelled compute time per sample for an objective of `flops_per_sample`:
+    /// `flops_per_sample / (gflops x speed)`, the simulator's cost model (and a shaped cluster's
+    /// pace).
+    pub fn compute_secs_per_sample(&self, i: usize, flops_per_sample: f64) -> f64 {
+        flops_per_sample / (self.config.network.gflops * 1e9 * self.speed(i))
+    }
+
     /// The cost of the link between `i` and `j` (`[[links]]`, else `[network]`).
     pub fn link(&self, i: usize, j: usize) -> LinkCost {
         let net = &self.config.network;

@@ -125,9 +125,8 @@ impl<'a> Simulation<'a> {
                 BatchSampler::new(run.config().run.seed, i, objectives[i].num_samples(), run.batch_size(i))
             })
             .collect();
-        let gflops = run.config().network.gflops * 1e9;
         let secs_per_sample =
-            (0..n).map(|i| objectives[i].flops_per_sample() / (gflops * run.speed(i))).collect();
+            (0..n).map(|i| run.compute_secs_per_sample(i, objectives[i].flops_per_sample())).collect();
         let links = cluster
             .nodes()
             .iter()
