@@ -30,7 +30,7 @@ pub struct GrpcGossip {
     address: String,
     auth: watch::Sender<Option<Auth>>,
     inbound: mpsc::Receiver<Inbound>,
-    errors_tx: mpsc::UnboundedSender<TransportError>,
+    /// Failed deliveries of the current session's links (a fresh channel per session).
     errors: mpsc::UnboundedReceiver<TransportError>,
     pool: PayloadPool,
     links: Option<Links>,
@@ -75,15 +75,13 @@ impl GrpcGossip {
             .serve_with_incoming_shutdown(dprox_net::incoming(listener, limits, "gossip"), async move {
                 let _ = stop_rx.wait_for(|&s| s).await;
             });
-        let (errors_tx, errors) = mpsc::unbounded_channel();
         Ok(GrpcGossip {
             id,
             dim,
             address,
             auth,
             inbound,
-            errors_tx,
-            errors,
+            errors: mpsc::unbounded_channel().1,
             pool,
             links: None,
             retired: (0, 0),
@@ -121,7 +119,12 @@ impl Gossip for GrpcGossip {
             let (p, f) = old.totals();
             self.retired = (self.retired.0 + p, self.retired.1 + f);
         }
-        self.links = Some(Links::new(self.id, self.dim, session, &self.security, self.errors_tx.clone())?);
+        // The old links' tasks end with them, and their failures with their channel: a delivery
+        // of the last epoch that failed before this point is no news in this one (its peer, if
+        // it is gone, fails this epoch's links or probes too).
+        let (errors_tx, errors) = mpsc::unbounded_channel();
+        self.errors = errors;
+        self.links = Some(Links::new(self.id, self.dim, session, &self.security, errors_tx)?);
         Ok(())
     }
 
@@ -197,5 +200,65 @@ impl Gossip for GrpcGossip {
         // Graceful, but bounded: a peer that died mid-stream must not keep this process alive
         // (the handle aborts the server when the wait runs out).
         let _ = tokio::time::timeout(Duration::from_secs(3), &mut self.server).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dprox_core::{Exchange, Recipients};
+
+    fn session(epoch: u64, peers: Vec<PeerAddr>) -> Session {
+        let shapes = vec![None; peers.len()];
+        Session {
+            run_id: "r".into(),
+            token: Bytes::from_static(b"t"),
+            nodes: 3,
+            epoch,
+            peers,
+            shapes,
+            seed: 1,
+        }
+    }
+
+    /// Node 1 at an address that refuses connections (a port just bound and released).
+    fn gone() -> PeerAddr {
+        let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        PeerAddr { id: 1, address }
+    }
+
+    fn message(epoch: u64) -> Outbound {
+        let data = Bytes::from(vec![0u8; 16]);
+        Outbound { to: Recipients::All, epoch, iteration: 0, exchange: Exchange::X, data }
+    }
+
+    /// A delivery of the last epoch that failed before the node connected the next one is not
+    /// reported in the new session (it would be taken for a new loss there); within its
+    /// session, it is.
+    #[tokio::test]
+    async fn a_failure_of_the_last_sessions_links_is_not_reported_in_the_next() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut gossip = GrpcGossip::serve(0, 4, listener, Security::Insecure).unwrap();
+        gossip.connect(&session(0, vec![gone()])).unwrap();
+        gossip.send(message(0));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while gossip.errors.is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the delivery to a closed port fails within 10 s");
+        gossip.connect(&session(1, vec![])).unwrap();
+        assert!(gossip.try_next().is_none(), "the old session's failure is gone with it");
+
+        gossip.connect(&session(2, vec![gone()])).unwrap();
+        gossip.send(message(2));
+        match tokio::time::timeout(Duration::from_secs(10), gossip.next())
+            .await
+            .expect("an event within 10 s")
+        {
+            Some(GossipEvent::SendFailed(TransportError::Send { peer: 1, iteration: 0, .. })) => {}
+            other => panic!("expected the failed delivery to node 1, got {other:?}"),
+        }
     }
 }
