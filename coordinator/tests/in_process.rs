@@ -219,3 +219,63 @@ async fn a_joiner_registering_after_the_members_synced_is_admitted_at_its_rejoin
         assert!(e.peers.iter().any(|p| p.id == 2), "node 2 is a neighbour again: {:?}", e.peers);
     }
 }
+
+/// A member that syncs in the middle of an epoch while no change is forming (it saw something
+/// the coordinator has not) is not left waiting: the others are told to freeze, and an epoch of
+/// the same members starts where the furthest one was. Before, its sync never returned, and its
+/// neighbours timed out on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_with_no_change_forming_forms_an_epoch_of_the_same_members() {
+    let run = prepared(3);
+    let (addr, _h) = start_coordinator(run.clone(), None).await;
+    let channel =
+        dprox_transport::endpoint(&dprox_net::Security::Insecure, &addr, dprox_net::Peer::Coordinator)
+            .unwrap()
+            .connect_lazy();
+    let c = pb::coordinator_client::CoordinatorClient::new(channel);
+    let dim = run.dim() as u64;
+    let regs: Vec<_> = (0..3u32)
+        .map(|id| {
+            let mut c = c.clone();
+            let req = pb::RegisterRequest {
+                id,
+                address: format!("127.0.0.1:{}", 1 + id),
+                device: "cpu".into(),
+                dim,
+                secret: "s3cret".into(),
+                ..Default::default()
+            };
+            tokio::spawn(async move { c.register(req).await.unwrap().into_inner() })
+        })
+        .collect();
+    for r in regs {
+        assert_eq!(r.await.unwrap().epoch, 0);
+    }
+    let sync = |id: u32, iteration: u64| {
+        let mut c = c.clone();
+        tokio::spawn(async move {
+            let r = c.sync(pb::SyncRequest { id, epoch: 0, iteration, at_boundary: false }).await.unwrap();
+            r.into_inner().epoch.expect("an epoch, not an exclusion")
+        })
+    };
+    let first = sync(0, 5);
+    let mut c1 = c.clone();
+    let mut frozen = false;
+    for _ in 0..100 {
+        let hb = pb::HeartbeatRequest { id: 1, iteration: 4, epoch: 0 };
+        if c1.heartbeat(hb).await.unwrap().into_inner().freeze {
+            frozen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(frozen, "node 1 is told to freeze within 2 s");
+    let (b, d) = (sync(1, 4), sync(2, 5));
+    for s in [first, b, d] {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(20), s)
+            .await
+            .expect("every sync is answered")
+            .unwrap();
+        assert_eq!((e.index, e.start, e.peers.len()), (1, 5, 2), "the same ring, from iteration 5");
+    }
+}

@@ -49,6 +49,18 @@ impl Shared {
             let mut st = self.state();
             st.sync(id, req.iteration);
             let ahead = st.membership.epoch.index > req.epoch;
+            if !ahead && st.unexplained_sync(id, req.at_boundary) {
+                // The node saw a change the coordinator has not (or a stale event): an epoch of
+                // the same members costs a restart of tracking, where waiting would strand the
+                // node until its neighbours timed out on it.
+                tracing::warn!(
+                    node = id,
+                    iteration = req.iteration,
+                    "node {id} synced in the middle of epoch {} with no change forming; forming an epoch so that it is not left waiting",
+                    req.epoch
+                );
+                st.membership.forming = true;
+            }
             drop(st);
             if !ahead {
                 self.form();

@@ -335,6 +335,13 @@ impl State {
         complete
     }
 
+    /// Whether a sync of live member `id` is one that nothing will answer: not at a boundary of
+    /// the schedule (where every member syncs), with no change forming and the run going on.
+    pub fn unexplained_sync(&self, id: usize, at_boundary: bool) -> bool {
+        let m = &self.membership;
+        !at_boundary && !m.forming && m.live.contains(&id) && self.state == RunState::Running
+    }
+
     /// Whether the members are told to freeze (a change after a loss or an unscheduled join,
     /// for a node in an epoch before the one being formed).
     pub fn freezing(&self, epoch: u64) -> bool {
