@@ -127,7 +127,12 @@ fn put_index_block(out: &mut Vec<u8>, indices: &[u32]) {
 }
 
 fn put_values(out: &mut Vec<u8>, format: ValueFormat, values: &[f32]) {
-    // Grow once, then write fixed-size chunks: the compiler turns this into a plain copy.
+    if format == ValueFormat::F32 && cfg!(target_endian = "little") {
+        // The in-memory form is the wire's: one copy, without zeroing the space first.
+        out.extend_from_slice(bytemuck::cast_slice::<f32, u8>(values));
+        return;
+    }
+    // Grow once, then write fixed-size chunks.
     let start = out.len();
     out.resize(start + values.len() * format.width(), 0);
     let dst = &mut out[start..];
@@ -519,15 +524,22 @@ pub(crate) fn push_values(format: ValueFormat, bytes: &[u8], out: &mut Vec<f32>)
     const BLOCK: usize = 256;
     let start = out.len();
     let width = format.width();
+    if format == ValueFormat::F32 && cfg!(target_endian = "little") {
+        // Block by block, each checked while it is in cache; written once (no zeroing first),
+        // whatever the alignment of the received bytes.
+        out.reserve(bytes.len() / 4);
+        let mut finite = true;
+        for src in bytes.chunks(BLOCK * 4) {
+            let at = out.len();
+            out.extend(src.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            finite &= out[at..].iter().fold(true, |ok, x| ok & x.is_finite());
+        }
+        return finite;
+    }
     out.resize(start + bytes.len() / width, 0.0);
     let mut finite = true;
     for (dst, src) in out[start..].chunks_mut(BLOCK).zip(bytes.chunks(BLOCK * width)) {
         match format {
-            // The wire's little-endian f32 is the in-memory form: a plain copy into the (aligned)
-            // vector, whatever the alignment of the received bytes.
-            ValueFormat::F32 if cfg!(target_endian = "little") => {
-                bytemuck::cast_slice_mut::<f32, u8>(dst).copy_from_slice(src)
-            }
             ValueFormat::F32 => dst
                 .iter_mut()
                 .zip(src.chunks_exact(4))
