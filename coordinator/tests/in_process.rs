@@ -52,15 +52,32 @@ async fn start_coordinator(
     (addr, h)
 }
 
+/// A plaintext gRPC client of the coordinator at `addr` (connected at the first call).
+fn client(addr: &str) -> pb::coordinator_client::CoordinatorClient<tonic::transport::Channel> {
+    let endpoint =
+        dprox_transport::endpoint(&dprox_net::Security::Insecure, addr, dprox_net::Peer::Coordinator)
+            .unwrap();
+    pb::coordinator_client::CoordinatorClient::new(endpoint.connect_lazy())
+}
+
+/// Node `id`'s registration (a model of `dim` parameters) with the test's secret.
+fn registration(id: u32, dim: u64, join: bool) -> pb::RegisterRequest {
+    pb::RegisterRequest {
+        id,
+        address: format!("127.0.0.1:{}", 1 + id),
+        device: "cpu".into(),
+        dim,
+        secret: "s3cret".into(),
+        join,
+        ..Default::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_refuses_unknown_ids_wrong_dimensions_and_wrong_secrets() {
     let run = prepared(2);
     let (addr, _h) = start_coordinator(run.clone(), None).await;
-    let channel =
-        dprox_transport::endpoint(&dprox_net::Security::Insecure, &addr, dprox_net::Peer::Coordinator)
-            .unwrap()
-            .connect_lazy();
-    let mut c = pb::coordinator_client::CoordinatorClient::new(channel);
+    let mut c = client(&addr);
     let req = |id: u32, dim: u64, secret: &str| pb::RegisterRequest {
         id,
         address: "127.0.0.1:1".into(),
@@ -166,21 +183,9 @@ async fn the_coordinator_evaluates_gpu_nodes_on_the_cpu() {
 async fn a_joiner_registering_after_the_members_synced_is_admitted_at_its_rejoin() {
     let run = prepared_with(3, "[[faults]]\nnode = 2\nat = 2\nkind = \"leave\"\nrejoin = 4\n");
     let (addr, _h) = start_coordinator(run.clone(), None).await;
-    let channel =
-        dprox_transport::endpoint(&dprox_net::Security::Insecure, &addr, dprox_net::Peer::Coordinator)
-            .unwrap()
-            .connect_lazy();
-    let c = pb::coordinator_client::CoordinatorClient::new(channel);
+    let c = client(&addr);
     let dim = run.dim() as u64;
-    let req = move |id: u32, join: bool| pb::RegisterRequest {
-        id,
-        address: format!("127.0.0.1:{}", 1 + id),
-        device: "cpu".into(),
-        dim,
-        secret: "s3cret".into(),
-        join,
-        ..Default::default()
-    };
+    let req = move |id: u32, join: bool| registration(id, dim, join);
     let regs: Vec<_> = (0..3)
         .map(|id| {
             let mut c = c.clone();
@@ -228,24 +233,12 @@ async fn a_joiner_registering_after_the_members_synced_is_admitted_at_its_rejoin
 async fn a_sync_with_no_change_forming_forms_an_epoch_of_the_same_members() {
     let run = prepared(3);
     let (addr, _h) = start_coordinator(run.clone(), None).await;
-    let channel =
-        dprox_transport::endpoint(&dprox_net::Security::Insecure, &addr, dprox_net::Peer::Coordinator)
-            .unwrap()
-            .connect_lazy();
-    let c = pb::coordinator_client::CoordinatorClient::new(channel);
+    let c = client(&addr);
     let dim = run.dim() as u64;
     let regs: Vec<_> = (0..3u32)
         .map(|id| {
             let mut c = c.clone();
-            let req = pb::RegisterRequest {
-                id,
-                address: format!("127.0.0.1:{}", 1 + id),
-                device: "cpu".into(),
-                dim,
-                secret: "s3cret".into(),
-                ..Default::default()
-            };
-            tokio::spawn(async move { c.register(req).await.unwrap().into_inner() })
+            tokio::spawn(async move { c.register(registration(id, dim, false)).await.unwrap().into_inner() })
         })
         .collect();
     for r in regs {
