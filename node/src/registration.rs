@@ -66,8 +66,11 @@ pub(crate) async fn register(
 }
 
 /// Gradient samples per second on a batch of up to 64 samples, reported at registration (the
-/// coordinator shows it; `balance = "throughput"` sizes the minibatches by it): the best of
-/// three timed gradients after one that warms the caches and the scratch buffers.
+/// coordinator shows it; `balance = "throughput"` sizes the minibatches by it): the fastest of
+/// the timed gradients after one that warms the caches and the scratch buffers. At least three
+/// are timed, and more until [`MEASURE_FOR`] has passed (at most [`MEASURE_REPS`]): nodes that
+/// start together on a busy machine are preempted during some of them, and a tiny model's three
+/// gradients could all be hit.
 fn measure_throughput(objective: &mut dyn Objective, dim: usize) -> f64 {
     let n = objective.num_samples().min(64);
     if n == 0 {
@@ -77,12 +80,19 @@ fn measure_throughput(objective: &mut dyn Objective, dim: usize) -> f64 {
     let x = vec![0.0f32; dim];
     let mut g = vec![0.0f32; dim];
     objective.loss_grad(&x, Batch::Indices(&idx), &mut g);
-    let best = (0..3)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            objective.loss_grad(&x, Batch::Indices(&idx), &mut g);
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
+    let started = std::time::Instant::now();
+    let mut best = f64::INFINITY;
+    let mut reps = 0;
+    while reps < 3 || (reps < MEASURE_REPS && started.elapsed() < MEASURE_FOR) {
+        let t = std::time::Instant::now();
+        objective.loss_grad(&x, Batch::Indices(&idx), &mut g);
+        best = best.min(t.elapsed().as_secs_f64());
+        reps += 1;
+    }
     n as f64 / best.max(1e-9)
 }
+
+/// How long a node keeps timing gradients for its throughput (after the first three).
+const MEASURE_FOR: Duration = Duration::from_millis(20);
+/// The most gradients it times.
+const MEASURE_REPS: usize = 1000;
