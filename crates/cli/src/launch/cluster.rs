@@ -52,7 +52,7 @@ impl<'a> Cluster<'a> {
         schedule: Vec<Change>,
         resume: Option<&ResumePoint>,
     ) -> anyhow::Result<Cluster<'a>> {
-        let (coordinator, addr) = start_coordinator(args, config, secured, resume.is_some())?;
+        let (coordinator, addr) = start_coordinator(args, config, secured, (resume.is_some(), n))?;
         let mut c = Cluster {
             args,
             secured,

@@ -186,7 +186,7 @@ pub(super) fn start_coordinator(
     args: &Args,
     config: &Path,
     secured: &Secured,
-    resume: bool,
+    (resume, nodes): (bool, usize),
 ) -> anyhow::Result<(Proc, String)> {
     let exe = std::env::current_exe().context("locating the dprox executable")?;
     let (f, log) = log_file(&args.out, "coordinator", resume)?;
@@ -194,6 +194,10 @@ pub(super) fn start_coordinator(
     cmd.arg("coordinator").arg(config).args(["--listen", "127.0.0.1:0", "--out"]).arg(&args.out);
     cmd.env(LAUNCHER_PID, std::process::id().to_string());
     small_pages(&mut cmd);
+    // Its evaluations (GEMM and rayon threads) share the machine with the nodes: a node's share
+    // of the cores, not all of them (2 cores, 5 nodes: 12.9 s of CPU against 13.4 s, half the
+    // context switches, docs/benchmarks.md).
+    compute_threads(&mut cmd, threads_per_process(args, nodes));
     secured.apply(&mut cmd);
     if resume {
         cmd.arg("--resume");
@@ -234,6 +238,12 @@ pub(super) fn threads_per_process(args: &Args, nodes: usize) -> usize {
     args.threads_per_process.map_or((cores / nodes.max(1)).max(1), usize::from)
 }
 
+/// Gives a local process `threads` GEMM and rayon threads.
+fn compute_threads(cmd: &mut Command, threads: usize) {
+    let threads = threads.to_string();
+    cmd.env("MATMUL_NUM_THREADS", &threads).env("RAYON_NUM_THREADS", &threads);
+}
+
 /// Starts node `id` (of `nodes` local ones) with its log file and its own metrics file in the run folder; the fault
 /// lines it prints go to `faults`.
 pub(super) fn start_node(
@@ -251,10 +261,9 @@ pub(super) fn start_node(
     node.arg("node").arg(config).args(["--id", &id.to_string(), "--coordinator", addr]);
     node.env(LAUNCHER_PID, std::process::id().to_string());
     small_pages(&mut node);
-    let threads = threads_per_process(args, nodes).to_string();
-    node.env(dprox_node::cli::THREADS_ENV, &threads)
-        .env("MATMUL_NUM_THREADS", &threads)
-        .env("RAYON_NUM_THREADS", &threads);
+    let threads = threads_per_process(args, nodes);
+    node.env(dprox_node::cli::THREADS_ENV, threads.to_string());
+    compute_threads(&mut node, threads);
     secured.apply(&mut node);
     match start {
         NodeStart::Fresh => {}
