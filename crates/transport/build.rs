@@ -6,6 +6,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     let fds = protox::compile(&files, [&root])?;
-    tonic_prost_build::configure().bytes(".").compile_fds(fds)?;
+    tonic_prost_build::configure().bytes(".").codec_path("crate::codec::Codec").compile_fds(fds)?;
     Ok(())
 }

@@ -8,11 +8,14 @@
 //!   coordinator crates only).
 //! - [`gossip`]: the Gossip server (authenticates, size-limits, reassembles and decodes incoming
 //!   messages) and a peer client (chunked streaming over a reused HTTP/2 connection).
+//! - [`codec`]: prost's gRPC codec with buffers sized per message type (a chunk is copied
+//!   into its buffer once).
 //! - [`shape`]: per-link delay, bandwidth cap and loss, applied by the sender.
 //!
 //! Large vectors travel as a stream of ~1 MiB chunks with raised HTTP/2 windows; every message is
 //! refused, not crashed on, when it is oversized, malformed, or carries the wrong run or token.
 
+pub mod codec;
 pub mod gossip;
 pub mod shape;
 
