@@ -67,6 +67,27 @@ fn csv_gzip_detected_by_content_label_first_crlf() {
     }
 }
 
+/// Integer fields are read as they are scanned; every other field goes through the standard
+/// parser. Both must give the standard library's value, at every boundary of the fast path.
+#[test]
+fn csv_integer_fields_read_while_scanning_equal_the_standard_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let fields = ["0012", "1234567", "12345678", " 7", "8 ", "3.5", "1e2", "+4", "9999999", "0", "1"];
+    let text = format!("{}\n{}\n", fields.join(","), ["5"; 11].join(","));
+    let p = write(dir.path(), "ints.csv", text.as_bytes());
+    let d = load_csv(&p, &CsvOptions::default()).unwrap();
+    let want: Vec<f32> = fields[..10].iter().map(|f| f.trim().parse().unwrap()).collect();
+    assert_eq!(dense(&d.features)[0], want);
+    assert_eq!(d.targets, vec![1.0, 5.0]);
+    for (name, text, column) in
+        [("empty.csv", "1,2,0\n1,,0\n", "column 2"), ("end.csv", "1,2,0\n1,2,\n", "column 3")]
+    {
+        let p = write(dir.path(), name, text.as_bytes());
+        let e = load_csv(&p, &CsvOptions::default()).unwrap_err();
+        assert_err_contains(e, &[name, &format!("line 2, {column}"), "``"]);
+    }
+}
+
 #[test]
 fn csv_regression_keeps_real_targets() {
     let dir = tempfile::tempdir().unwrap();
