@@ -195,8 +195,8 @@ pub(super) fn start_coordinator(
     cmd.env(LAUNCHER_PID, std::process::id().to_string());
     small_pages(&mut cmd);
     // Its evaluations (GEMM and rayon threads) share the machine with the nodes: a node's share
-    // of the cores, not all of them (2 cores, 5 nodes: 12.9 s of CPU against 13.4 s, half the
-    // context switches, docs/benchmarks.md).
+    // of the cores, not all of them (the LeNet example on 2 cores: 12.5 s of CPU against 13.4 s
+    // and half the context switches, docs/benchmarks.md).
     compute_threads(&mut cmd, threads_per_process(args, nodes));
     secured.apply(&mut cmd);
     if resume {
