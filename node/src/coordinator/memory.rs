@@ -1,8 +1,9 @@
 //! A coordinator in memory, for driving nodes in one process: it registers them, replies when all
 //! have (with the peers and mixing weights of the run), records their reports and finishes, forms
 //! membership epochs (a barrier over the members: when every member has synced, the next epoch
-//! starts at the furthest iteration among them, planned by `Prepared::plan_epoch`), and lets a
-//! test abort the run or make the coordinator unreachable.
+//! starts at the furthest iteration among them, planned by `Prepared::plan_epoch`; a member's
+//! sync in the middle of an epoch tells the others to freeze, as the real coordinator does), and
+//! lets a test abort the run or make the coordinator unreachable.
 
 use std::sync::{Arc, Mutex};
 
@@ -203,7 +204,17 @@ impl CoordinatorLink for MemoryCoordinator {
     async fn sync(&mut self, req: pb::SyncRequest) -> Result<pb::SyncReply, LinkError> {
         self.reachable()?;
         let id = req.id as usize;
-        self.book().synced.insert(id, req.iteration);
+        {
+            let mut book = self.book();
+            // The real coordinator's rule: a member's sync in the middle of an epoch, with no
+            // change forming, gets an epoch of the same members (the others are told to freeze
+            // and sync), rather than leaving the node waiting.
+            let ahead = book.epoch.index > req.epoch;
+            if !ahead && !req.at_boundary && !book.freeze && book.members.contains(&id) {
+                book.freeze = true;
+            }
+            book.synced.insert(id, req.iteration);
+        }
         self.maybe_form();
         let _ = self.epochs.subscribe().wait_for(|&e| e > req.epoch).await;
         let book = self.book();
@@ -253,5 +264,58 @@ impl CoordinatorLink for MemoryCoordinator {
         self.reachable()?;
         self.book().finished.push((req.id as usize, req.error));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(nodes: usize) -> Arc<Prepared> {
+        let text = format!(
+            "[run]\nalgorithm = \"dproxsgt\"\niterations = 20\n[topology]\nkind = \"ring\"\nnodes = {nodes}\n\
+             [data]\nsynthetic = {{ kind = \"least_squares\", samples = 60, features = 4 }}\n\
+             [model]\nkind = \"least_squares\"\n[optimizer]\nlr = 0.05\nbatch_size = 4\n"
+        );
+        let cfg = dprox_config::parse(&text, "m.toml".as_ref()).unwrap();
+        Arc::new(Prepared::new(cfg, ".".as_ref(), "m".into()).unwrap())
+    }
+
+    fn sync(id: u32, iteration: u64, at_boundary: bool) -> pb::SyncRequest {
+        pb::SyncRequest { id, epoch: 0, iteration, at_boundary }
+    }
+
+    #[tokio::test]
+    async fn a_sync_with_no_change_forming_freezes_the_others_and_forms_an_epoch_of_the_same_members() {
+        let c = MemoryCoordinator::new(ring(3));
+        let beat = || pb::HeartbeatRequest { id: 1, ..Default::default() };
+        assert!(!c.clone().heartbeat(beat()).await.unwrap().freeze);
+        let first = tokio::spawn({
+            let mut c = c.clone();
+            async move { c.sync(sync(0, 5, false)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(c.clone().heartbeat(beat()).await.unwrap().freeze, "the others are told to freeze");
+        assert_eq!(c.epoch(), 0, "no epoch before every member synced");
+        let (mut c1, mut c2) = (c.clone(), c.clone());
+        let (r1, r2) = tokio::join!(c1.sync(sync(1, 4, false)), c2.sync(sync(2, 5, false)));
+        for reply in [first.await.unwrap(), r1, r2] {
+            let e = reply.unwrap().epoch.expect("an epoch");
+            assert_eq!((e.index, e.start, e.peers.len()), (1, 5, 2));
+        }
+        assert!(!c.clone().heartbeat(beat()).await.unwrap().freeze);
+    }
+
+    #[tokio::test]
+    async fn syncs_at_a_boundary_do_not_freeze_anyone() {
+        let c = MemoryCoordinator::new(ring(3));
+        let first = tokio::spawn({
+            let mut c = c.clone();
+            async move { c.sync(sync(0, 8, true)).await }
+        });
+        tokio::task::yield_now().await;
+        let beat = pb::HeartbeatRequest { id: 1, ..Default::default() };
+        assert!(!c.clone().heartbeat(beat).await.unwrap().freeze);
+        first.abort();
     }
 }
