@@ -35,7 +35,7 @@ impl<T, U> Default for Codec<T, U> {
 }
 
 /// The buffer settings for messages of type `M`.
-pub fn settings<M: 'static>() -> BufferSettings {
+fn settings<M: 'static>() -> BufferSettings {
     let large = [TypeId::of::<pb::Chunk>(), TypeId::of::<pb::FetchModelReply>()];
     let size = if large.contains(&TypeId::of::<M>()) { LARGE } else { SMALL };
     BufferSettings::new(size, YIELD)
