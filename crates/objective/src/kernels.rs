@@ -13,10 +13,12 @@
 //! Every output value is one chain of fused multiply-adds in a fixed order: over the patch (k)
 //! for [`forward`], starting from the bias; over the rows, first to last, for [`weight_grad`],
 //! starting from zero and then added to the gradient; over the channels (n) for
-//! [`input_grad`], starting from zero. The AVX2 kernels (x86-64 with AVX2 and FMA, detected at
-//! run time) run one chain per SIMD lane, and the portable kernels run the same chains with
-//! `f32::mul_add`, so both give the same bits (tested), on every machine, whatever the thread
-//! count: the simulator and a cluster node compute the same gradient.
+//! [`input_grad`], starting from zero. The AVX-512 kernels (16 lanes) and the AVX2 ones (8
+//! lanes, with FMA), chosen at run time, run one chain per SIMD lane, and the portable kernels
+//! run the same chains with `f32::mul_add`, so all three give the same bits (tested), on every
+//! machine, whatever the thread count: the simulator and a cluster node compute the same
+//! gradient. Which vectors serve a call depends on its narrow side: AVX-512 where sixteen lanes
+//! hold it with no more padding than eight (LeNet's 16 channels), AVX2 otherwise (its 6).
 
 /// Scratch space of the kernels: the narrow operand laid out for the SIMD lanes. Grows to the
 /// largest layer once, then is reused.
@@ -30,12 +32,15 @@ pub(crate) struct Scratch {
     acc: Vec<f32>,
 }
 
-/// Lanes of one vector.
+/// Lanes of an AVX2 vector.
 const LANES: usize = 8;
 
-/// `x` rounded up to whole vectors.
-fn padded(x: usize) -> usize {
-    x.div_ceil(LANES) * LANES
+/// Lanes of an AVX-512 vector.
+const WIDE: usize = 16;
+
+/// `x` rounded up to whole vectors of `lanes`.
+fn padded(x: usize, lanes: usize) -> usize {
+    x.div_ceil(lanes) * lanes
 }
 
 /// The first `len` values of `v`, zeroed, grown if needed.
@@ -48,15 +53,49 @@ fn zeroed(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     s
 }
 
-/// Whether this CPU runs the AVX2 kernels.
-fn simd() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+/// The instructions a kernel call runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+enum Isa {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl Isa {
+    /// The widest vectors this CPU runs (feature detection is cached by the standard library).
+    fn widest() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") {
+                return Isa::Avx512;
+            }
+            if has!("avx2") && has!("fma") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// The vectors for a narrow side of `n` lanes on this CPU (see [`Isa::narrow`]).
+    fn for_width(n: usize) -> Isa {
+        Isa::widest().narrow(n)
+    }
+
+    /// The vectors for a narrow side of `n` lanes where `self` is the widest: AVX-512 only
+    /// where it pads `n` no more than AVX2 would (n = 9..=16, 25..=32, ...), so that no lanes
+    /// are wasted.
+    fn narrow(self, n: usize) -> Isa {
+        match self {
+            Isa::Avx512 if padded(n, WIDE) != padded(n, LANES) => Isa::Avx2,
+            isa => isa,
+        }
+    }
+
+    /// Lanes of one vector (the portable kernels take the AVX2 layout).
+    fn lanes(self) -> usize {
+        if self == Isa::Avx512 { WIDE } else { LANES }
     }
 }
 
@@ -70,9 +109,24 @@ pub(crate) fn forward(
     out: &mut [f32],
     s: &mut Scratch,
 ) {
+    forward_on(Isa::for_width(n), cols, k, w, bias, n, out, s);
+}
+
+/// [`forward`] on the vectors of `isa`.
+#[allow(clippy::too_many_arguments)]
+fn forward_on(
+    isa: Isa,
+    cols: &[f32],
+    k: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    out: &mut [f32],
+    s: &mut Scratch,
+) {
     let rows = out.len() / n;
     assert!(cols.len() >= rows * k && w.len() == n * k && out.len() == rows * n);
-    let np = padded(n);
+    let np = padded(n, isa.lanes());
     let wt = zeroed(&mut s.w, k * np);
     for (j, wj) in w.chunks_exact(k).enumerate() {
         for (kk, &v) in wj.iter().enumerate() {
@@ -83,16 +137,16 @@ pub(crate) fn forward(
     if let Some(bias) = bias {
         b[..n].copy_from_slice(bias);
     }
-    #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: AVX2 and FMA are present; the sizes were checked above.
+    match isa {
+        // SAFETY: the CPU has the instructions (`Isa`); the sizes were checked above.
+        #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        unsafe {
-            avx::forward(cols, k, wt, b, n, out)
-        };
-        return;
+        Isa::Avx512 => unsafe { avx512::forward(cols, k, wt, b, n, out) },
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        Isa::Avx2 => unsafe { avx::forward(cols, k, wt, b, n, out) },
+        _ => portable::forward(cols, k, wt, b, n, out),
     }
-    portable::forward(cols, k, wt, b, n, out);
 }
 
 /// Adds `dout`^T `cols` to `gw` (n x k) and, with `gb`, the column sums of `dout` (rows x n) to
@@ -106,9 +160,52 @@ pub(crate) fn weight_grad(
     gb: Option<&mut [f32]>,
     s: &mut Scratch,
 ) {
+    let isa = match Isa::widest() {
+        Isa::Avx512 if along_patch(n, k) => Isa::Avx512,
+        widest => widest.narrow(n),
+    };
+    weight_grad_on(isa, cols, k, dout, n, gw, gb, s);
+}
+
+/// Whether the AVX-512 weight gradient runs its lanes along the patch rather than the
+/// channels: for at most 8 channels and a patch of at most 32 values (LeNet's first
+/// convolution, 6 x 25), where channel lanes would leave most of each vector empty.
+fn along_patch(n: usize, k: usize) -> bool {
+    n <= LANES && k <= 2 * WIDE
+}
+
+/// [`weight_grad`] on the vectors of `isa`.
+#[allow(clippy::too_many_arguments)]
+fn weight_grad_on(
+    isa: Isa,
+    cols: &[f32],
+    k: usize,
+    dout: &[f32],
+    n: usize,
+    gw: &mut [f32],
+    gb: Option<&mut [f32]>,
+    s: &mut Scratch,
+) {
     let rows = dout.len() / n;
     assert!(cols.len() >= rows * k && dout.len() == rows * n && gw.len() == n * k);
-    let np = padded(n);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && along_patch(n, k) {
+        let kp = padded(k, WIDE);
+        let acc = zeroed(&mut s.acc, n * kp);
+        // SAFETY: the CPU has AVX-512 (`Isa`); n <= 8, k <= 32 and the sizes were checked above.
+        #[allow(unsafe_code)]
+        unsafe {
+            avx512::weight_grad_along_patch(cols, k, dout, n, acc)
+        };
+        for (g, a) in gw.chunks_exact_mut(k).zip(acc.chunks_exact(kp)) {
+            g.iter_mut().zip(a).for_each(|(g, &a)| *g += a);
+        }
+        if let Some(gb) = gb {
+            narrow_bias_grad(dout, n, gb);
+        }
+        return;
+    }
+    let np = padded(n, isa.lanes());
     let dpad: &[f32] = if np == n {
         dout
     } else {
@@ -125,19 +222,15 @@ pub(crate) fn weight_grad(
         dpad
     };
     let acc = zeroed(&mut s.acc, k * np);
-    #[cfg(target_arch = "x86_64")]
-    let done = simd() && {
-        // SAFETY: AVX2 and FMA are present; the sizes were checked above.
+    match isa {
+        // SAFETY: the CPU has the instructions (`Isa`); the sizes were checked above.
+        #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        unsafe {
-            avx::weight_grad(cols, k, dpad, np, acc)
-        };
-        true
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let done = false;
-    if !done {
-        portable::weight_grad(cols, k, dpad, np, acc);
+        Isa::Avx512 => unsafe { avx512::weight_grad(cols, k, dpad, np, acc) },
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        Isa::Avx2 => unsafe { avx::weight_grad(cols, k, dpad, np, acc) },
+        _ => portable::weight_grad(cols, k, dpad, np, acc),
     }
     for (j, g) in gw.chunks_exact_mut(k).enumerate() {
         for (kk, g) in g.iter_mut().enumerate() {
@@ -167,28 +260,46 @@ fn bias_grad(dpad: &[f32], np: usize, gb: &mut [f32]) {
     }
 }
 
+/// [`bias_grad`] for at most 8 channels, reading `dout` unpadded: the same sums, in the same
+/// order.
+#[cfg(target_arch = "x86_64")]
+fn narrow_bias_grad(dout: &[f32], n: usize, gb: &mut [f32]) {
+    let mut acc = [0.0f32; LANES];
+    acc[..n].copy_from_slice(gb);
+    for row in dout.chunks_exact(n) {
+        acc.iter_mut().zip(row).for_each(|(a, &d)| *a += d);
+    }
+    gb.copy_from_slice(&acc[..n]);
+}
+
 /// Writes `dcols` (rows x k) = `dout` (rows x n) `w` (n x k, row-major).
 pub(crate) fn input_grad(dout: &[f32], n: usize, w: &[f32], k: usize, dcols: &mut [f32], s: &mut Scratch) {
+    input_grad_on(Isa::widest(), dout, n, w, k, dcols, s);
+}
+
+/// [`input_grad`] on the vectors of `isa`. Its lanes run along the long side (the patch), so
+/// the widest vectors serve it.
+fn input_grad_on(isa: Isa, dout: &[f32], n: usize, w: &[f32], k: usize, dcols: &mut [f32], s: &mut Scratch) {
     let rows = dout.len() / n;
     assert!(dcols.len() == rows * k && dout.len() == rows * n && w.len() == n * k);
-    let kp = padded(k);
+    let kp = padded(k, isa.lanes());
     let wp = zeroed(&mut s.w, n * kp);
     for (d, src) in wp.chunks_exact_mut(kp).zip(w.chunks_exact(k)) {
         d[..k].copy_from_slice(src);
     }
-    #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: AVX2 and FMA are present; the sizes were checked above.
+    match isa {
+        // SAFETY: the CPU has the instructions (`Isa`); the sizes were checked above.
+        #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        unsafe {
-            avx::input_grad(dout, n, wp, kp, k, dcols)
-        };
-        return;
+        Isa::Avx512 => unsafe { avx512::input_grad(dout, n, wp, kp, k, dcols) },
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        Isa::Avx2 => unsafe { avx::input_grad(dout, n, wp, kp, k, dcols) },
+        _ => portable::input_grad(dout, n, wp, kp, k, dcols),
     }
-    portable::input_grad(dout, n, wp, kp, k, dcols);
 }
 
-/// The same chains as the AVX2 kernels, one value at a time, with `f32::mul_add`.
+/// The same chains as the SIMD kernels, one value at a time, with `f32::mul_add`.
 mod portable {
     /// See [`super::forward`]; `wt` is W^T padded to k x np, `b` the padded bias.
     pub fn forward(cols: &[f32], k: usize, wt: &[f32], b: &[f32], n: usize, out: &mut [f32]) {
@@ -232,6 +343,10 @@ mod portable {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx;
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512;
 
 #[cfg(test)]
 mod tests;

@@ -13,9 +13,29 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// (rows, k, n): LeNet's shapes, and widths and lengths that leave partial vectors and blocks.
-const SHAPES: [(usize, usize, usize); 7] =
-    [(50, 25, 6), (37, 150, 16), (9, 7, 1), (13, 33, 20), (4, 8, 8), (1, 1, 3), (70, 150, 24)];
+/// (rows, k, n): LeNet's shapes, and widths and lengths that leave partial vectors and blocks
+/// of both vector widths.
+const SHAPES: [(usize, usize, usize); 10] = [
+    (50, 25, 6),
+    (37, 150, 16),
+    (9, 7, 1),
+    (13, 33, 20),
+    (4, 8, 8),
+    (1, 1, 3),
+    (70, 150, 24),
+    (29, 41, 12),
+    (45, 19, 32),
+    (31, 40, 5),
+];
+
+/// The kernels this CPU runs, the SIMD ones compared below against the portable chains.
+fn isas() -> Vec<Isa> {
+    let widest = Isa::widest();
+    [Isa::Portable, Isa::Avx2, Isa::Avx512]
+        .into_iter()
+        .filter(|&isa| isa == Isa::Portable || isa == widest || (isa == Isa::Avx2 && widest == Isa::Avx512))
+        .collect()
+}
 
 /// f64 reference of `cols w^T + b`.
 fn forward_f64(cols: &[f32], k: usize, w: &[f32], b: &[f32], n: usize) -> Vec<f64> {
@@ -48,7 +68,7 @@ fn forward_matches_the_f64_product_and_the_portable_chains_bit_for_bit() {
         forward(&cols, k, &w, Some(&b), n, &mut out, &mut Scratch::default());
         close(&out, &forward_f64(&cols, k, &w, &b, n));
         let mut s = Scratch::default();
-        let (np, mut wt) = (padded(n), vec![0.0; padded(n) * k]);
+        let (np, mut wt) = (padded(n, LANES), vec![0.0; padded(n, LANES) * k]);
         for j in 0..n {
             for kk in 0..k {
                 wt[kk * np + j] = w[j * k + kk];
@@ -59,9 +79,14 @@ fn forward_matches_the_f64_product_and_the_portable_chains_bit_for_bit() {
         let mut port = vec![f32::NAN; rows * n];
         portable::forward(&cols, k, &wt, &bp, n, &mut port);
         assert_eq!(out, port, "shape {rows} x {k} x {n}");
-        // Without a bias the chain starts from zero.
-        forward(&cols, k, &w, None, n, &mut out, &mut s);
-        close(&out, &forward_f64(&cols, k, &w, &vec![0.0; n], n));
+        for isa in isas() {
+            out.fill(f32::NAN);
+            forward_on(isa, &cols, k, &w, Some(&b), n, &mut out, &mut s);
+            assert_eq!(out, port, "{isa:?}, shape {rows} x {k} x {n}");
+            // Without a bias the chain starts from zero.
+            forward_on(isa, &cols, k, &w, None, n, &mut out, &mut s);
+            close(&out, &forward_f64(&cols, k, &w, &vec![0.0; n], n));
+        }
     }
 }
 
@@ -82,7 +107,7 @@ fn weight_grad_adds_dout_t_cols_and_the_column_sums() {
             (0..n).map(|j| 2.0 + (0..rows).map(|m| f64::from(dout[m * n + j])).sum::<f64>()).collect();
         close(&gb, &want_b);
         // The portable chains give the same bits.
-        let np = padded(n);
+        let np = padded(n, LANES);
         let mut dpad = vec![0.0; rows * np];
         for m in 0..rows {
             dpad[m * np..m * np + n].copy_from_slice(&dout[m * n..(m + 1) * n]);
@@ -91,6 +116,13 @@ fn weight_grad_adds_dout_t_cols_and_the_column_sums() {
         portable::weight_grad(&cols, k, &dpad, np, &mut acc);
         let port: Vec<f32> = (0..n * k).map(|i| 1.0 + acc[(i % k) * np + i / k]).collect();
         assert_eq!(gw, port, "shape {rows} x {k} x {n}");
+        let mut s = Scratch::default();
+        for isa in isas() {
+            let (mut gw_isa, mut gb_isa) = (vec![1.0f32; n * k], vec![2.0f32; n]);
+            weight_grad_on(isa, &cols, k, &dout, n, &mut gw_isa, Some(&mut gb_isa), &mut s);
+            assert_eq!(gw_isa, port, "{isa:?}, shape {rows} x {k} x {n}");
+            assert_eq!(gb_isa, gb, "{isa:?}, shape {rows} x {k} x {n}");
+        }
     }
 }
 
@@ -107,7 +139,7 @@ fn input_grad_writes_dout_w() {
             })
             .collect();
         close(&dcols, &want);
-        let kp = padded(k);
+        let kp = padded(k, LANES);
         let mut wp = vec![0.0; n * kp];
         for j in 0..n {
             wp[j * kp..j * kp + k].copy_from_slice(&w[j * k..(j + 1) * k]);
@@ -115,14 +147,35 @@ fn input_grad_writes_dout_w() {
         let mut port = vec![f32::NAN; rows * k];
         portable::input_grad(&dout, n, &wp, kp, k, &mut port);
         assert_eq!(dcols, port, "shape {rows} x {k} x {n}");
+        let mut s = Scratch::default();
+        for isa in isas() {
+            dcols.fill(f32::NAN);
+            input_grad_on(isa, &dout, n, &w, k, &mut dcols, &mut s);
+            assert_eq!(dcols, port, "{isa:?}, shape {rows} x {k} x {n}");
+        }
     }
 }
 
 #[test]
 fn the_simd_kernels_run_here_when_the_cpu_has_them() {
-    // On x86-64 CI machines (AVX2 since 2013) the comparisons above test the AVX2 kernels
-    // against the portable ones; say which ran.
-    eprintln!("AVX2 + FMA kernels: {}", simd());
+    // On x86-64 CI machines (AVX2 since 2013) the comparisons above test the SIMD kernels
+    // against the portable ones; say which ran. AVX-512 is tested where the CPU has it.
+    eprintln!(
+        "kernels compared: {:?}; LeNet's 6 and 16 channels run on {:?} and {:?}",
+        isas(),
+        Isa::for_width(6),
+        Isa::for_width(16)
+    );
     #[cfg(target_arch = "x86_64")]
-    assert!(simd() || std::env::var_os("DPROX_ALLOW_NO_AVX2").is_some(), "this x86-64 CPU lacks AVX2/FMA");
+    assert!(
+        Isa::widest() != Isa::Portable || std::env::var_os("DPROX_ALLOW_NO_AVX2").is_some(),
+        "this x86-64 CPU lacks AVX2/FMA"
+    );
+}
+
+#[test]
+fn avx512_serves_a_width_only_where_it_wastes_no_lanes() {
+    let wide: Vec<usize> = (1..=40).filter(|&n| Isa::Avx512.narrow(n) == Isa::Avx512).collect();
+    assert_eq!(wide, [9, 10, 11, 12, 13, 14, 15, 16, 25, 26, 27, 28, 29, 30, 31, 32]);
+    assert!((1..=40).all(|n| Isa::Avx512.narrow(n) != Isa::Portable && Isa::Avx2.narrow(n) == Isa::Avx2));
 }
