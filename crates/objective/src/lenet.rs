@@ -37,8 +37,8 @@ use rayon::prelude::*;
 use crate::batch::{
     Gather, Input, Sel, affine_backward, affine_forward, batch_len, check_data, check_labels, chunk,
 };
-use crate::conv::{Conv, MapLayout, Pooling, col2im, im2col};
-use crate::kernels::{self, Scratch};
+use crate::conv::{Conv, InPlace, MapLayout, Pooling, col2im, im2col};
+use crate::kernels::{self, Scratch, Stored};
 use crate::softmax::{argmax, cross_entropy};
 use crate::spec::classes_of;
 use crate::{Activation, Batch, ModelSpec, Objective, ObjectiveError, Pool, Shape};
@@ -201,9 +201,11 @@ impl LeNetArch {
 /// Grow-only scratch, one flat buffer per intermediate (see [`LeNet::eval`] for their shapes).
 #[derive(Debug, Default)]
 struct Buffers {
-    cols1: Vec<f32>,
+    /// The first convolution's input maps with the tables that read its patches in place.
+    in1: InPlace,
     a1: Vec<f32>,
     p1: Vec<f32>,
+    /// The second convolution's patch matrix, then its gradient (dcols).
     cols2: Vec<f32>,
     a2: Vec<f32>,
     p2: Vec<f32>,
@@ -299,9 +301,10 @@ impl LeNet {
     /// counts the samples whose argmax equals the label.
     ///
     /// Per chunk of B samples, with P1, P2 the output positions of the convolutions and Q1, Q2
-    /// those of the poolings: `cols1` (B*P1 x 25c), `a1` (B*P1 x c1), `p1` (B*Q1 x c1), `cols2`
-    /// (B*P2 x 25c1, reused for its gradient), `a2` (B*P2 x c2), `p2` (B x Q2*c2), then the dense
-    /// layers; `dX` is the gradient wrt `X`.
+    /// those of the poolings: `in1` (the B input maps with their borders, read as the
+    /// B*P1 x 25c patch matrix in place), `a1` (B*P1 x c1), `p1` (B*Q1 x c1), `cols2` (B*P2 x
+    /// 25c1, reused for its gradient), `a2` (B*P2 x c2), `p2` (B x Q2*c2), then the dense layers;
+    /// `dX` is the gradient wrt `X`.
     fn eval(
         &mut self,
         x: &[f32],
@@ -400,8 +403,7 @@ struct Net<'a> {
     /// The dense layers, the output layer last (at `top`).
     dense: &'a [LeNetLayer],
     top: usize,
-    /// Patch sizes (GEMM inner dimensions) of the two convolutions.
-    k1: usize,
+    /// Patch size (GEMM inner dimension) of the second convolution.
     k2: usize,
     /// Output channels of the two convolutions.
     m1: usize,
@@ -428,7 +430,7 @@ impl<'a> Net<'a> {
         layers: &'a [LeNetLayer],
         stages: (Conv, Pooling, Conv, Pooling),
     ) -> Self {
-        let (conv1, _, conv2, _) = stages;
+        let (_, _, conv2, _) = stages;
         let (l1, l2, dense) = (layers[0], layers[1], &layers[2..]);
         Net {
             x,
@@ -439,7 +441,6 @@ impl<'a> Net<'a> {
             l2,
             dense,
             top: dense.len() - 1,
-            k1: conv1.patch(),
             k2: conv2.patch(),
             m1: l1.outputs,
             m2: l2.outputs,
@@ -463,18 +464,18 @@ impl<'a> Net<'a> {
     /// Forward through the convolutional part: conv 1, pool 1, conv 2, pool 2 (into `p2`, one
     /// row per sample, the input of the dense layers).
     fn conv_forward(&self, c: &Chunk, input: &[f32], bufs: &mut Buffers) {
-        let Buffers { cols1, a1, p1, cols2, a2, p2, arg1, arg2, kern, padded, .. } = bufs;
+        let Buffers { in1, a1, p1, cols2, a2, p2, arg1, arg2, kern, padded, .. } = bufs;
         let (conv1, pool1, conv2, pool2) = self.stages;
         let (act, &Chunk { b, r1, q1, r2 }) = (self.act, c);
-        let (k1, k2, m1, m2) = (self.k1, self.k2, self.m1, self.m2);
-        im2col(&conv1, input, b, grow(cols1, r1 * k1), padded);
+        let (k2, m1, m2) = (self.k2, self.m1, self.m2);
+        in1.fill(&conv1, input, b);
         let (w, bb) = self.params(&self.l1);
-        kernels::forward(&cols1[..r1 * k1], k1, w, bb, m1, grow(a1, r1 * m1), kern);
+        kernels::forward(in1.patches(), w, bb, m1, grow(a1, r1 * m1), kern);
         a1[..r1 * m1].iter_mut().for_each(|v| *v = act.apply(*v));
         pool1.forward(&a1[..r1 * m1], b, grow(p1, q1 * m1), grow(arg1, q1 * m1));
         im2col(&conv2, &p1[..q1 * m1], b, grow(cols2, r2 * k2), padded);
         let (w, bb) = self.params(&self.l2);
-        kernels::forward(&cols2[..r2 * k2], k2, w, bb, m2, grow(a2, r2 * m2), kern);
+        kernels::forward(Stored::new(&cols2[..r2 * k2], k2), w, bb, m2, grow(a2, r2 * m2), kern);
         a2[..r2 * m2].iter_mut().for_each(|v| *v = act.apply(*v));
         pool2.forward(&a2[..r2 * m2], b, grow(p2, b * self.flat), grow(arg2, b * self.flat));
     }
@@ -520,10 +521,10 @@ impl<'a> Net<'a> {
     /// Backward through the convolutional part from `dp2`, adding the weight (and bias)
     /// gradients of both convolutions to `g`.
     fn conv_backward(&self, c: &Chunk, bufs: &mut Buffers, g: &mut [f32]) {
-        let Buffers { cols1, a1, cols2, a2, arg1, arg2, dp2, da2, dp1, da1, kern, .. } = bufs;
+        let Buffers { in1, a1, cols2, a2, arg1, arg2, dp2, da2, dp1, da1, kern, .. } = bufs;
         let (_, pool1, conv2, pool2) = self.stages;
         let (act, bias, &Chunk { b, r1, q1, r2 }) = (self.act, self.bias, c);
-        let (k1, k2, m1, m2, flat) = (self.k1, self.k2, self.m1, self.m2, self.flat);
+        let (k2, m1, m2, flat) = (self.k2, self.m1, self.m2, self.flat);
         let (l1, l2) = (self.l1, self.l2);
 
         // Pool 2 and conv 2: the weight gradient, then dcols2 = da2 W2 (into cols2) and col2im.
@@ -531,7 +532,8 @@ impl<'a> Net<'a> {
         times_derivative(act, &mut da2[..r2 * m2], &a2[..r2 * m2]);
         let (gw, rest) = g[l2.offset..].split_at_mut(l2.weights());
         let d2 = &da2[..r2 * m2];
-        kernels::weight_grad(&cols2[..r2 * k2], k2, d2, m2, gw, bias.then(|| &mut rest[..m2]), kern);
+        let cols = Stored::new(&cols2[..r2 * k2], k2);
+        kernels::weight_grad(cols, d2, m2, gw, bias.then(|| &mut rest[..m2]), kern);
         let (w, _) = self.params(&l2);
         kernels::input_grad(d2, m2, w, k2, &mut cols2[..r2 * k2], kern);
         col2im(&conv2, &cols2[..r2 * k2], b, grow(dp1, q1 * m1));
@@ -540,15 +542,7 @@ impl<'a> Net<'a> {
         pool1.backward(&arg1[..q1 * m1], &dp1[..q1 * m1], b, grow(da1, r1 * m1));
         times_derivative(act, &mut da1[..r1 * m1], &a1[..r1 * m1]);
         let (gw, rest) = g[l1.offset..].split_at_mut(l1.weights());
-        kernels::weight_grad(
-            &cols1[..r1 * k1],
-            k1,
-            &da1[..r1 * m1],
-            m1,
-            gw,
-            bias.then(|| &mut rest[..m1]),
-            kern,
-        );
+        kernels::weight_grad(in1.patches(), &da1[..r1 * m1], m1, gw, bias.then(|| &mut rest[..m1]), kern);
     }
 }
 

@@ -5,6 +5,8 @@
 
 use std::arch::x86_64::*;
 
+use super::Patches;
+
 const L: usize = super::LANES;
 
 /// A lane mask keeping the first `len` (at most 8) lanes.
@@ -29,14 +31,14 @@ unsafe fn store(dst: *mut f32, len: usize, v: __m256) {
     }
 }
 
-/// `out = cols W^T + b` (see `super::forward`), `wt` being k x np and `b` np long.
+/// `out = patches W^T + b` (see `super::forward`), `wt` being k x np and `b` np long.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn forward(cols: &[f32], k: usize, wt: &[f32], b: &[f32], n: usize, out: &mut [f32]) {
+pub unsafe fn forward<S: Patches>(src: S, wt: &[f32], b: &[f32], n: usize, out: &mut [f32]) {
     let (rows, np) = (out.len() / n, b.len());
     let mut g = 0;
     while g < np {
-        let p = Panel { cols, k, wt, np, b, n, g };
-        // SAFETY: every block reads rows < `rows` of cols and writes them in out.
+        let p = Panel { src, wt, np, b, n, g };
+        // SAFETY: every block reads rows < `rows` of the patches and writes them in out.
         unsafe {
             if np - g >= 2 * L {
                 p.rows::<4, 2>(out, rows);
@@ -50,9 +52,8 @@ pub unsafe fn forward(cols: &[f32], k: usize, wt: &[f32], b: &[f32], n: usize, o
 }
 
 /// One column panel of the forward product: output columns g.. (V vectors).
-struct Panel<'a> {
-    cols: &'a [f32],
-    k: usize,
+struct Panel<'a, S> {
+    src: S,
     wt: &'a [f32],
     np: usize,
     b: &'a [f32],
@@ -60,7 +61,7 @@ struct Panel<'a> {
     g: usize,
 }
 
-impl Panel<'_> {
+impl<S: Patches> Panel<'_, S> {
     /// All rows of the panel, R at a time, then one at a time.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -83,9 +84,9 @@ impl Panel<'_> {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn block<const R: usize, const V: usize>(&self, m: usize, out: &mut [f32]) {
-        let (k, np, g) = (self.k, self.np, self.g);
-        // SAFETY: g + 8 V <= np (the padded widths of wt and b); rows m..m + R exist in cols
-        // and out; only the n valid columns are stored.
+        let (k, np, g) = (self.src.k(), self.np, self.g);
+        // SAFETY: g + 8 V <= np (the padded widths of wt and b); rows m..m + R exist in the
+        // patches and out; only the n valid columns are stored.
         unsafe {
             let mut acc = [[_mm256_setzero_ps(); V]; R];
             for a in acc.iter_mut() {
@@ -93,15 +94,16 @@ impl Panel<'_> {
                     *x = _mm256_loadu_ps(self.b.as_ptr().add(g + v * L));
                 }
             }
-            let c = self.cols.as_ptr().add(m * k);
+            let c: [*const f32; R] = std::array::from_fn(|r| self.src.row(m + r));
             for kk in 0..k {
+                let o = self.src.off(kk);
                 let w = self.wt.as_ptr().add(kk * np + g);
                 let mut wv = [_mm256_setzero_ps(); V];
                 for (v, x) in wv.iter_mut().enumerate() {
                     *x = _mm256_loadu_ps(w.add(v * L));
                 }
                 for (r, a) in acc.iter_mut().enumerate() {
-                    let x = _mm256_set1_ps(*c.add(r * k + kk));
+                    let x = _mm256_set1_ps(*c[r].add(o));
                     for v in 0..V {
                         a[v] = _mm256_fmadd_ps(x, wv[v], a[v]);
                     }
@@ -119,22 +121,22 @@ impl Panel<'_> {
     }
 }
 
-/// Rows per cache block of the weight gradient: the block's rows of cols (k values each) stay
+/// Rows per cache block of the weight gradient: the block's rows of patches (k values each) stay
 /// in L1 while every group of patch columns passes over them.
 const ROW_BLOCK: usize = 32;
 
-/// `acc` (k x np) = dout^T cols, transposed (see `super::weight_grad`); `dpad` is dout padded
+/// `acc` (k x np) = dout^T patches, transposed (see `super::weight_grad`); `dpad` is dout padded
 /// to rows x np.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn weight_grad(cols: &[f32], k: usize, dpad: &[f32], np: usize, acc: &mut [f32]) {
-    let rows = dpad.len() / np;
+pub unsafe fn weight_grad<S: Patches>(src: S, dpad: &[f32], np: usize, acc: &mut [f32]) {
+    let (rows, k) = (dpad.len() / np, src.k());
     let mut m0 = 0;
     while m0 < rows {
         let m1 = (m0 + ROW_BLOCK).min(rows);
         let mut g = 0;
         while g < np {
             let v = if np - g >= 2 * L { 2 } else { 1 };
-            let t = Tile { cols, k, dpad, np, m0, m1, g };
+            let t = Tile { src, dpad, np, m0, m1, g };
             let mut kk = 0;
             // SAFETY: kk + KB <= k, g + 8 V <= np, rows m0..m1 exist.
             unsafe {
@@ -165,9 +167,8 @@ pub unsafe fn weight_grad(cols: &[f32], k: usize, dpad: &[f32], np: usize, acc: 
 }
 
 /// Rows m0..m1 of the weight gradient, for channel columns g.. of dpad.
-struct Tile<'a> {
-    cols: &'a [f32],
-    k: usize,
+struct Tile<'a, S> {
+    src: S,
     dpad: &'a [f32],
     np: usize,
     m0: usize,
@@ -175,12 +176,12 @@ struct Tile<'a> {
     g: usize,
 }
 
-impl Tile<'_> {
+impl<S: Patches> Tile<'_, S> {
     /// Patch columns kk..kk + KB: acc[kk + r][g..] += sum over the tile's rows, in order.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn block<const KB: usize, const V: usize>(&self, kk: usize, acc: &mut [f32]) {
-        let (k, np, g) = (self.k, self.np, self.g);
+        let (np, g) = (self.np, self.g);
         // SAFETY: see `weight_grad`.
         unsafe {
             let mut a = [[_mm256_setzero_ps(); V]; KB];
@@ -189,15 +190,16 @@ impl Tile<'_> {
                     *y = _mm256_loadu_ps(acc.as_ptr().add((kk + r) * np + g + v * L));
                 }
             }
+            let offs: [usize; KB] = std::array::from_fn(|r| self.src.off(kk + r));
             for m in self.m0..self.m1 {
                 let d = self.dpad.as_ptr().add(m * np + g);
                 let mut dv = [_mm256_setzero_ps(); V];
                 for (v, y) in dv.iter_mut().enumerate() {
                     *y = _mm256_loadu_ps(d.add(v * L));
                 }
-                let c = self.cols.as_ptr().add(m * k + kk);
+                let c = self.src.row(m);
                 for (r, x) in a.iter_mut().enumerate() {
-                    let s = _mm256_set1_ps(*c.add(r));
+                    let s = _mm256_set1_ps(*c.add(offs[r]));
                     for v in 0..V {
                         x[v] = _mm256_fmadd_ps(s, dv[v], x[v]);
                     }

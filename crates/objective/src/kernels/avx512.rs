@@ -5,6 +5,8 @@
 
 use std::arch::x86_64::*;
 
+use super::Patches;
+
 const L: usize = super::WIDE;
 
 /// Stores the first `len` lanes of `v` at `dst`.
@@ -21,14 +23,14 @@ unsafe fn store(dst: *mut f32, len: usize, v: __m512) {
     }
 }
 
-/// `out = cols W^T + b` (see `super::forward`), `wt` being k x np and `b` np long.
+/// `out = patches W^T + b` (see `super::forward`), `wt` being k x np and `b` np long.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn forward(cols: &[f32], k: usize, wt: &[f32], b: &[f32], n: usize, out: &mut [f32]) {
+pub unsafe fn forward<S: Patches>(src: S, wt: &[f32], b: &[f32], n: usize, out: &mut [f32]) {
     let (rows, np) = (out.len() / n, b.len());
     let mut g = 0;
     while g < np {
-        let p = Panel { cols, k, wt, np, b, n, g };
-        // SAFETY: every block reads rows < `rows` of cols and writes them in out.
+        let p = Panel { src, wt, np, b, n, g };
+        // SAFETY: every block reads rows < `rows` of the patches and writes them in out.
         unsafe {
             if np - g >= 2 * L {
                 p.rows::<6, 2>(out, rows);
@@ -42,9 +44,8 @@ pub unsafe fn forward(cols: &[f32], k: usize, wt: &[f32], b: &[f32], n: usize, o
 }
 
 /// One column panel of the forward product: output columns g.. (V vectors).
-struct Panel<'a> {
-    cols: &'a [f32],
-    k: usize,
+struct Panel<'a, S> {
+    src: S,
     wt: &'a [f32],
     np: usize,
     b: &'a [f32],
@@ -52,7 +53,7 @@ struct Panel<'a> {
     g: usize,
 }
 
-impl Panel<'_> {
+impl<S: Patches> Panel<'_, S> {
     /// All rows of the panel, R at a time, then one at a time.
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -75,9 +76,9 @@ impl Panel<'_> {
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const R: usize, const V: usize>(&self, m: usize, out: &mut [f32]) {
-        let (k, np, g) = (self.k, self.np, self.g);
-        // SAFETY: g + 16 V <= np (the padded widths of wt and b); rows m..m + R exist in cols
-        // and out; only the n valid columns are stored.
+        let (k, np, g) = (self.src.k(), self.np, self.g);
+        // SAFETY: g + 16 V <= np (the padded widths of wt and b); rows m..m + R exist in the
+        // patches and out; only the n valid columns are stored.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); V]; R];
             for a in acc.iter_mut() {
@@ -85,15 +86,16 @@ impl Panel<'_> {
                     *x = _mm512_loadu_ps(self.b.as_ptr().add(g + v * L));
                 }
             }
-            let c = self.cols.as_ptr().add(m * k);
+            let c: [*const f32; R] = std::array::from_fn(|r| self.src.row(m + r));
             for kk in 0..k {
+                let o = self.src.off(kk);
                 let w = self.wt.as_ptr().add(kk * np + g);
                 let mut wv = [_mm512_setzero_ps(); V];
                 for (v, x) in wv.iter_mut().enumerate() {
                     *x = _mm512_loadu_ps(w.add(v * L));
                 }
                 for (r, a) in acc.iter_mut().enumerate() {
-                    let x = _mm512_set1_ps(*c.add(r * k + kk));
+                    let x = _mm512_set1_ps(*c[r].add(o));
                     for v in 0..V {
                         a[v] = _mm512_fmadd_ps(x, wv[v], a[v]);
                     }
@@ -114,17 +116,17 @@ impl Panel<'_> {
 /// Rows per cache block of the weight gradient (see the AVX2 kernel).
 const ROW_BLOCK: usize = 32;
 
-/// `acc` (k x np) = dout^T cols, transposed (see `super::weight_grad`); `dpad` is dout padded
+/// `acc` (k x np) = dout^T patches, transposed (see `super::weight_grad`); `dpad` is dout padded
 /// to rows x np.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn weight_grad(cols: &[f32], k: usize, dpad: &[f32], np: usize, acc: &mut [f32]) {
+pub unsafe fn weight_grad<S: Patches>(src: S, dpad: &[f32], np: usize, acc: &mut [f32]) {
     let rows = dpad.len() / np;
     let mut m0 = 0;
     while m0 < rows {
         let m1 = (m0 + ROW_BLOCK).min(rows);
         let mut g = 0;
         while g < np {
-            let t = Tile { cols, k, dpad, np, m0, m1, g };
+            let t = Tile { src, dpad, np, m0, m1, g };
             // SAFETY: kk + KB <= k, g + 16 V <= np, rows m0..m1 exist.
             unsafe {
                 if np - g >= 2 * L {
@@ -141,9 +143,8 @@ pub unsafe fn weight_grad(cols: &[f32], k: usize, dpad: &[f32], np: usize, acc: 
 }
 
 /// Rows m0..m1 of the weight gradient, for channel columns g.. of dpad.
-struct Tile<'a> {
-    cols: &'a [f32],
-    k: usize,
+struct Tile<'a, S> {
+    src: S,
     dpad: &'a [f32],
     np: usize,
     m0: usize,
@@ -151,23 +152,23 @@ struct Tile<'a> {
     g: usize,
 }
 
-impl Tile<'_> {
+impl<S: Patches> Tile<'_, S> {
     /// Every patch column: KB at a time, then 4, then one.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn patch_columns<const KB: usize, const V: usize>(&self, acc: &mut [f32]) {
-        let mut kk = 0;
+        let (mut kk, k) = (0, self.src.k());
         // SAFETY: kk + KB <= k in each loop.
         unsafe {
-            while kk + KB <= self.k {
+            while kk + KB <= k {
                 self.block::<KB, V>(kk, acc);
                 kk += KB;
             }
-            while kk + 4 <= self.k {
+            while kk + 4 <= k {
                 self.block::<4, V>(kk, acc);
                 kk += 4;
             }
-            while kk < self.k {
+            while kk < k {
                 self.block::<1, V>(kk, acc);
                 kk += 1;
             }
@@ -178,7 +179,7 @@ impl Tile<'_> {
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const KB: usize, const V: usize>(&self, kk: usize, acc: &mut [f32]) {
-        let (k, np, g) = (self.k, self.np, self.g);
+        let (np, g) = (self.np, self.g);
         // SAFETY: see `weight_grad`.
         unsafe {
             let mut a = [[_mm512_setzero_ps(); V]; KB];
@@ -187,15 +188,16 @@ impl Tile<'_> {
                     *y = _mm512_loadu_ps(acc.as_ptr().add((kk + r) * np + g + v * L));
                 }
             }
+            let offs: [usize; KB] = std::array::from_fn(|r| self.src.off(kk + r));
             for m in self.m0..self.m1 {
                 let d = self.dpad.as_ptr().add(m * np + g);
                 let mut dv = [_mm512_setzero_ps(); V];
                 for (v, y) in dv.iter_mut().enumerate() {
                     *y = _mm512_loadu_ps(d.add(v * L));
                 }
-                let c = self.cols.as_ptr().add(m * k + kk);
+                let c = self.src.row(m);
                 for (r, x) in a.iter_mut().enumerate() {
-                    let s = _mm512_set1_ps(*c.add(r));
+                    let s = _mm512_set1_ps(*c.add(offs[r]));
                     for v in 0..V {
                         x[v] = _mm512_fmadd_ps(s, dv[v], x[v]);
                     }
@@ -284,79 +286,6 @@ impl Strip<'_> {
                     if col < k {
                         store(dcols.as_mut_ptr().add((m + r) * k + col), k - col, x);
                     }
-                }
-            }
-        }
-    }
-}
-
-/// `acc` (n x kp, zero) = dout^T cols, for a narrow side of at most 8 channels and a patch of
-/// at most 32 values (LeNet's first convolution: 6 x 25): lanes along the patch, so one row of
-/// cols is two loads, and every channel's chains stay in registers for all the rows. Each value
-/// is still one chain over the rows, first to last, from zero (`super::weight_grad`).
-#[target_feature(enable = "avx512f")]
-pub unsafe fn weight_grad_along_patch(cols: &[f32], k: usize, dout: &[f32], n: usize, acc: &mut [f32]) {
-    // SAFETY (all arms): n <= 8, k <= 32 = 2 L, and the caller's sizes (see `Long::run`).
-    unsafe {
-        match (n, k > L) {
-            (1, false) => Long::<1, 1>::run(cols, k, dout, acc),
-            (2, false) => Long::<2, 1>::run(cols, k, dout, acc),
-            (3, false) => Long::<3, 1>::run(cols, k, dout, acc),
-            (4, false) => Long::<4, 1>::run(cols, k, dout, acc),
-            (5, false) => Long::<5, 1>::run(cols, k, dout, acc),
-            (6, false) => Long::<6, 1>::run(cols, k, dout, acc),
-            (7, false) => Long::<7, 1>::run(cols, k, dout, acc),
-            (8, false) => Long::<8, 1>::run(cols, k, dout, acc),
-            (1, true) => Long::<1, 2>::run(cols, k, dout, acc),
-            (2, true) => Long::<2, 2>::run(cols, k, dout, acc),
-            (3, true) => Long::<3, 2>::run(cols, k, dout, acc),
-            (4, true) => Long::<4, 2>::run(cols, k, dout, acc),
-            (5, true) => Long::<5, 2>::run(cols, k, dout, acc),
-            (6, true) => Long::<6, 2>::run(cols, k, dout, acc),
-            (7, true) => Long::<7, 2>::run(cols, k, dout, acc),
-            (8, true) => Long::<8, 2>::run(cols, k, dout, acc),
-            _ => unreachable!("the caller keeps n <= 8 and k <= 32"),
-        }
-    }
-}
-
-/// The weight gradient with lanes along the patch: N channels, C vectors of patch values.
-struct Long<const N: usize, const C: usize>;
-
-impl<const N: usize, const C: usize> Long<N, C> {
-    /// `acc` (N x 16 C) = dout^T cols over every row of dout (rows x N) and cols (rows x k).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn run(cols: &[f32], k: usize, dout: &[f32], acc: &mut [f32]) {
-        let rows = dout.len() / N;
-        debug_assert!(cols.len() >= rows * k && acc.len() >= N * C * L && k <= C * L);
-        // The last vector of a row holds k - 16 (C - 1) patch values: a masked load, which
-        // neither reads the next row nor past the end of cols.
-        let tail = ((1u32 << (k - (C - 1) * L)) - 1) as __mmask16;
-        // SAFETY: rows m < rows of cols (k values) and dout (N values); acc holds N x 16 C.
-        unsafe {
-            let mut a = [[_mm512_setzero_ps(); C]; N];
-            for m in 0..rows {
-                let c = cols.as_ptr().add(m * k);
-                let mut cv = [_mm512_setzero_ps(); C];
-                for (v, x) in cv.iter_mut().enumerate() {
-                    *x = if v + 1 < C {
-                        _mm512_loadu_ps(c.add(v * L))
-                    } else {
-                        _mm512_maskz_loadu_ps(tail, c.add(v * L))
-                    };
-                }
-                let d = dout.as_ptr().add(m * N);
-                for (j, x) in a.iter_mut().enumerate() {
-                    let s = _mm512_set1_ps(*d.add(j));
-                    for v in 0..C {
-                        x[v] = _mm512_fmadd_ps(s, cv[v], x[v]);
-                    }
-                }
-            }
-            for (j, x) in a.iter().enumerate() {
-                for (v, &y) in x.iter().enumerate() {
-                    _mm512_storeu_ps(acc.as_mut_ptr().add((j * C + v) * L), y);
                 }
             }
         }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::conv::Conv;
 
 /// Deterministic values in [-1, 1) with a spread of exponents.
 fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -65,7 +66,7 @@ fn forward_matches_the_f64_product_and_the_portable_chains_bit_for_bit() {
     for (seed, &(rows, k, n)) in SHAPES.iter().enumerate() {
         let (cols, w, b) = (values(rows * k, seed as u64), values(n * k, 100 + seed as u64), values(n, 7));
         let mut out = vec![f32::NAN; rows * n];
-        forward(&cols, k, &w, Some(&b), n, &mut out, &mut Scratch::default());
+        forward(Stored::new(&cols, k), &w, Some(&b), n, &mut out, &mut Scratch::default());
         close(&out, &forward_f64(&cols, k, &w, &b, n));
         let mut s = Scratch::default();
         let (np, mut wt) = (padded(n, LANES), vec![0.0; padded(n, LANES) * k]);
@@ -77,14 +78,14 @@ fn forward_matches_the_f64_product_and_the_portable_chains_bit_for_bit() {
         let mut bp = vec![0.0; np];
         bp[..n].copy_from_slice(&b);
         let mut port = vec![f32::NAN; rows * n];
-        portable::forward(&cols, k, &wt, &bp, n, &mut port);
+        portable::forward(Stored::new(&cols, k), &wt, &bp, n, &mut port);
         assert_eq!(out, port, "shape {rows} x {k} x {n}");
         for isa in isas() {
             out.fill(f32::NAN);
-            forward_on(isa, &cols, k, &w, Some(&b), n, &mut out, &mut s);
+            forward_on(isa, Stored::new(&cols, k), &w, Some(&b), n, &mut out, &mut s);
             assert_eq!(out, port, "{isa:?}, shape {rows} x {k} x {n}");
             // Without a bias the chain starts from zero.
-            forward_on(isa, &cols, k, &w, None, n, &mut out, &mut s);
+            forward_on(isa, Stored::new(&cols, k), &w, None, n, &mut out, &mut s);
             close(&out, &forward_f64(&cols, k, &w, &vec![0.0; n], n));
         }
     }
@@ -95,7 +96,7 @@ fn weight_grad_adds_dout_t_cols_and_the_column_sums() {
     for (seed, &(rows, k, n)) in SHAPES.iter().enumerate() {
         let (cols, dout) = (values(rows * k, seed as u64), values(rows * n, 50 + seed as u64));
         let (mut gw, mut gb) = (vec![1.0f32; n * k], vec![2.0f32; n]);
-        weight_grad(&cols, k, &dout, n, &mut gw, Some(&mut gb), &mut Scratch::default());
+        weight_grad(Stored::new(&cols, k), &dout, n, &mut gw, Some(&mut gb), &mut Scratch::default());
         let want: Vec<f64> = (0..n * k)
             .map(|i| {
                 let (j, kk) = (i / k, i % k);
@@ -113,13 +114,13 @@ fn weight_grad_adds_dout_t_cols_and_the_column_sums() {
             dpad[m * np..m * np + n].copy_from_slice(&dout[m * n..(m + 1) * n]);
         }
         let mut acc = vec![0.0; k * np];
-        portable::weight_grad(&cols, k, &dpad, np, &mut acc);
+        portable::weight_grad(Stored::new(&cols, k), &dpad, np, &mut acc);
         let port: Vec<f32> = (0..n * k).map(|i| 1.0 + acc[(i % k) * np + i / k]).collect();
         assert_eq!(gw, port, "shape {rows} x {k} x {n}");
         let mut s = Scratch::default();
         for isa in isas() {
             let (mut gw_isa, mut gb_isa) = (vec![1.0f32; n * k], vec![2.0f32; n]);
-            weight_grad_on(isa, &cols, k, &dout, n, &mut gw_isa, Some(&mut gb_isa), &mut s);
+            weight_grad_on(isa, Stored::new(&cols, k), &dout, n, &mut gw_isa, Some(&mut gb_isa), &mut s);
             assert_eq!(gw_isa, port, "{isa:?}, shape {rows} x {k} x {n}");
             assert_eq!(gb_isa, gb, "{isa:?}, shape {rows} x {k} x {n}");
         }
@@ -178,4 +179,60 @@ fn avx512_serves_a_width_only_where_it_wastes_no_lanes() {
     let wide: Vec<usize> = (1..=40).filter(|&n| Isa::Avx512.narrow(n) == Isa::Avx512).collect();
     assert_eq!(wide, [9, 10, 11, 12, 13, 14, 15, 16, 25, 26, 27, 28, 29, 30, 31, 32]);
     assert!((1..=40).all(|n| Isa::Avx512.narrow(n) != Isa::Portable && Isa::Avx2.narrow(n) == Isa::Avx2));
+}
+
+/// Convolutions whose patches the gathered reads must reproduce: LeNet's first (one channel
+/// plane, border 2), a colour image with a border of 1, and LeNet's second (channels
+/// innermost, no border).
+fn convs() -> [(Conv, usize); 3] {
+    use crate::conv::MapLayout::{Chw, Hwc};
+    [
+        (Conv { cin: 1, h: 28, w: 28, k: 5, pad: 2, layout: Chw }, 6),
+        (Conv { cin: 3, h: 9, w: 11, k: 3, pad: 1, layout: Chw }, 16),
+        (Conv { cin: 6, h: 14, w: 14, k: 5, pad: 0, layout: Hwc }, 16),
+    ]
+}
+
+#[test]
+fn gathered_patches_give_the_stored_patches_bits_on_every_kernel() {
+    for (seed, (conv, n)) in convs().into_iter().enumerate() {
+        let (batch, k) = (3, conv.patch());
+        let rows = batch * conv.positions();
+        let input = values(batch * conv.cin * conv.h * conv.w, 200 + seed as u64);
+        let mut cols = vec![f32::NAN; rows * k];
+        crate::conv::im2col(&conv, &input, batch, &mut cols, &mut Vec::new());
+        let mut in_place = crate::conv::InPlace::default();
+        in_place.fill(&conv, &input, batch);
+        let gathered = in_place.patches();
+        assert_eq!((gathered.rows(), gathered.k()), (rows, k));
+        let stored = Stored::new(&cols, k);
+        for r in 0..rows {
+            for kk in 0..k {
+                assert_eq!(gathered.get(r, kk).to_bits(), stored.get(r, kk).to_bits(), "row {r}, value {kk}");
+            }
+        }
+        let (w, b, dout) = (values(n * k, 300), values(n, 301), values(rows * n, 302));
+        let mut s = Scratch::default();
+        for isa in isas() {
+            let (mut want, mut got) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+            forward_on(isa, stored, &w, Some(&b), n, &mut want, &mut s);
+            forward_on(isa, gathered, &w, Some(&b), n, &mut got, &mut s);
+            assert_eq!(got, want, "{isa:?} forward, {conv:?}");
+            let (mut want, mut got) = ((vec![0.5; n * k], vec![0.25; n]), (vec![0.5; n * k], vec![0.25; n]));
+            weight_grad_on(isa, stored, &dout, n, &mut want.0, Some(&mut want.1), &mut s);
+            weight_grad_on(isa, gathered, &dout, n, &mut got.0, Some(&mut got.1), &mut s);
+            assert_eq!(got, want, "{isa:?} weight gradient, {conv:?}");
+        }
+    }
+}
+
+#[test]
+fn gathered_patches_refuse_tables_that_leave_the_maps() {
+    let maps = [0.0f32; 10];
+    let fits = std::panic::catch_unwind(|| Gathered::new(&maps, &[0, 4], &[0, 5]).rows());
+    assert_eq!(fits.ok(), Some(2));
+    let past = std::panic::catch_unwind(|| Gathered::new(&maps, &[0, 5], &[0, 5]));
+    let msg = past.expect_err("reads maps[10]").downcast::<String>().expect("a formatted message");
+    assert_eq!(*msg, "the patches lie inside the maps (10 of 10)");
+    assert!(std::panic::catch_unwind(|| Gathered::new(&maps, &[4, 0], &[0])).is_err(), "rows must ascend");
 }
