@@ -152,6 +152,11 @@ fn copy_inside_border(conv: &Conv, img: &[f32], pm: &mut [f32]) {
     let (sc, sy, sx) = conv.strides();
     for y in 0..conv.h {
         let dst = &mut pm[(y + conv.pad) * line + conv.pad * cin..][..conv.w * cin];
+        if sx == cin && (sc == 1 || cin == 1) {
+            // A row of the map lies in one run (channels innermost, or a single plane).
+            dst.copy_from_slice(&img[y * sy..][..conv.w * cin]);
+            continue;
+        }
         for (x, px) in dst.chunks_exact_mut(cin).enumerate() {
             for (c, d) in px.iter_mut().enumerate() {
                 *d = img[y * sy + x * sx + c * sc];
