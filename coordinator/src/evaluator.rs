@@ -39,6 +39,13 @@ impl Objectives {
     }
 }
 
+/// A thread pool on every core of this machine, if one can be started.
+fn every_core() -> Option<rayon::ThreadPool> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores > rayon::current_num_threads())
+        .then(|| rayon::ThreadPoolBuilder::new().num_threads(cores).build().ok())?
+}
+
 /// The evaluator's working set.
 struct Work {
     objectives: Objectives,
@@ -46,6 +53,8 @@ struct Work {
     recorder: Recorder,
     state: Arc<Mutex<State>>,
     shared: Weak<Shared>,
+    /// The run's last iteration: its row is evaluated once every node is done.
+    last: u64,
 }
 
 /// Starts the evaluator; it returns the recorder once the channel closes (the run is over).
@@ -59,8 +68,9 @@ pub(crate) fn spawn(
     // the channel closes when the run is over.
     let run = shared.run.clone();
     let evaluator = Evaluator::new(run.dim(), run.config().regularizer, run.config().optimizer.lr);
-    let mut w =
-        Work { objectives, evaluator, recorder, state: shared.state.clone(), shared: Arc::downgrade(shared) };
+    let last = run.config().run.iterations;
+    let (state, shared) = (shared.state.clone(), Arc::downgrade(shared));
+    let mut w = Work { objectives, evaluator, recorder, state, shared, last };
     tokio::task::spawn_blocking(move || {
         while let Some(job) = jobs.blocking_recv() {
             match job {
@@ -77,7 +87,15 @@ impl Work {
     /// A metrics row of the complete iteration `c`.
     fn row(&mut self, c: Complete) -> Result<(), OutputError> {
         let xs: Vec<&[f32]> = c.reports.iter().map(|r| r.x.as_slice()).collect();
-        let eval = self.evaluator.evaluate(&xs, &mut self.objectives.nodes, self.objectives.test.as_mut());
+        let (evaluator, objectives) = (&mut self.evaluator, &mut self.objectives);
+        let mut evaluate = || evaluator.evaluate(&xs, &mut objectives.nodes, objectives.test.as_mut());
+        // During the run the evaluator keeps to its share of the cores (the nodes have the
+        // rest); the last row comes once every node is done, so it takes them all (the same
+        // bits on any number of threads).
+        let eval = match (c.iteration >= self.last).then(every_core).flatten() {
+            Some(pool) => pool.install(evaluate),
+            None => evaluate(),
+        };
         let start = self.shared.upgrade().and_then(|s| *s.start.lock().expect("not poisoned"));
         let row = MetricsRow {
             iter: c.iteration,
