@@ -165,20 +165,6 @@ impl FaultLine {
     }
 }
 
-/// The allocator's environment variable for transparent huge pages.
-const THP_ENV: &str = "MIMALLOC_ALLOW_THP";
-
-/// Processes that share one machine keep to 4 KiB pages: the allocator otherwise asks for
-/// transparent huge pages, and the kernel clears a whole 2 MiB page for a heap that uses a few
-/// KiB of it (13% of a launched LeNet run's CPU was `clear_page`; without it the run took 10%
-/// less CPU, docs/benchmarks.md). `MIMALLOC_ALLOW_THP=1` in the launcher's environment keeps
-/// them (large models, where every page is used and fewer TLB misses pay).
-fn small_pages(cmd: &mut Command) {
-    if std::env::var_os(THP_ENV).is_none() {
-        cmd.env(THP_ENV, "0");
-    }
-}
-
 /// Starts the coordinator (resuming the run in the folder with `resume`); returns it and its
 /// gRPC address (and prints the status page's URL when asked for one: whoever asked needs the
 /// port it got, even when quiet).
@@ -193,7 +179,6 @@ pub(super) fn start_coordinator(
     let mut cmd = Command::new(&exe);
     cmd.arg("coordinator").arg(config).args(["--listen", "127.0.0.1:0", "--out"]).arg(&args.out);
     cmd.env(LAUNCHER_PID, std::process::id().to_string());
-    small_pages(&mut cmd);
     // Its evaluations (GEMM and rayon threads) share the machine with the nodes: a node's share
     // of the cores, not all of them (the LeNet example on 2 cores: 12.5 s of CPU against 13.4 s
     // and half the context switches, docs/benchmarks.md).
@@ -260,7 +245,6 @@ pub(super) fn start_node(
     let mut node = Command::new(&exe);
     node.arg("node").arg(config).args(["--id", &id.to_string(), "--coordinator", addr]);
     node.env(LAUNCHER_PID, std::process::id().to_string());
-    small_pages(&mut node);
     let threads = threads_per_process(args, nodes);
     node.env(dprox_node::cli::THREADS_ENV, threads.to_string());
     compute_threads(&mut node, threads);
