@@ -183,6 +183,8 @@ pub struct GossipService {
     model: watch::Receiver<Option<PublishedModel>>,
     /// Whether every request must come with a node's certificate (mutual TLS).
     tls: bool,
+    /// Set when the node stops serving: a link waiting for its next message is then ended.
+    stop: Option<watch::Receiver<bool>>,
 }
 
 impl GossipService {
@@ -204,6 +206,7 @@ impl GossipService {
             refused: metrics::Counter::noop(),
             model: watch::channel(None).1,
             tls: false,
+            stop: None,
         }
     }
 
@@ -224,6 +227,15 @@ impl GossipService {
             Some(other) => Err(Status::permission_denied(format!("{other} may not call a node's gossip"))),
             None => Err(Status::unauthenticated("no node certificate of this cluster")),
         }
+    }
+
+    /// Ends the links that wait for their next message once `stop` turns true (the node stops
+    /// serving): a neighbour's open link must not hold up a graceful shutdown. Their calls end
+    /// with an acknowledgement; a message sent after it opens a new call, which a stopped node
+    /// refuses.
+    pub fn with_stop(mut self, stop: watch::Receiver<bool>) -> GossipService {
+        self.stop = Some(stop);
+        self
     }
 
     /// Serves the model `model` publishes to joining neighbours (`FetchModel`).
@@ -256,21 +268,19 @@ impl GossipService {
 impl pb::gossip_server::Gossip for GossipService {
     async fn push(&self, request: Request<Streaming<pb::Chunk>>) -> Result<Response<pb::PushAck>, Status> {
         let received = match self.caller(&request) {
-            Ok(sender) => self.receive(sender, request.into_inner()).await,
+            Ok(sender) => self.receive_all(sender, request.into_inner()).await,
             Err(status) => Err(status),
         };
-        let msg = match received {
-            Ok(m) => m,
+        match received {
+            Ok(()) => Ok(Response::new(pb::PushAck {})),
             Err(status) => {
                 if status.code() != tonic::Code::Unavailable {
                     self.refused.increment(1);
                     tracing::warn!(code = ?status.code(), reason = status.message(), "refused a gossip message");
                 }
-                return Err(status);
+                Err(status)
             }
-        };
-        self.tx.send(msg).await.map_err(|_| Status::unavailable("this node is shutting down"))?;
-        Ok(Response::new(pb::PushAck {}))
+        }
     }
 
     async fn ping(&self, request: Request<pb::PingRequest>) -> Result<Response<pb::PingReply>, Status> {
@@ -311,15 +321,44 @@ impl pb::gossip_server::Gossip for GossipService {
 }
 
 impl GossipService {
-    /// Checks, reads and decodes one message, from `sender` (the node its certificate names,
-    /// with TLS).
-    async fn receive(
+    /// Reads the messages of one call, one after another, until the sender ends it. A link keeps
+    /// its call open for the run, so between two messages the wait has no stall limit (HTTP/2
+    /// keep-alive drops a peer that stops answering); within a message it has.
+    async fn receive_all(
         &self,
         sender: Option<usize>,
         mut stream: Streaming<pb::Chunk>,
-    ) -> Result<Inbound, Status> {
-        let first =
+    ) -> Result<(), Status> {
+        let mut first =
             next_chunk(&mut stream).await?.ok_or_else(|| Status::invalid_argument("empty message stream"))?;
+        let mut stop = self.stop.clone();
+        loop {
+            let msg = self.receive(sender, first, &mut stream).await?;
+            let (from, len) = (msg.from, msg.bytes);
+            self.tx.send(msg).await.map_err(|_| Status::unavailable("this node is shutting down"))?;
+            let next = tokio::select! {
+                biased;
+                next = stream.message() => next,
+                () = stopped(&mut stop) => return Ok(()),
+            };
+            first = match next {
+                Ok(Some(c)) if c.header.is_some() => c,
+                Ok(Some(_)) => return Err(longer(from, len)),
+                // The sender ended its link: after its last message, or by dropping the call (a
+                // new epoch's links replace it); either way nothing of a message is lost here.
+                Ok(None) | Err(_) => return Ok(()),
+            };
+        }
+    }
+
+    /// Checks, reads and decodes one message starting with chunk `first`, from `sender` (the node
+    /// its certificate names, with TLS). It ends when the header's length has arrived.
+    async fn receive(
+        &self,
+        sender: Option<usize>,
+        first: pb::Chunk,
+        stream: &mut Streaming<pb::Chunk>,
+    ) -> Result<Inbound, Status> {
         let h = first.header.ok_or_else(|| Status::invalid_argument("the first chunk has no header"))?;
         if let Some(id) = sender
             && h.from as usize != id
@@ -354,20 +393,17 @@ impl GossipService {
             .ok()
             .and_then(Exchange::from_code)
             .ok_or_else(|| Status::invalid_argument(format!("unknown exchange code {}", h.exchange)))?;
+        if first.data.len() > len {
+            return Err(longer(from, len));
+        }
         let mut payload = self.pool.take(self.dim);
         let result = if first.data.len() == len {
             // The whole message in one chunk (up to 1 MiB): decoded in place.
-            match next_chunk(&mut stream).await {
-                Err(status) => Err(status),
-                Ok(Some(_)) => Err(Status::invalid_argument(format!(
-                    "message from node {from} is longer than its header's {len} bytes"
-                ))),
-                Ok(None) => payload.decode_from(&first.data, self.dim).map_err(|e| malformed(from, e)),
-            }
+            payload.decode_from(&first.data, self.dim).map_err(|e| malformed(from, e))
         } else {
             // Longer messages are decoded chunk by chunk as they arrive (dense values straight
             // into the pooled vector): never reassembled, and the decoding overlaps the transfer.
-            self.decode_stream(from, len, first.data, &mut stream, &mut payload).await
+            self.decode_stream(from, len, first.data, stream, &mut payload).await
         };
         if let Err(status) = result {
             self.pool.give(payload);
@@ -387,6 +423,8 @@ impl GossipService {
         Ok(got.expect("waited for Some"))
     }
 
+    /// Decodes a message of `len` bytes whose first chunk was `first` (shorter than `len`),
+    /// reading its further chunks as they come.
     async fn decode_stream(
         &self,
         from: usize,
@@ -397,37 +435,45 @@ impl GossipService {
     ) -> Result<(), Status> {
         let mut dec = StreamDecoder::default();
         dec.begin(self.dim);
-        let mut got = 0;
-        let mut chunk = Some(first);
-        while let Some(data) = chunk {
-            got += data.len();
-            if got > len {
-                return Err(Status::invalid_argument(format!(
-                    "message from node {from} is longer than its header's {len} bytes"
-                )));
-            }
-            dec.feed(&data, payload);
-            if dec.failed() {
-                break;
-            }
-            // Release the chunk before waiting for the next: tonic's receive buffer can then
-            // reuse its space instead of reallocating (and copying) for every chunk.
-            drop(data);
-            chunk = match next_chunk(stream).await? {
+        let mut got = first.len();
+        dec.feed(&first, payload);
+        // Release each chunk before waiting for the next: tonic's receive buffer can then reuse
+        // its space instead of reallocating (and copying) for every chunk.
+        drop(first);
+        while got < len && !dec.failed() {
+            let data = match next_chunk(stream).await? {
+                None => {
+                    return Err(Status::invalid_argument(format!(
+                        "message from node {from} ended after {got} of {len} bytes"
+                    )));
+                }
                 Some(c) if c.header.is_some() => {
                     return Err(Status::invalid_argument("a header in a chunk other than the first"));
                 }
-                Some(c) => Some(c.data),
-                None => None,
+                Some(c) => c.data,
             };
-        }
-        if got < len && !dec.failed() {
-            return Err(Status::invalid_argument(format!(
-                "message from node {from} ended after {got} of {len} bytes"
-            )));
+            got += data.len();
+            if got > len {
+                return Err(longer(from, len));
+            }
+            dec.feed(&data, payload);
         }
         dec.finish(payload).map_err(|e| malformed(from, e))
     }
+}
+
+/// Resolves once `stop` turns true or its node drops it; never without one.
+async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
+    match stop {
+        Some(rx) => {
+            let _ = rx.wait_for(|&s| s).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn longer(from: usize, len: usize) -> Status {
+    Status::invalid_argument(format!("message from node {from} is longer than its header's {len} bytes"))
 }
 
 /// The next chunk of a message; a stream that stalls for [`CHUNK_STALL`] mid-message is dropped.
@@ -506,7 +552,7 @@ pub struct PeerClient {
     pub peer: usize,
     /// Its address.
     pub address: String,
-    client: pb::gossip_client::GossipClient<Channel>,
+    pub(crate) client: pb::gossip_client::GossipClient<Channel>,
 }
 
 impl PeerClient {
@@ -542,12 +588,7 @@ impl PeerClient {
         }
         let (iteration, exchange) =
             (header.iteration, Exchange::from_code(header.exchange as u8).unwrap_or(Exchange::X));
-        let mut msgs = Vec::with_capacity(chunks);
-        let mut header = Some(header);
-        for k in 0..chunks {
-            let part = data.slice(k * CHUNK_BYTES..((k + 1) * CHUNK_BYTES).min(n));
-            msgs.push(pb::Chunk { header: header.take(), data: part });
-        }
+        let msgs: Vec<pb::Chunk> = crate::link::chunks(header, data).collect();
         let framed = msgs.iter().map(|m| m.encoded_len() as u64 + 5).sum();
         debug_assert_eq!(framed, framed_len(msgs[0].header.as_ref().expect("first chunk"), n));
         self.client.push(tokio_stream::iter(msgs)).await.map_err(|status| TransportError::Send {

@@ -8,6 +8,7 @@
 //!   coordinator crates only).
 //! - [`gossip`]: the Gossip server (authenticates, size-limits, reassembles and decodes incoming
 //!   messages) and a peer client (chunked streaming over a reused HTTP/2 connection).
+//! - [`link`]: a link's open call, carrying its messages back to back.
 //! - [`codec`]: prost's gRPC codec with buffers sized per message type (a chunk is copied
 //!   into its buffer once).
 //! - [`shape`]: per-link delay, bandwidth cap and loss, applied by the sender.
@@ -17,6 +18,7 @@
 
 pub mod codec;
 pub mod gossip;
+pub mod link;
 pub mod shape;
 
 /// Generated protobuf types and services (`dprox.v1`).
@@ -30,4 +32,5 @@ pub use gossip::{
     PublishedModel, STREAM_WINDOW, SendStats, TransportError, describe, endpoint, framed_len,
     max_message_bytes, server,
 };
+pub use link::{CallEnd, Queued};
 pub use shape::{LinkShape, Shaper};

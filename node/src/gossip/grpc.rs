@@ -67,6 +67,7 @@ impl GrpcGossip {
             .with_pool(pool.clone())
             .with_node_metrics(id)
             .with_model(model_rx)
+            .with_stop(stop_rx.clone())
             .with_tls(security.is_tls());
         let limits = dprox_net::limits::GOSSIP;
         let server = dprox_transport::server(&security, &limits)

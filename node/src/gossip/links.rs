@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dprox_telemetry::names;
-use dprox_transport::{PeerClient, PingError, Shaper, TransportError, pb};
+use dprox_transport::{CallEnd, PeerClient, PingError, Queued, SendStats, Shaper, TransportError, pb};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::{Outbound, PeerDown, Session};
 
-/// Bytes sent to one neighbour: payload counted when queued, framed when acknowledged (also
+/// Bytes sent to one neighbour: payload counted when queued, framed when handed to HTTP/2 (also
 /// published as `dprox_bytes_sent_total` and `dprox_messages_sent_total`).
 struct LinkCounters {
     peer: usize,
@@ -26,7 +26,7 @@ struct LinkCounters {
 pub(super) struct Links {
     /// Clients for liveness probes, in peer order.
     probes: Vec<PeerClient>,
-    queues: Vec<mpsc::UnboundedSender<(pb::Header, bytes::Bytes)>>,
+    queues: Vec<mpsc::UnboundedSender<Queued>>,
     tasks: JoinSet<()>,
     /// Per neighbour, in the order of `queues`: its id and what was sent to it. The totals are
     /// their sums, so the per-link and per-node figures can never disagree.
@@ -85,16 +85,20 @@ impl Links {
             metrics::counter!(names::BYTES_SENT, "node" => node.clone(), "peer" => to, "kind" => "framed");
         let send_errors = metrics::counter!(names::ERRORS, "node" => node, "kind" => "send");
         let framed = self.counters.last().expect("just pushed").framed.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel::<(pb::Header, bytes::Bytes)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
         self.probes.push(client.clone());
         let mut client = client;
+        // One call carries the link's messages while it lasts (see `dprox_transport::link`);
+        // a peer that ended it (it stopped serving) gets a new one for a later message.
         self.tasks.spawn(async move {
-            while let Some((header, data)) = rx.recv().await {
-                match client.send(header, data, shaper.as_mut()).await {
-                    Ok(s) => {
-                        framed.fetch_add(s.framed, Ordering::Relaxed);
-                        sent_framed.increment(s.framed);
-                    }
+            while let Some(first) = rx.recv().await {
+                let counted = |s: SendStats| {
+                    framed.fetch_add(s.framed, Ordering::Relaxed);
+                    sent_framed.increment(s.framed);
+                };
+                match client.push_queue(first, &mut rx, shaper.as_mut(), counted).await {
+                    Ok(CallEnd::Drained) => return,
+                    Ok(CallEnd::PeerStopped) => {}
                     Err(e) => {
                         send_errors.increment(1);
                         let _ = errors.send(e);
@@ -107,7 +111,7 @@ impl Links {
     }
 
     /// Queues `m` for every neighbour. Payload bytes count when a message is sent (as in the
-    /// simulator); framed bytes when the peer has acknowledged it.
+    /// simulator); framed bytes when its link hands it to HTTP/2.
     pub(super) fn send(&mut self, m: Outbound) {
         let len = m.data.len() as u64;
         let header = pb::Header {
