@@ -173,7 +173,7 @@ async fn serve(
             .max_encoding_message_size(max);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let limits = dprox_net::limits::COORDINATOR;
-    let incoming = dprox_net::incoming(listener, limits, "coordinator");
+    let incoming = dprox_net::incoming(listener, limits, "coordinator", tls);
     let mut builder = security.server(&limits).map_err(CoordinatorError::Tls)?;
     let mut server =
         tokio::spawn(builder.add_service(svc).serve_with_incoming_shutdown(incoming, async move {

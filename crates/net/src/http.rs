@@ -27,7 +27,7 @@ pub async fn serve(
     what: &'static str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut conns = incoming(listener, limits, what);
+    let mut conns = incoming(listener, limits, what, false);
     // Connections being served; dropped (aborted) when the server ends.
     let mut tasks = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);

@@ -27,14 +27,20 @@ pub fn accept_waits() -> u64 {
     ACCEPT_WAITS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Reads shorter than this are served from a buffer the connection fills with one read of this
-/// size; longer ones go to the socket directly.
+/// The buffer that serves reads shorter than [`DIRECT`]: filled with one read of this size.
 ///
-/// rustls reads TLS records a few KiB at a time (its buffer grows by 4 KiB up to one record):
-/// on a TLS gossip link that was a `recvfrom` per 4 KiB, 110,000 of them in a launched LeNet run
-/// against 18,000 over plaintext. hyper's own plaintext reads are large once a link carries
-/// data, and bypass the buffer.
+/// rustls reads TLS records a few KiB at a time (its buffer grows by 4 KiB up to one record of
+/// at most 18,437 bytes): on a TLS gossip link that was a `recvfrom` per 4 KiB, 113,820 of them
+/// in a launched LeNet run against 27,252 with this buffer (`strace -c -f`).
 pub const READ_AHEAD: usize = 64 << 10;
+
+/// With read-ahead, reads at least this long go to the socket directly when the buffer is empty:
+/// longer than any read rustls makes once a connection carries data.
+///
+/// Plaintext connections read nothing ahead: HTTP/2 asks for what its frame buffer has room
+/// for, sometimes little, and the rest of a 64 KiB read-ahead was then copied out of the buffer
+/// on the next read (0.40 GB in a plaintext launched LeNet run, with no fewer `recvfrom`s).
+pub const DIRECT: usize = 20 << 10;
 
 /// An accepted connection holding one of its listener's slots until it is dropped.
 #[derive(Debug)]
@@ -46,6 +52,8 @@ pub struct Guarded {
     ahead: Box<[u8]>,
     start: usize,
     end: usize,
+    /// Reads at least this long bypass the buffer: [`DIRECT`] with read-ahead, else 0.
+    direct: usize,
 }
 
 impl Guarded {
@@ -56,8 +64,9 @@ impl Guarded {
 }
 
 impl Guarded {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit) -> Guarded {
-        Guarded { stream, _slot: slot, ahead: Box::default(), start: 0, end: 0 }
+    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, read_ahead: bool) -> Guarded {
+        let direct = if read_ahead { DIRECT } else { 0 };
+        Guarded { stream, _slot: slot, ahead: Box::default(), start: 0, end: 0, direct }
     }
 }
 
@@ -65,7 +74,7 @@ impl AsyncRead for Guarded {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.start == this.end {
-            if buf.remaining() >= READ_AHEAD {
+            if buf.remaining() >= this.direct {
                 return Pin::new(&mut this.stream).poll_read(cx, buf);
             }
             if this.ahead.is_empty() {
@@ -124,12 +133,14 @@ fn exhausted(e: &io::Error) -> bool {
 }
 
 /// The connections `listener` accepts, at most `limits.max_connections` held at once; `what`
-/// names the server in the log. The accept loop runs on a task of the current runtime and ends
-/// when the stream is dropped.
+/// names the server in the log. With `read_ahead` (for TLS servers), reads shorter than
+/// [`DIRECT`] are served from a [`READ_AHEAD`] buffer. The accept loop runs on a task of the
+/// current runtime and ends when the stream is dropped.
 pub fn incoming(
     listener: TcpListener,
     limits: Limits,
     what: &'static str,
+    read_ahead: bool,
 ) -> ReceiverStream<Result<Guarded, io::Error>> {
     let (tx, rx) = mpsc::channel(16);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -171,7 +182,7 @@ pub fn incoming(
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            if tx.send(Ok(Guarded::new(stream, slot))).await.is_err() {
+            if tx.send(Ok(Guarded::new(stream, slot, read_ahead))).await.is_err() {
                 return;
             }
         }
@@ -188,6 +199,12 @@ mod tests {
     /// bytes arrive exactly, in order, then the end of the stream.
     #[tokio::test]
     async fn reads_short_and_long_return_the_bytes_in_order_then_the_end() {
+        for read_ahead in [true, false] {
+            reads_in_order(read_ahead).await;
+        }
+    }
+
+    async fn reads_in_order(read_ahead: bool) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sent: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
@@ -201,9 +218,9 @@ mod tests {
         });
         let (stream, _) = listener.accept().await.unwrap();
         let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-        let mut conn = Guarded::new(stream, slot);
+        let mut conn = Guarded::new(stream, slot, read_ahead);
         let mut got = Vec::new();
-        let sizes = [4096, READ_AHEAD + 1, 1, 17_000, 2 * READ_AHEAD];
+        let sizes = [4096, READ_AHEAD + 1, 1, DIRECT - 1, DIRECT, 17_000, 2 * READ_AHEAD];
         for k in 0.. {
             let mut buf = vec![0u8; sizes[k % sizes.len()]];
             let n = conn.read(&mut buf).await.unwrap();
@@ -214,6 +231,7 @@ mod tests {
         }
         writer.await.unwrap();
         assert_eq!(got.len(), sent.len());
-        assert!(got == sent, "the bytes arrive unchanged and in order");
+        assert!(got == sent, "the bytes arrive unchanged and in order (read-ahead {read_ahead})");
+        assert_eq!(conn.ahead.len(), if read_ahead { READ_AHEAD } else { 0 }, "buffer only with read-ahead");
     }
 }

@@ -35,7 +35,7 @@ async fn out_of_descriptors_the_accept_loop_waits_then_accepts_again() {
         filler.push(f);
     }
     assert!(!filler.is_empty());
-    let mut conns = dprox_net::incoming(listener, dprox_net::limits::GOSSIP, "test");
+    let mut conns = dprox_net::incoming(listener, dprox_net::limits::GOSSIP, "test", false);
     let cpu0 = cpu_seconds();
     let early = tokio::time::timeout(Duration::from_millis(1500), conns.next()).await;
     let spent = cpu_seconds() - cpu0;

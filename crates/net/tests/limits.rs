@@ -25,7 +25,7 @@ async fn connections_over_the_cap_are_closed_at_once_and_a_freed_slot_is_reused(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = Limits { max_connections: 2, ..HTTP };
-    let mut conns = dprox_net::incoming(listener, limits, "test");
+    let mut conns = dprox_net::incoming(listener, limits, "test", false);
     let held = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Some(c) = conns.next().await {

@@ -47,7 +47,7 @@ async fn gossip_server_with(dim: usize, security: &dprox_net::Security) -> Strin
         dprox_transport::server(security, &limits)
             .unwrap()
             .add_service(svc)
-            .serve_with_incoming(dprox_net::incoming(listener, limits, "gossip")),
+            .serve_with_incoming(dprox_net::incoming(listener, limits, "gossip", tls)),
     );
     addr
 }

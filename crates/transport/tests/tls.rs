@@ -24,7 +24,7 @@ async fn serve(dir: &Path) -> (String, mpsc::Receiver<Inbound>, watch::Sender<Op
     let security = Security::load(dir, Peer::Node(0)).unwrap();
     let limits = dprox_net::limits::GOSSIP;
     let server = security.server(&limits).unwrap().add_service(svc);
-    tokio::spawn(server.serve_with_incoming(dprox_net::incoming(listener, limits, "gossip")));
+    tokio::spawn(server.serve_with_incoming(dprox_net::incoming(listener, limits, "gossip", true)));
     (addr, in_rx, auth_tx)
 }
 

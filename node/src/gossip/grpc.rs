@@ -73,9 +73,12 @@ impl GrpcGossip {
         let server = dprox_transport::server(&security, &limits)
             .map_err(|e| TransportError::Internal(e.to_string()))?
             .add_service(svc.into_server())
-            .serve_with_incoming_shutdown(dprox_net::incoming(listener, limits, "gossip"), async move {
-                let _ = stop_rx.wait_for(|&s| s).await;
-            });
+            .serve_with_incoming_shutdown(
+                dprox_net::incoming(listener, limits, "gossip", security.is_tls()),
+                async move {
+                    let _ = stop_rx.wait_for(|&s| s).await;
+                },
+            );
         Ok(GrpcGossip {
             id,
             dim,
