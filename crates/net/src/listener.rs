@@ -57,16 +57,14 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    /// The peer's address.
-    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.stream.peer_addr()
-    }
-}
-
-impl Guarded {
     fn new(stream: TcpStream, slot: OwnedSemaphorePermit, read_ahead: bool) -> Guarded {
         let direct = if read_ahead { DIRECT } else { 0 };
         Guarded { stream, _slot: slot, ahead: Box::default(), start: 0, end: 0, direct }
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.stream.peer_addr()
     }
 }
 
