@@ -26,7 +26,7 @@
 pub(crate) struct Scratch {
     /// W transposed and padded (k x np), or W padded (n x kp).
     w: Vec<f32>,
-    /// The bias padded to np; or dout padded to rows x np.
+    /// The bias padded to np.
     v: Vec<f32>,
     /// The weight gradient's accumulators (k x np).
     acc: Vec<f32>,
@@ -172,31 +172,16 @@ fn weight_grad_on<S: Patches>(
     let (rows, k) = (dout.len() / n, src.k());
     assert!(src.rows() >= rows && dout.len() == rows * n && gw.len() == n * k);
     let np = padded(n, isa.lanes());
-    let dpad: &[f32] = if np == n {
-        dout
-    } else {
-        if s.v.len() < rows * np {
-            s.v.resize(rows * np, 0.0);
-        }
-        let dpad = &mut s.v[..rows * np];
-        // Value by value with the padding's zeros: a memmove per short row would cost more.
-        for (d, src) in dpad.chunks_exact_mut(np).zip(dout.chunks_exact(n)) {
-            for (j, d) in d.iter_mut().enumerate() {
-                *d = if j < n { src[j] } else { 0.0 };
-            }
-        }
-        dpad
-    };
     let acc = zeroed(&mut s.acc, k * np);
     match isa {
         // SAFETY: the CPU has the instructions (`Isa`); the sizes were checked above.
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        Isa::Avx512 => unsafe { avx512::weight_grad(src, dpad, np, acc) },
+        Isa::Avx512 => unsafe { avx512::weight_grad(src, dout, n, np, acc) },
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        Isa::Avx2 => unsafe { avx::weight_grad(src, dpad, np, acc) },
-        _ => portable::weight_grad(src, dpad, np, acc),
+        Isa::Avx2 => unsafe { avx::weight_grad(src, dout, n, np, acc) },
+        _ => portable::weight_grad(src, dout, n, np, acc),
     }
     for (j, g) in gw.chunks_exact_mut(k).enumerate() {
         for (kk, g) in g.iter_mut().enumerate() {
@@ -204,26 +189,24 @@ fn weight_grad_on<S: Patches>(
         }
     }
     if let Some(gb) = gb {
-        // Row by row, in sample order (eight channels per step).
-        bias_grad(dpad, np, gb);
+        bias_grad(dout, gb);
     }
 }
 
-/// Adds the column sums of `dpad` (rows of `np` values, padded with zeros) to `gb`: each
-/// channel summed over the rows in order, as a plain loop would, but eight channels per step.
-fn bias_grad(dpad: &[f32], np: usize, gb: &mut [f32]) {
-    for g0 in (0..gb.len()).step_by(LANES) {
-        let n = (gb.len() - g0).min(LANES);
-        let mut acc = [0.0f32; LANES];
-        acc[..n].copy_from_slice(&gb[g0..g0 + n]);
-        for row in dpad.chunks_exact(np) {
-            let v: &[f32; LANES] = row[g0..g0 + LANES].try_into().expect("rows are padded to whole groups");
-            for (a, &d) in acc.iter_mut().zip(v) {
-                *a += d;
-            }
-        }
-        gb[g0..g0 + n].copy_from_slice(&acc[..n]);
+/// Adds the column sums of `dout` (rows of `gb.len()` values) to `gb`: each channel summed over
+/// the rows in order, as a plain loop would, but eight channels per step (AVX2 where the CPU has
+/// it: the same additions, so the same bits).
+fn bias_grad(dout: &[f32], gb: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::widest() != Isa::Portable {
+        // SAFETY: the CPU has AVX2 (`Isa`); dout holds whole rows of gb.len() values.
+        #[allow(unsafe_code)]
+        unsafe {
+            avx::bias_grad(dout, gb)
+        };
+        return;
     }
+    portable::bias_grad(dout, gb);
 }
 
 /// Writes `dcols` (rows x k) = `dout` (rows x n) `w` (n x k, row-major).
@@ -271,14 +254,24 @@ mod portable {
         }
     }
 
-    /// See [`super::weight_grad`]; `acc` (k x np, zero) receives dout^T patches transposed.
-    pub fn weight_grad<S: Patches>(src: S, dpad: &[f32], np: usize, acc: &mut [f32]) {
-        for (r, d) in dpad.chunks_exact(np).enumerate() {
+    /// See [`super::weight_grad`]; `acc` (k x np, zero) receives dout^T patches transposed
+    /// (its columns n.. stay zero).
+    pub fn weight_grad<S: Patches>(src: S, dout: &[f32], n: usize, np: usize, acc: &mut [f32]) {
+        for (r, d) in dout.chunks_exact(n).enumerate() {
             for kk in 0..src.k() {
                 let a = src.get(r, kk);
-                for (g, &dj) in acc[kk * np..(kk + 1) * np].iter_mut().zip(d) {
+                for (g, &dj) in acc[kk * np..kk * np + n].iter_mut().zip(d) {
                     *g = a.mul_add(dj, *g);
                 }
+            }
+        }
+    }
+
+    /// See [`super::bias_grad`].
+    pub fn bias_grad(dout: &[f32], gb: &mut [f32]) {
+        for row in dout.chunks_exact(gb.len()) {
+            for (g, &d) in gb.iter_mut().zip(row) {
+                *g += d;
             }
         }
     }

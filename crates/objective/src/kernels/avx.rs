@@ -125,18 +125,18 @@ impl<S: Patches> Panel<'_, S> {
 /// in L1 while every group of patch columns passes over them.
 const ROW_BLOCK: usize = 32;
 
-/// `acc` (k x np) = dout^T patches, transposed (see `super::weight_grad`); `dpad` is dout padded
-/// to rows x np.
+/// `acc` (k x np) = dout^T patches, transposed (see `super::weight_grad`); `dout` has rows of
+/// `n` values, read as whole vectors with the lanes past `n` masked to zero.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn weight_grad<S: Patches>(src: S, dpad: &[f32], np: usize, acc: &mut [f32]) {
-    let (rows, k) = (dpad.len() / np, src.k());
+pub unsafe fn weight_grad<S: Patches>(src: S, dout: &[f32], n: usize, np: usize, acc: &mut [f32]) {
+    let (rows, k) = (dout.len() / n, src.k());
     let mut m0 = 0;
     while m0 < rows {
         let m1 = (m0 + ROW_BLOCK).min(rows);
         let mut g = 0;
         while g < np {
             let v = if np - g >= 2 * L { 2 } else { 1 };
-            let t = Tile { src, dpad, np, m0, m1, g };
+            let t = Tile { src, dout, n, np, m0, m1, g };
             let mut kk = 0;
             // SAFETY: kk + KB <= k, g + 8 V <= np, rows m0..m1 exist.
             unsafe {
@@ -166,10 +166,11 @@ pub unsafe fn weight_grad<S: Patches>(src: S, dpad: &[f32], np: usize, acc: &mut
     }
 }
 
-/// Rows m0..m1 of the weight gradient, for channel columns g.. of dpad.
+/// Rows m0..m1 of the weight gradient, for channel columns g.. of dout.
 struct Tile<'a, S> {
     src: S,
-    dpad: &'a [f32],
+    dout: &'a [f32],
+    n: usize,
     np: usize,
     m0: usize,
     m1: usize,
@@ -181,8 +182,9 @@ impl<S: Patches> Tile<'_, S> {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn block<const KB: usize, const V: usize>(&self, kk: usize, acc: &mut [f32]) {
-        let (np, g) = (self.np, self.g);
-        // SAFETY: see `weight_grad`.
+        let (n, np, g) = (self.n, self.np, self.g);
+        // SAFETY: see `weight_grad`; each vector has at least one of the n lanes (np - n < 8),
+        // and the masked loads read only lanes inside the row.
         unsafe {
             let mut a = [[_mm256_setzero_ps(); V]; KB];
             for (r, x) in a.iter_mut().enumerate() {
@@ -191,11 +193,12 @@ impl<S: Patches> Tile<'_, S> {
                 }
             }
             let offs: [usize; KB] = std::array::from_fn(|r| self.src.off(kk + r));
+            let lanes: [__m256i; V] = std::array::from_fn(|v| mask(n - (g + v * L)));
             for m in self.m0..self.m1 {
-                let d = self.dpad.as_ptr().add(m * np + g);
+                let d = self.dout.as_ptr().add(m * n + g);
                 let mut dv = [_mm256_setzero_ps(); V];
                 for (v, y) in dv.iter_mut().enumerate() {
-                    *y = _mm256_loadu_ps(d.add(v * L));
+                    *y = _mm256_maskload_ps(d.add(v * L), lanes[v]);
                 }
                 let c = self.src.row(m);
                 for (r, x) in a.iter_mut().enumerate() {
@@ -211,6 +214,27 @@ impl<S: Patches> Tile<'_, S> {
                 }
             }
         }
+    }
+}
+
+/// Adds the column sums of `dout` (rows of `gb.len()` values) to `gb`, each channel over the rows
+/// in order (see `super::bias_grad`): one chain of additions per lane, eight channels at a time.
+#[target_feature(enable = "avx2")]
+pub unsafe fn bias_grad(dout: &[f32], gb: &mut [f32]) {
+    let n = gb.len();
+    let rows = dout.len() / n;
+    let mut g = 0;
+    while g < n {
+        let lanes = mask(n - g);
+        // SAFETY: the masked loads and the store touch lanes g..n of gb and of each row only.
+        unsafe {
+            let mut acc = _mm256_maskload_ps(gb.as_ptr().add(g), lanes);
+            for m in 0..rows {
+                acc = _mm256_add_ps(acc, _mm256_maskload_ps(dout.as_ptr().add(m * n + g), lanes));
+            }
+            _mm256_maskstore_ps(gb.as_mut_ptr().add(g), lanes, acc);
+        }
+        g += L;
     }
 }
 

@@ -1,13 +1,20 @@
 //! AVX-512 versions of the kernels: the same fused multiply-add chains as the AVX2 ones (one
 //! per lane), sixteen lanes to a vector and, with 32 vector registers, taller register blocks.
-//! The callers check the sizes and pad the narrow operand to whole vectors of sixteen; every
-//! pointer offset here stays inside the slices they pass.
+//! The callers check the sizes and pad the narrow operand to whole vectors of sixteen (the weight
+//! gradient reads dout's rows with masked loads instead); every pointer offset here stays inside
+//! the slices they pass.
 
 use std::arch::x86_64::*;
 
 use super::Patches;
 
 const L: usize = super::WIDE;
+
+/// A lane mask keeping the first `len` lanes (all sixteen from 16 on).
+#[inline]
+fn lane_mask(len: usize) -> __mmask16 {
+    if len >= L { !0 } else { ((1u32 << len) - 1) as __mmask16 }
+}
 
 /// Stores the first `len` lanes of `v` at `dst`.
 #[inline]
@@ -18,7 +25,7 @@ unsafe fn store(dst: *mut f32, len: usize, v: __m512) {
         if len >= L {
             _mm512_storeu_ps(dst, v);
         } else {
-            _mm512_mask_storeu_ps(dst, ((1u32 << len) - 1) as __mmask16, v);
+            _mm512_mask_storeu_ps(dst, lane_mask(len), v);
         }
     }
 }
@@ -116,17 +123,17 @@ impl<S: Patches> Panel<'_, S> {
 /// Rows per cache block of the weight gradient (see the AVX2 kernel).
 const ROW_BLOCK: usize = 32;
 
-/// `acc` (k x np) = dout^T patches, transposed (see `super::weight_grad`); `dpad` is dout padded
-/// to rows x np.
+/// `acc` (k x np) = dout^T patches, transposed (see `super::weight_grad`); `dout` has rows of
+/// `n` values, read as whole vectors with the lanes past `n` masked to zero.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn weight_grad<S: Patches>(src: S, dpad: &[f32], np: usize, acc: &mut [f32]) {
-    let rows = dpad.len() / np;
+pub unsafe fn weight_grad<S: Patches>(src: S, dout: &[f32], n: usize, np: usize, acc: &mut [f32]) {
+    let rows = dout.len() / n;
     let mut m0 = 0;
     while m0 < rows {
         let m1 = (m0 + ROW_BLOCK).min(rows);
         let mut g = 0;
         while g < np {
-            let t = Tile { src, dpad, np, m0, m1, g };
+            let t = Tile { src, dout, n, np, m0, m1, g };
             // SAFETY: kk + KB <= k, g + 16 V <= np, rows m0..m1 exist.
             unsafe {
                 if np - g >= 2 * L {
@@ -142,10 +149,11 @@ pub unsafe fn weight_grad<S: Patches>(src: S, dpad: &[f32], np: usize, acc: &mut
     }
 }
 
-/// Rows m0..m1 of the weight gradient, for channel columns g.. of dpad.
+/// Rows m0..m1 of the weight gradient, for channel columns g.. of dout.
 struct Tile<'a, S> {
     src: S,
-    dpad: &'a [f32],
+    dout: &'a [f32],
+    n: usize,
     np: usize,
     m0: usize,
     m1: usize,
@@ -179,8 +187,9 @@ impl<S: Patches> Tile<'_, S> {
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const KB: usize, const V: usize>(&self, kk: usize, acc: &mut [f32]) {
-        let (np, g) = (self.np, self.g);
-        // SAFETY: see `weight_grad`.
+        let (n, np, g) = (self.n, self.np, self.g);
+        // SAFETY: see `weight_grad`; each vector has at least one of the n lanes (np - n < 16),
+        // and the masked loads read only lanes inside the row.
         unsafe {
             let mut a = [[_mm512_setzero_ps(); V]; KB];
             for (r, x) in a.iter_mut().enumerate() {
@@ -189,11 +198,12 @@ impl<S: Patches> Tile<'_, S> {
                 }
             }
             let offs: [usize; KB] = std::array::from_fn(|r| self.src.off(kk + r));
+            let lanes: [__mmask16; V] = std::array::from_fn(|v| lane_mask(n - (g + v * L)));
             for m in self.m0..self.m1 {
-                let d = self.dpad.as_ptr().add(m * np + g);
+                let d = self.dout.as_ptr().add(m * n + g);
                 let mut dv = [_mm512_setzero_ps(); V];
                 for (v, y) in dv.iter_mut().enumerate() {
-                    *y = _mm512_loadu_ps(d.add(v * L));
+                    *y = _mm512_maskz_loadu_ps(lanes[v], d.add(v * L));
                 }
                 let c = self.src.row(m);
                 for (r, x) in a.iter_mut().enumerate() {
