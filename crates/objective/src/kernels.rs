@@ -5,7 +5,8 @@
 //! keep the narrow side in registers and read the long side where it lies.
 //!
 //! - [`forward`]: `out = cols W^T + b`, rows x n from rows x k and n x k.
-//! - [`weight_grad`]: `gW += dout^T cols` and `gb += column sums of dout`.
+//! - [`weight_grad`]: `gW += dout^T cols` and `gb += column sums of dout` (dout read in place,
+//!   its rows' last vector with masked loads).
 //! - [`input_grad`]: `dcols = dout W`, rows x k from rows x n and n x k.
 //!
 //! # Determinism
