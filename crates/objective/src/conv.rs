@@ -332,7 +332,12 @@ impl Pooling {
         let (c, map, pooled) = (self.c, self.h * self.w * self.c, self.hout() * self.wout() * self.c);
         debug_assert_eq!(dout.len(), batch * pooled);
         debug_assert_eq!(arg.len(), batch * pooled);
-        din.fill(0.0);
+        // The windows tile maps of even sides, and each writes all four of its entries: only a
+        // dropped row or column needs zeroing first (a separate pass over din, measured as the
+        // largest share of the backward pass's memset).
+        if self.h % 2 == 1 || self.w % 2 == 1 {
+            din.fill(0.0);
+        }
         let maps = din.chunks_exact_mut(map).zip(arg.chunks_exact(pooled)).zip(dout.chunks_exact(pooled));
         for ((dimg, args), dpout) in maps {
             let mut outs = args.chunks_exact(c).zip(dpout.chunks_exact(c));
@@ -343,8 +348,9 @@ impl Pooling {
                     match self.kind {
                         Pool::Max => {
                             for (ch, (&k, &g)) in which.iter().zip(d).enumerate() {
-                                let row = if k < 2 { t } else { b };
-                                dimg[row + usize::from(k & 1) * c + ch] = g;
+                                let took = |j: u8| if k == j { g } else { 0.0 };
+                                (dimg[t + ch], dimg[t + c + ch], dimg[b + ch], dimg[b + c + ch]) =
+                                    (took(0), took(1), took(2), took(3));
                             }
                         }
                         Pool::Average => {
@@ -357,6 +363,50 @@ impl Pooling {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Pool, Pooling};
+
+    /// The backward pass overwrites every input gradient, whatever `din` held: the entry each
+    /// window took gets its gradient (the average pool a quarter in each), every other entry and
+    /// a dropped row or column zero.
+    #[test]
+    fn pooling_backward_overwrites_every_input_gradient() {
+        for (kind, h, w, c) in [(Pool::Max, 4, 6, 3), (Pool::Max, 5, 7, 2), (Pool::Average, 5, 4, 3)] {
+            let pool = Pooling { kind, h, w, c };
+            let batch = 2;
+            let input: Vec<f32> = (0..batch * h * w * c).map(|i| ((i * 37) % 23) as f32 - 11.0).collect();
+            let pooled = pool.hout() * pool.wout() * c;
+            let (mut out, mut arg) = (vec![0.0; batch * pooled], vec![0u8; batch * pooled]);
+            pool.forward(&input, batch, &mut out, &mut arg);
+            let dout: Vec<f32> = (0..batch * pooled).map(|i| i as f32 + 1.0).collect();
+            let mut din = vec![f32::NAN; input.len()];
+            pool.backward(&arg, &dout, batch, &mut din);
+            let mut want = vec![0.0f32; input.len()];
+            for s in 0..batch {
+                for (y, x, ch) in (0..pool.hout())
+                    .flat_map(|y| (0..pool.wout()).flat_map(move |x| (0..c).map(move |ch| (y, x, ch))))
+                {
+                    let o = s * pooled + (y * pool.wout() + x) * c + ch;
+                    let at = |dy: usize, dx: usize| s * h * w * c + ((2 * y + dy) * w + 2 * x + dx) * c + ch;
+                    match kind {
+                        Pool::Max => {
+                            let k = usize::from(arg[o]);
+                            want[at(k / 2, k % 2)] = dout[o];
+                        }
+                        Pool::Average => {
+                            for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                                want[at(dy, dx)] = 0.25 * dout[o];
+                            }
+                        }
+                    }
+                }
+            }
+            assert_eq!(din, want, "{kind:?} {h} x {w} x {c}");
         }
     }
 }
