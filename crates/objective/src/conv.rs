@@ -332,12 +332,9 @@ impl Pooling {
         let (c, map, pooled) = (self.c, self.h * self.w * self.c, self.hout() * self.wout() * self.c);
         debug_assert_eq!(dout.len(), batch * pooled);
         debug_assert_eq!(arg.len(), batch * pooled);
-        // The windows tile maps of even sides, and each writes all four of its entries: only a
-        // dropped row or column needs zeroing first (a separate pass over din, measured as the
-        // largest share of the backward pass's memset).
-        if self.h % 2 == 1 || self.w % 2 == 1 {
-            din.fill(0.0);
-        }
+        // Zeroing first and then writing one entry per window measured faster than writing all
+        // four entries of each window (1,640 profile samples against 451 plus 287 of memset).
+        din.fill(0.0);
         let maps = din.chunks_exact_mut(map).zip(arg.chunks_exact(pooled)).zip(dout.chunks_exact(pooled));
         for ((dimg, args), dpout) in maps {
             let mut outs = args.chunks_exact(c).zip(dpout.chunks_exact(c));
@@ -348,9 +345,8 @@ impl Pooling {
                     match self.kind {
                         Pool::Max => {
                             for (ch, (&k, &g)) in which.iter().zip(d).enumerate() {
-                                let took = |j: u8| if k == j { g } else { 0.0 };
-                                (dimg[t + ch], dimg[t + c + ch], dimg[b + ch], dimg[b + c + ch]) =
-                                    (took(0), took(1), took(2), took(3));
+                                let row = if k < 2 { t } else { b };
+                                dimg[row + usize::from(k & 1) * c + ch] = g;
                             }
                         }
                         Pool::Average => {
