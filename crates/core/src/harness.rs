@@ -46,6 +46,72 @@ pub trait Receivers {
         nodes: &mut [Node],
         apply: &(dyn Fn(usize, &mut Node) -> Result<(), CoreError> + Sync),
     ) -> Result<(), CoreError>;
+
+    /// Calls `collect(i, &mut nodes[i], &mut outboxes[i])` once for every node, in any order or
+    /// at once: each sender's messages of a round copied into its own outbox (by default one
+    /// after another on the calling thread).
+    fn each_sender(
+        &mut self,
+        nodes: &mut [Node],
+        outboxes: &mut [Outbox],
+        collect: &(dyn Fn(usize, &mut Node, &mut Outbox) + Sync),
+    ) {
+        for (i, (node, outbox)) in nodes.iter_mut().zip(outboxes).enumerate() {
+            collect(i, node, outbox);
+        }
+    }
+}
+
+/// One sender's messages of the current round, held by the harness until they are delivered.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// One slot per exchange, so a slot always holds the same compressor's output and its
+    /// buffers are reused without reallocation.
+    slots: Vec<Slot>,
+    /// The slots sent this round, in sending order (usually one).
+    order: Vec<usize>,
+}
+
+/// A message in an [`Outbox`].
+#[derive(Debug)]
+struct Slot {
+    epoch: u64,
+    iteration: u64,
+    exchange: Exchange,
+    to: Recipients,
+    payload: Compressed,
+}
+
+impl Outbox {
+    /// Takes every message `node` has to send this round (none when it is inactive).
+    fn collect(&mut self, node: &mut Node, active: bool) {
+        self.order.clear();
+        if !active {
+            return;
+        }
+        let exchanges = node.algorithm().exchanges();
+        while let Some(t) = node.poll_transmit() {
+            let stage = exchanges.iter().position(|&e| e == t.exchange).unwrap_or(0);
+            if self.slots.len() <= stage {
+                self.slots.resize_with(stage + 1, || Slot {
+                    epoch: 0,
+                    iteration: 0,
+                    exchange: Exchange::X,
+                    to: Recipients::All,
+                    payload: Compressed::new(0),
+                });
+            }
+            let slot = &mut self.slots[stage];
+            (slot.epoch, slot.iteration, slot.exchange, slot.to) = (t.epoch, t.iteration, t.exchange, t.to);
+            slot.payload.assign(t.payload);
+            self.order.push(stage);
+        }
+    }
+
+    /// The `m`-th message sent this round.
+    fn sent(&self, m: usize) -> &Slot {
+        &self.slots[self.order[m]]
+    }
 }
 
 /// Receivers served one after another on the calling thread.
@@ -69,10 +135,8 @@ pub struct Cluster {
     /// Nodes taking part (all, until a membership change says otherwise). Inactive nodes are
     /// neither stepped nor delivered to; their state stays as it was.
     active: Vec<bool>,
-    /// Per sender, one slot per exchange: the message of the current round in that slot.
-    wire: Vec<Vec<(u64, Exchange, Recipients, Compressed)>>,
-    /// Per sender: the slots sent this round, in sending order (usually one).
-    order: Vec<Vec<usize>>,
+    /// Per sender, the messages of the current round.
+    outboxes: Vec<Outbox>,
     pairs: Vec<(usize, usize, usize)>,
     /// Per receiver, its range of `pairs` (ascending delivery).
     ranges: Vec<std::ops::Range<usize>>,
@@ -87,8 +151,7 @@ impl Cluster {
         Ok(Cluster {
             active: vec![true; n],
             nodes,
-            wire: (0..n).map(|_| Vec::new()).collect(),
-            order: (0..n).map(|_| Vec::with_capacity(2)).collect(),
+            outboxes: (0..n).map(|_| Outbox { slots: Vec::new(), order: Vec::with_capacity(2) }).collect(),
             pairs: Vec::new(),
             ranges: vec![0..0; n],
             grad: Vec::new(),
@@ -153,33 +216,28 @@ impl Cluster {
     ) -> Result<(), CoreError> {
         let mut round = 0u64;
         loop {
+            // The payload copies are most of this: the senders side by side, then `on_send` in
+            // node order.
+            let active = &self.active;
+            receivers.each_sender(&mut self.nodes, &mut self.outboxes, &|i, node, outbox| {
+                outbox.collect(node, active[i]);
+            });
             let mut any = false;
-            for (i, node) in self.nodes.iter_mut().enumerate() {
-                if !self.active[i] {
-                    self.order[i].clear();
-                    continue;
-                }
-                let degree = node.peers().count();
-                let exchanges = node.algorithm().exchanges();
-                let (slots, order) = (&mut self.wire[i], &mut self.order[i]);
-                order.clear();
-                while let Some(t) = node.poll_transmit() {
+            for (i, outbox) in self.outboxes.iter().enumerate() {
+                any |= !outbox.order.is_empty();
+                let degree = self.nodes[i].peers().count();
+                for m in 0..outbox.order.len() {
+                    let s = outbox.sent(m);
+                    let t = Transmit {
+                        to: s.to,
+                        epoch: s.epoch,
+                        iteration: s.iteration,
+                        exchange: s.exchange,
+                        payload: &s.payload,
+                    };
                     let recipients = if t.to == Recipients::All { degree } else { 1 };
                     on_send(Sent { from: i, recipients, transmit: &t });
-                    // One slot per exchange, so a slot always holds the same compressor's output
-                    // and its buffers are reused without reallocation.
-                    let stage = exchanges.iter().position(|&e| e == t.exchange).unwrap_or(0);
-                    if slots.len() <= stage {
-                        slots
-                            .resize_with(stage + 1, || (0, Exchange::X, Recipients::All, Compressed::new(0)));
-                    }
-                    slots[stage].0 = t.iteration;
-                    slots[stage].1 = t.exchange;
-                    slots[stage].2 = t.to;
-                    slots[stage].3.assign(t.payload);
-                    order.push(stage);
                 }
-                any |= !order.is_empty();
             }
             if !any {
                 break;
@@ -209,8 +267,8 @@ impl Cluster {
         self.pairs.clear();
         for (to, node) in self.nodes.iter().enumerate().filter(|(to, _)| self.active[*to]) {
             for from in node.peers() {
-                for m in 0..self.order[from].len() {
-                    if self.wire[from][self.order[from][m]].2.includes(to) {
+                for m in 0..self.outboxes[from].order.len() {
+                    if self.outboxes[from].sent(m).to.includes(to) {
                         self.pairs.push((from, to, m));
                     }
                 }
@@ -233,8 +291,8 @@ impl Cluster {
             }
         }
         for &(from, to, m) in &self.pairs {
-            let (it, ex, _, ref payload) = self.wire[from][self.order[from][m]];
-            self.nodes[to].handle_message(from, it, ex, payload)?;
+            let s = self.outboxes[from].sent(m);
+            self.nodes[to].handle_message(from, s.iteration, s.exchange, &s.payload)?;
         }
         Ok(())
     }
@@ -248,11 +306,11 @@ impl Cluster {
             *range = start..end;
             start = end;
         }
-        let (pairs, ranges, wire, order) = (&self.pairs, &self.ranges, &self.wire, &self.order);
+        let (pairs, ranges, outboxes) = (&self.pairs, &self.ranges, &self.outboxes);
         receivers.each(&mut self.nodes, &|to, node| {
             for &(from, _, m) in &pairs[ranges[to].clone()] {
-                let (it, ex, _, ref payload) = wire[from][order[from][m]];
-                node.handle_message(from, it, ex, payload)?;
+                let s = outboxes[from].sent(m);
+                node.handle_message(from, s.iteration, s.exchange, &s.payload)?;
             }
             Ok(())
         })

@@ -56,6 +56,6 @@ pub use algorithm::{Algorithm, Exchange, NodeConfig};
 pub use batch::{BatchSampler, BatchSize};
 pub use dprox_topology::{NodeRounds, Pairing, RoundChoice};
 pub use error::CoreError;
-pub use harness::{Cluster, Delivery, InOrder, Receivers, Sent};
+pub use harness::{Cluster, Delivery, InOrder, Outbox, Receivers, Sent};
 pub use node::{EpochStart, Node, NodeState, Phase, Recipients, Transmit};
 pub use prox::Prox;
