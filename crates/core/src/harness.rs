@@ -36,7 +36,8 @@ pub struct Sent<'a> {
 /// each receiver's messages in ascending sender order, receivers independent of one another (a
 /// node's state depends only on the messages it gets), so they may be served side by side. The
 /// core starts no threads: [`InOrder`] serves them one after another, a driver with a thread
-/// pool may serve them at once (the simulator does).
+/// pool may serve them at once (the simulator does). The same holds for the senders, whose
+/// messages of a round are copied into their outboxes before delivery ([`Receivers::each_sender`]).
 pub trait Receivers {
     /// Calls `apply(i, &mut nodes[i])` once for every node, in any order or at once, and
     /// returns the error of the lowest `i` whose call failed (the one a delivery in order meets
