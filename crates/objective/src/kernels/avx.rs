@@ -153,21 +153,16 @@ pub unsafe fn weight_grad<S: Patches>(src: S, dout: &[f32], n: usize, np: usize,
                         t.block::<4, 2>(kk, acc);
                         kk += 4;
                     }
+                    while kk < k {
+                        t.block::<1, 2>(kk, acc);
+                        kk += 1;
+                    }
                 } else {
                     while k - kk > 12 {
                         t.block::<8, 1>(kk, acc);
                         kk += 8;
                     }
                     t.last_columns(kk, acc);
-                    kk = k;
-                }
-                while kk < k {
-                    if v == 2 {
-                        t.block::<1, 2>(kk, acc)
-                    } else {
-                        t.block::<1, 1>(kk, acc)
-                    }
-                    kk += 1;
                 }
             }
             g += v * L;
