@@ -173,7 +173,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Outcome, NodeError> {
-    let mut gossip = GrpcGossip::serve(opts.id, run.dim(), listener, opts.security.clone())?;
+    let shared_memory = run.config().cluster.shared_memory;
+    let mut gossip = GrpcGossip::serve(opts.id, run.dim(), listener, opts.security.clone(), shared_memory)?;
     if let Some(a) = &opts.advertise {
         gossip = gossip.advertising(a);
     }

@@ -109,6 +109,14 @@ pub struct ClusterSection {
     /// checkpoint to resume from.
     #[serde(default = "default_min_nodes")]
     pub min_nodes: usize,
+    /// Nodes on one host hand their messages' bytes over in shared memory (the gRPC chunk
+    /// carries a slot of it); off, every byte travels through gRPC.
+    #[serde(default = "default_shared_memory")]
+    pub shared_memory: bool,
+}
+
+fn default_shared_memory() -> bool {
+    true
 }
 
 fn default_min_nodes() -> usize {
@@ -124,6 +132,7 @@ impl Default for ClusterSection {
             register_timeout_s: default_register_timeout(),
             coordinator: None,
             min_nodes: default_min_nodes(),
+            shared_memory: default_shared_memory(),
         }
     }
 }

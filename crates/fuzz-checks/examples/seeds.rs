@@ -58,7 +58,7 @@ fn main() {
         epoch: 2,
     };
     let encoded: Vec<Vec<u8>> = vec![
-        pb::Chunk { header: Some(header), data: vec![1; 12].into() }.encode_to_vec(),
+        pb::Chunk { header: Some(header), data: vec![1; 12].into(), slot: None }.encode_to_vec(),
         pb::PingRequest::default().encode_to_vec(),
         pb::FetchModelRequest { run_id: "run-1".into(), from: 2, epoch: 1, ..Default::default() }
             .encode_to_vec(),

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use dprox_net::limits::CHUNK_STALL;
 use dprox_net::{Limits, Peer, Security, TlsError};
 
+use crate::memory::{Outbox, Segment, Segments, Shape, framed_in_memory};
 use crate::pb;
 use crate::shape::Shaper;
 use dprox_telemetry::names;
@@ -185,6 +186,8 @@ pub struct GossipService {
     tls: bool,
     /// Set when the node stops serving: a link waiting for its next message is then ended.
     stop: Option<watch::Receiver<bool>>,
+    /// The segments neighbours on this host write their messages into, when offered.
+    memory: Option<Arc<Segments>>,
 }
 
 impl GossipService {
@@ -207,7 +210,15 @@ impl GossipService {
             model: watch::channel(None).1,
             tls: false,
             stop: None,
+            memory: None,
         }
+    }
+
+    /// Offers neighbours on this host shared-memory segments to hand their messages over in
+    /// (see [`crate::memory`]), if `on` and a segment for this model fits [`crate::memory::MAX_SEGMENT`].
+    pub fn with_shared_memory(mut self, on: bool) -> GossipService {
+        self.memory = Shape::for_dim(self.dim).filter(|_| on).map(|s| Arc::new(Segments::new(s)));
+        self
     }
 
     /// Requires every request to come with a node's certificate, and every message to come from
@@ -318,6 +329,28 @@ impl pb::gossip_server::Gossip for GossipService {
         let x = published.x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
         Ok(Response::new(pb::FetchModelReply { x: x.into() }))
     }
+
+    async fn open_memory(
+        &self,
+        request: Request<pb::OpenMemoryRequest>,
+    ) -> Result<Response<pb::OpenMemoryReply>, Status> {
+        let sender = self.caller(&request)?;
+        let r = request.into_inner();
+        let memory =
+            self.memory.as_ref().ok_or_else(|| Status::unimplemented("this node offers no shared memory"))?;
+        let auth = self.authorised().await?;
+        let from = r.from as usize;
+        if r.run_id != auth.run_id || r.token.as_ref() != auth.token.as_slice() {
+            return Err(Status::unauthenticated("the request does not carry this run's id and token"));
+        }
+        if sender.is_some_and(|id| id != from) || auth.peers.binary_search(&from).is_err() {
+            return Err(Status::permission_denied(format!("node {from} may not open shared memory here")));
+        }
+        let reply = memory
+            .open(from)
+            .map_err(|e| Status::resource_exhausted(format!("no shared-memory segment: {e}")))?;
+        Ok(Response::new(reply))
+    }
 }
 
 impl GossipService {
@@ -393,6 +426,18 @@ impl GossipService {
             .ok()
             .and_then(Exchange::from_code)
             .ok_or_else(|| Status::invalid_argument(format!("unknown exchange code {}", h.exchange)))?;
+        if let Some(slot) = first.slot {
+            let (payload, framed) = self.read_slot(from, &h, slot, first.data.len())?;
+            return Ok(Inbound {
+                from,
+                epoch: h.epoch,
+                iteration: h.iteration,
+                exchange,
+                payload,
+                bytes: len,
+                framed,
+            });
+        }
         if first.data.len() > len {
             return Err(longer(from, len));
         }
@@ -410,6 +455,40 @@ impl GossipService {
             return Err(status);
         }
         Ok(Inbound { from, epoch: h.epoch, iteration: h.iteration, exchange, payload, bytes: len, framed })
+    }
+
+    /// Decodes a message that sender `from` wrote into `slot` of its segment (`extra`: bytes its
+    /// chunk carried besides, which such a chunk must not).
+    fn read_slot(
+        &self,
+        from: usize,
+        h: &pb::Header,
+        slot: pb::MemorySlot,
+        extra: usize,
+    ) -> Result<(Compressed, u64), Status> {
+        let bad =
+            |why: &str| Status::invalid_argument(format!("the shared-memory message from node {from} {why}"));
+        if extra != 0 {
+            return Err(bad("also carries bytes in its chunk"));
+        }
+        let segment = self.memory.as_ref().and_then(|m| m.get(from)).ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "node {from} names a shared-memory slot, but holds no segment here"
+            ))
+        })?;
+        let len = h.length as usize;
+        let mut payload = self.pool.take(self.dim);
+        match segment.read(&slot, len, |b| payload.decode_from(b, self.dim)) {
+            Ok(Ok(())) => Ok((payload, framed_in_memory(h, &slot, len))),
+            Ok(Err(e)) => {
+                self.pool.give(payload);
+                Err(malformed(from, e))
+            }
+            Err(why) => {
+                self.pool.give(payload);
+                Err(bad(&why))
+            }
+        }
     }
 
     /// The run's credentials, once the node has them (early callers wait up to `auth_wait`).
@@ -447,8 +526,8 @@ impl GossipService {
                         "message from node {from} ended after {got} of {len} bytes"
                     )));
                 }
-                Some(c) if c.header.is_some() => {
-                    return Err(Status::invalid_argument("a header in a chunk other than the first"));
+                Some(c) if c.header.is_some() || c.slot.is_some() => {
+                    return Err(Status::invalid_argument("a header or slot in a chunk other than the first"));
                 }
                 Some(c) => c.data,
             };
@@ -553,6 +632,21 @@ pub struct PeerClient {
     /// Its address.
     pub address: String,
     pub(crate) client: pb::gossip_client::GossipClient<Channel>,
+    /// The peer's shared-memory segment, where it offers one (shared by the clones).
+    pub(crate) memory: Arc<Mutex<MemoryLink>>,
+}
+
+/// Whether a link hands its messages over in the receiver's shared memory.
+#[derive(Debug)]
+pub(crate) enum MemoryLink {
+    /// Not asked for.
+    Off,
+    /// To be asked for at the next call.
+    Untried,
+    /// Open: messages that fit a free slot go there.
+    Open(Outbox),
+    /// The peer does not offer it, or it could not be opened from here.
+    Unavailable,
 }
 
 impl PeerClient {
@@ -568,7 +662,69 @@ impl PeerClient {
         let client = pb::gossip_client::GossipClient::new(channel)
             .max_decoding_message_size(CHUNK_BYTES + 4096)
             .max_encoding_message_size(CHUNK_BYTES + 4096);
-        Ok(PeerClient { peer, address: address.into(), client })
+        Ok(PeerClient {
+            peer,
+            address: address.into(),
+            client,
+            memory: Arc::new(Mutex::new(MemoryLink::Off)),
+        })
+    }
+
+    /// Asks the peer, at the link's next call, for a shared-memory segment to hand messages over
+    /// in (used if the peer is on this host and offers one; see [`crate::memory`]).
+    pub fn with_shared_memory(self, on: bool) -> PeerClient {
+        *self.memory.lock().unwrap_or_else(|e| e.into_inner()) =
+            if on { MemoryLink::Untried } else { MemoryLink::Off };
+        self
+    }
+
+    /// Whether messages to this peer go through shared memory.
+    pub fn in_shared_memory(&self) -> bool {
+        matches!(*self.memory.lock().unwrap_or_else(|e| e.into_inner()), MemoryLink::Open(_))
+    }
+
+    /// Opens the peer's segment if asked to and not yet tried, as the sender `header` names. A
+    /// peer that cannot be reached is asked again at the next call; one that refuses, or whose
+    /// segment cannot be opened from here, is not.
+    pub(crate) async fn open_memory(&mut self, header: &pb::Header) {
+        if !matches!(*self.memory.lock().unwrap_or_else(|e| e.into_inner()), MemoryLink::Untried) {
+            return;
+        }
+        let req = pb::OpenMemoryRequest {
+            run_id: header.run_id.clone(),
+            token: header.token.clone(),
+            from: header.from,
+        };
+        let state = match self.client.open_memory(req).await {
+            Ok(reply) => match Segment::open(reply.get_ref()) {
+                Ok(segment) => {
+                    let s = segment.shape();
+                    tracing::info!(
+                        peer = self.peer,
+                        "messages to node {} go through shared memory ({} slots of {} bytes)",
+                        self.peer,
+                        s.slots,
+                        s.slot_bytes
+                    );
+                    MemoryLink::Open(Outbox::new(segment))
+                }
+                Err(e) => {
+                    tracing::info!(peer = self.peer, "messages to node {} travel as bytes: {e}", self.peer);
+                    MemoryLink::Unavailable
+                }
+            },
+            Err(status) if status.code() == tonic::Code::Unavailable => MemoryLink::Untried,
+            Err(status) => {
+                tracing::info!(
+                    peer = self.peer,
+                    "messages to node {} travel as bytes: {}",
+                    self.peer,
+                    describe(&status)
+                );
+                MemoryLink::Unavailable
+            }
+        };
+        *self.memory.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
     /// Sends one encoded message (after the link's shaping delay, if any).

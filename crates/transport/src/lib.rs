@@ -11,6 +11,8 @@
 //! - [`link`]: a link's open call, carrying its messages back to back.
 //! - [`codec`]: prost's gRPC codec with buffers sized per message type (a chunk is copied
 //!   into its buffer once).
+//! - [`memory`]: shared-memory slots a sender on the receiver's host writes its messages into
+//!   (the chunk then carries the slot, not the bytes).
 //! - [`shape`]: per-link delay, bandwidth cap and loss, applied by the sender.
 //!
 //! Large vectors travel as a stream of ~1 MiB chunks with raised HTTP/2 windows; every message is
@@ -19,6 +21,7 @@
 pub mod codec;
 pub mod gossip;
 pub mod link;
+pub mod memory;
 pub mod shape;
 
 /// Generated protobuf types and services (`dprox.v1`).

@@ -13,7 +13,8 @@ use dprox_core::Exchange;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::gossip::{CHUNK_BYTES, PeerClient, SendStats, TransportError, describe, framed_len};
+use crate::gossip::{CHUNK_BYTES, MemoryLink, PeerClient, SendStats, TransportError, describe, framed_len};
+use crate::memory::framed_in_memory;
 use crate::pb;
 use crate::shape::Shaper;
 
@@ -44,6 +45,8 @@ impl PeerClient {
         mut shaper: Option<&mut Shaper>,
         mut sent: impl FnMut(SendStats),
     ) -> Result<CallEnd, TransportError> {
+        self.open_memory(&first.0).await;
+        let memory = self.memory.clone();
         let (tx, rx) = mpsc::channel::<pb::Chunk>(AHEAD);
         let mut client = self.client.clone();
         let call = client.push(ReceiverStream::new(rx));
@@ -56,14 +59,19 @@ impl PeerClient {
             while let Some((header, data)) = next {
                 *current.lock().unwrap_or_else(|e| e.into_inner()) = label(&header);
                 let n = data.len();
-                let framed = framed_len(&header, n);
                 if let Some(s) = shaper.as_deref_mut() {
                     let d = s.delay(n, n.div_ceil(CHUNK_BYTES).max(1));
                     if !d.is_zero() {
                         tokio::time::sleep(d).await;
                     }
                 }
-                for chunk in chunks(header, data) {
+                let (framed, chunks) = match place(&memory, &data) {
+                    Some(slot) => {
+                        (framed_in_memory(&header, &slot, n), Chunks::Slot(Some(in_slot(header, slot))))
+                    }
+                    None => (framed_len(&header, n), Chunks::Bytes(chunks(header, data))),
+                };
+                for chunk in chunks {
                     if tx.send(chunk).await.is_err() {
                         return; // the call ended: its outcome says why
                     }
@@ -95,6 +103,35 @@ impl PeerClient {
     }
 }
 
+/// Writes `data` into a free slot of the link's shared memory, if it has some.
+fn place(memory: &Mutex<MemoryLink>, data: &[u8]) -> Option<pb::MemorySlot> {
+    match &mut *memory.lock().unwrap_or_else(|e| e.into_inner()) {
+        MemoryLink::Open(outbox) => outbox.place(data),
+        _ => None,
+    }
+}
+
+/// The one chunk of a message handed over in `slot`.
+fn in_slot(header: pb::Header, slot: pb::MemorySlot) -> pb::Chunk {
+    pb::Chunk { header: Some(header), data: Bytes::new(), slot: Some(slot) }
+}
+
+/// A message's chunks: its slot, or its bytes.
+enum Chunks<I> {
+    Slot(Option<pb::Chunk>),
+    Bytes(I),
+}
+
+impl<I: Iterator<Item = pb::Chunk>> Iterator for Chunks<I> {
+    type Item = pb::Chunk;
+    fn next(&mut self) -> Option<pb::Chunk> {
+        match self {
+            Chunks::Slot(c) => c.take(),
+            Chunks::Bytes(i) => i.next(),
+        }
+    }
+}
+
 /// A message's iteration and exchange, to name it in an error.
 fn label(header: &pb::Header) -> (u64, Exchange) {
     (header.iteration, Exchange::from_code(header.exchange as u8).unwrap_or(Exchange::X))
@@ -108,5 +145,6 @@ pub(crate) fn chunks(header: pb::Header, data: Bytes) -> impl Iterator<Item = pb
     (0..n.div_ceil(CHUNK_BYTES).max(1)).map(move |k| pb::Chunk {
         header: header.take(),
         data: data.slice(k * CHUNK_BYTES..((k + 1) * CHUNK_BYTES).min(n)),
+        slot: None,
     })
 }

@@ -148,7 +148,11 @@ fn framed_len_is_the_protobuf_size_of_the_chunks_plus_prefixes() {
         let parts = n.div_ceil(chunk).max(1);
         let mut head = Some(h.clone());
         let real: u64 = (0..parts)
-            .map(|k| pb::Chunk { header: head.take(), data: data.slice(k * chunk..((k + 1) * chunk).min(n)) })
+            .map(|k| pb::Chunk {
+                header: head.take(),
+                data: data.slice(k * chunk..((k + 1) * chunk).min(n)),
+                slot: None,
+            })
             .map(|c| c.encoded_len() as u64 + 5)
             .sum();
         assert_eq!(dprox_transport::framed_len(&h, n), real, "{n} bytes");

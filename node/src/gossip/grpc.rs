@@ -42,17 +42,22 @@ pub struct GrpcGossip {
     stop: watch::Sender<bool>,
     server: AbortOnDropHandle<Result<(), tonic::transport::Error>>,
     security: Security,
+    /// Whether links ask neighbours on this host for shared memory.
+    shared_memory: bool,
 }
 
 impl GrpcGossip {
     /// Serves node `id`'s gossip (models of `dim` parameters) on `listener` at once, so that the
     /// address registered with the coordinator already answers; secured by `security`, under
-    /// the limits of [`dprox_net::limits::GOSSIP`].
+    /// the limits of [`dprox_net::limits::GOSSIP`]. With `shared_memory`, neighbours on this host
+    /// hand their messages over in shared memory, and this node does so to them (see
+    /// [`dprox_transport::memory`]).
     pub fn serve(
         id: usize,
         dim: usize,
         listener: TcpListener,
         security: Security,
+        shared_memory: bool,
     ) -> Result<GrpcGossip, TransportError> {
         let address = listener
             .local_addr()
@@ -68,7 +73,8 @@ impl GrpcGossip {
             .with_node_metrics(id)
             .with_model(model_rx)
             .with_stop(stop_rx.clone())
-            .with_tls(security.is_tls());
+            .with_tls(security.is_tls())
+            .with_shared_memory(shared_memory);
         let limits = dprox_net::limits::GOSSIP;
         let server = dprox_transport::server(&security, &limits)
             .map_err(|e| TransportError::Internal(e.to_string()))?
@@ -94,6 +100,7 @@ impl GrpcGossip {
             stop,
             server: AbortOnDropHandle::new(tokio::spawn(server)),
             security,
+            shared_memory,
         })
     }
 }
@@ -128,7 +135,8 @@ impl Gossip for GrpcGossip {
         // it is gone, fails this epoch's links or probes too).
         let (errors_tx, errors) = mpsc::unbounded_channel();
         self.errors = errors;
-        self.links = Some(Links::new(self.id, self.dim, session, &self.security, errors_tx)?);
+        self.links =
+            Some(Links::new(self.id, self.dim, session, (&self.security, self.shared_memory), errors_tx)?);
         Ok(())
     }
 
@@ -242,7 +250,7 @@ mod tests {
     #[tokio::test]
     async fn a_failure_of_the_last_sessions_links_is_not_reported_in_the_next() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut gossip = GrpcGossip::serve(0, 4, listener, Security::Insecure).unwrap();
+        let mut gossip = GrpcGossip::serve(0, 4, listener, Security::Insecure, true).unwrap();
         gossip.connect(&session(0, vec![gone()])).unwrap();
         gossip.send(message(0));
         tokio::time::timeout(Duration::from_secs(10), async {

@@ -40,12 +40,13 @@ pub(super) struct Links {
 }
 
 impl Links {
-    /// Opens a link to every neighbour of `session`; failed deliveries go to `errors`.
+    /// Opens a link to every neighbour of `session`, secured by `security` and asking for shared
+    /// memory if `shared_memory`; failed deliveries go to `errors`.
     pub(super) fn new(
         id: usize,
         dim: usize,
         session: &Session,
-        security: &dprox_net::Security,
+        (security, shared_memory): (&dprox_net::Security, bool),
         errors: mpsc::UnboundedSender<TransportError>,
     ) -> Result<Links, TransportError> {
         let mut links = Links {
@@ -61,7 +62,8 @@ impl Links {
         };
         for (p, shape) in session.peers.iter().zip(&session.shapes) {
             let shaper = shape.map(|s| Shaper::new(s, session.seed, id, p.id));
-            links.open(PeerClient::new(p.id, &p.address, security)?, shaper, errors.clone());
+            let client = PeerClient::new(p.id, &p.address, security)?.with_shared_memory(shared_memory);
+            links.open(client, shaper, errors.clone());
         }
         Ok(links)
     }
