@@ -683,6 +683,14 @@ impl PeerClient {
         matches!(*self.memory.lock().unwrap_or_else(|e| e.into_inner()), MemoryLink::Open(_))
     }
 
+    /// Asks for a new segment at the next call, if shared memory was asked for.
+    pub(crate) fn forget_memory(&self) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(*memory, MemoryLink::Off) {
+            *memory = MemoryLink::Untried;
+        }
+    }
+
     /// Opens the peer's segment if asked to and not yet tried, as the sender `header` names. A
     /// peer that cannot be reached is asked again at the next call; one that refuses, or whose
     /// segment cannot be opened from here, is not.

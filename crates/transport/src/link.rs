@@ -88,7 +88,11 @@ impl PeerClient {
         };
         match result {
             Ok(_) if drained => Ok(CallEnd::Drained),
-            Ok(_) => Ok(CallEnd::PeerStopped),
+            Ok(_) => {
+                // Whatever serves the peer's address next holds no segment of this link's.
+                self.forget_memory();
+                Ok(CallEnd::PeerStopped)
+            }
             Err(status) => {
                 let (iteration, exchange) = *in_flight.lock().unwrap_or_else(|e| e.into_inner());
                 Err(TransportError::Send {

@@ -17,11 +17,24 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A node serving gossip (with shared memory if `memory`), its inbox holding `inbox` messages.
 async fn serve(memory: bool, inbox: usize) -> (String, mpsc::Receiver<Inbound>) {
+    let (stop, rx) = watch::channel(false);
+    std::mem::forget(stop); // (never stops)
+    serve_until(memory, inbox, rx).await
+}
+
+/// The same, ending its links once `stop` turns true.
+async fn serve_until(
+    memory: bool,
+    inbox: usize,
+    stop: watch::Receiver<bool>,
+) -> (String, mpsc::Receiver<Inbound>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (atx, arx) = watch::channel(Some(Auth { run_id: "r1".into(), token: vec![7; 16], peers: vec![1] }));
     let (in_tx, rx) = mpsc::channel(inbox);
-    let svc = GossipService::new(DIM, arx, in_tx, Duration::from_secs(1)).with_shared_memory(memory);
+    let svc = GossipService::new(DIM, arx, in_tx, Duration::from_secs(1))
+        .with_shared_memory(memory)
+        .with_stop(stop);
     tokio::spawn(async move {
         let _keep = atx;
         dprox_transport::server(&dprox_net::Security::Insecure, &dprox_net::limits::GOSSIP)
@@ -130,6 +143,22 @@ async fn a_node_without_shared_memory_gets_the_bytes() {
         next(&mut inbox).await.payload.body,
         Body::Dense { format: ValueFormat::F32, values: values(0) }
     );
+}
+
+#[tokio::test]
+async fn a_link_whose_peer_stopped_asks_for_a_new_segment_at_its_next_call() {
+    let (stop, stop_rx) = watch::channel(false);
+    let (addr, mut inbox) = serve_until(true, 16, stop_rx).await;
+    let client = PeerClient::new(1, &addr, &dprox_net::Security::Insecure).unwrap().with_shared_memory(true);
+    let (queue, mut rx) = mpsc::unbounded_channel();
+    let mut link = client.clone();
+    let call = tokio::spawn(async move { link.push_queue(message(0), &mut rx, None, |_| {}).await });
+    assert_eq!(next(&mut inbox).await.framed, costs(0).0, "the first message went through a slot");
+    assert!(client.in_shared_memory());
+    stop.send_replace(true);
+    assert_eq!(timeout(WAIT, call).await.unwrap().unwrap().unwrap(), CallEnd::PeerStopped);
+    assert!(!client.in_shared_memory(), "the segment of the peer that stopped is forgotten");
+    drop(queue);
 }
 
 /// Pushes one chunk naming `slot` for the dense message of iteration 0; the receiver's refusal.
