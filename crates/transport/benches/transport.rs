@@ -1,6 +1,7 @@
 //! Transport benchmark: a small exchange's round trip against a bare gRPC round trip,
 //! throughput for dense vectors of 1e4, 1e6 and 1e7 f32 against raw loopback TCP, and the CPU
-//! time per byte moved (sender and receiver together, plaintext and mutual TLS) against a memcpy
+//! time per byte moved (sender and receiver together: plaintext, mutual TLS, and plaintext with
+//! the bytes in shared memory) against a memcpy
 //! of the same bytes, all measured in this run. Run: `cargo bench -p dprox-transport`.
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,46 @@ async fn grpc_cpu_per_byte(
     (cpu_s() - t) * 1e9 / (reps * data.len()) as f64
 }
 
+/// CPU nanoseconds per byte for `reps` messages of `n` f32 over one link in the receiver's shared
+/// memory (plaintext gRPC carrying the slots), each queued once the one before has arrived.
+async fn memory_cpu_per_byte(n: usize, reps: usize) -> f64 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (atx, arx) = watch::channel(Some(Auth { run_id: "b".into(), token: vec![1; 16], peers: vec![1] }));
+    let (tx, mut rx) = mpsc::channel::<dprox_transport::Inbound>(64);
+    let pool = PayloadPool::default();
+    let svc = GossipService::new(n, arx, tx, Duration::from_secs(5))
+        .with_pool(pool.clone())
+        .with_shared_memory(true)
+        .into_server();
+    let limits = dprox_net::limits::GOSSIP;
+    let plain = dprox_net::Security::Insecure;
+    let server = dprox_transport::server(&plain, &limits).unwrap().add_service(svc);
+    tokio::spawn(server.serve_with_incoming(dprox_net::incoming(listener, limits, "gossip", false)));
+    let client = PeerClient::new(0, &addr, &plain).unwrap().with_shared_memory(true);
+    let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let mut b = Vec::new();
+    Compressed { dim: n, body: Body::Dense { format: ValueFormat::F32, values } }.encode(&mut b);
+    let data = Bytes::from(b);
+    let (queue, mut queued) = mpsc::unbounded_channel();
+    let mut link = client.clone();
+    let first = (header(data.len()), data.clone());
+    let call = tokio::spawn(async move { link.push_queue(first, &mut queued, None, |_| {}).await });
+    let mut arrive = async || pool.give(rx.recv().await.expect("the message arrives").payload);
+    arrive().await;
+    assert!(client.in_shared_memory(), "the link opened the receiver's segment");
+    let t = cpu_s();
+    for _ in 0..reps {
+        queue.send((header(data.len()), data.clone())).unwrap();
+        arrive().await;
+    }
+    let cpu = cpu_s() - t;
+    drop(queue);
+    call.await.unwrap().unwrap();
+    drop(atx);
+    cpu * 1e9 / (reps * data.len()) as f64
+}
+
 /// CPU nanoseconds per byte of a memcpy of `n` f32, `reps` times (buffers reused).
 fn memcpy_cpu_per_byte(n: usize, reps: usize) -> f64 {
     let src: Vec<u8> = (0..4 * n).map(|i| i as u8).collect();
@@ -145,14 +186,20 @@ async fn cpu_per_byte() {
     let (n, reps) = (1_000_000usize, 100);
     println!("CPU per byte moved, 1e6-f32 messages (sender + receiver), against memcpy:");
     println!(
-        "{:>6} {:>12} {:>12} {:>12} {:>10} {:>10}",
-        "round", "memcpy ns/B", "gRPC ns/B", "TLS ns/B", "gRPC/cp", "TLS/cp"
+        "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10}",
+        "round", "memcpy ns/B", "gRPC ns/B", "TLS ns/B", "shm ns/B", "gRPC/cp", "TLS/cp", "shm/cp"
     );
     for round in 0..3 {
         let cp = memcpy_cpu_per_byte(n, 10 * reps);
         let g = grpc_cpu_per_byte(n, reps, &plain, &plain).await;
         let t = grpc_cpu_per_byte(n, reps, &server, &client).await;
-        println!("{round:>6} {cp:>12.3} {g:>12.3} {t:>12.3} {:>10.1} {:>10.1}", g / cp, t / cp);
+        let m = memory_cpu_per_byte(n, reps).await;
+        println!(
+            "{round:>6} {cp:>12.3} {g:>12.3} {t:>12.3} {m:>12.3} {:>10.1} {:>10.1} {:>10.1}",
+            g / cp,
+            t / cp,
+            m / cp
+        );
     }
 }
 
