@@ -471,11 +471,21 @@ impl GossipService {
         if extra != 0 {
             return Err(bad("also carries bytes in its chunk"));
         }
-        let segment = self.memory.as_ref().and_then(|m| m.get(from)).ok_or_else(|| {
+        let none = || {
             Status::failed_precondition(format!(
                 "node {from} names a shared-memory slot, but holds no segment here"
             ))
-        })?;
+        };
+        let segment = match self.memory.as_ref().map(|m| m.get(from, slot.generation)) {
+            Some(Ok(segment)) => segment,
+            Some(Err(true)) => {
+                return Err(bad(&format!(
+                    "names segment {}, which this node does not hold",
+                    slot.generation
+                )));
+            }
+            Some(Err(false)) | None => return Err(none()),
+        };
         let len = h.length as usize;
         let mut payload = self.pool.take(self.dim);
         match segment.read(&slot, len, |b| payload.decode_from(b, self.dim)) {

@@ -10,8 +10,8 @@
 //! growing, so that nothing a sender does can make the receiver's reads fault. The sender opens
 //! it through `/proc/<pid>/fd/<fd>` (possible only for processes of the same user on the same
 //! host) and checks the 128-bit key the receiver wrote at its start and named in its
-//! authenticated reply. A segment belongs to one sender; the receiver keeps at most one per
-//! sender (a new request replaces it).
+//! authenticated reply. A segment belongs to one sender; the receiver keeps at most two per
+//! sender (a new request replaces the older).
 //!
 //! Layout: a 64-byte header (magic, key, generation, slot count, slot size), then per slot two
 //! counters, `ready` (the sequence of the message the sender last wrote there) and `done` (the
@@ -289,13 +289,17 @@ impl Segment {
     }
 }
 
-/// A receiver's segments, at most one per sender.
+/// A receiver's segments: per sender its current one and the one before, so that messages a
+/// replaced link had already sent (a new membership epoch opens new links) still read.
 #[derive(Debug)]
 pub struct Segments {
     shape: Shape,
-    by_sender: Mutex<HashMap<usize, Arc<Segment>>>,
+    by_sender: Mutex<HashMap<usize, Vec<Arc<Segment>>>>,
     generation: AtomicU64,
 }
+
+/// Segments a receiver keeps per sender.
+const KEEP: usize = 2;
 
 impl Segments {
     /// Segments of `shape`, none yet.
@@ -303,23 +307,31 @@ impl Segments {
         Segments { shape, by_sender: Mutex::default(), generation: AtomicU64::new(0) }
     }
 
-    /// A new segment for sender `from` (replacing its earlier one), and the reply naming it.
+    /// A new segment for sender `from` (dropping all but its latest earlier one), and the reply
+    /// naming it.
     pub fn open(&self, from: usize) -> std::io::Result<pb::OpenMemoryReply> {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let seg = Segment::create(self.shape, generation)?;
         let reply = seg.reply();
-        self.by_sender.lock().unwrap_or_else(|e| e.into_inner()).insert(from, Arc::new(seg));
+        let mut by_sender = self.by_sender.lock().unwrap_or_else(|e| e.into_inner());
+        let held = by_sender.entry(from).or_default();
+        held.push(Arc::new(seg));
+        let extra = held.len().saturating_sub(KEEP);
+        held.drain(..extra);
         Ok(reply)
     }
 
-    /// Sender `from`'s segment, if it has one.
-    pub fn get(&self, from: usize) -> Option<Arc<Segment>> {
-        self.by_sender.lock().unwrap_or_else(|e| e.into_inner()).get(&from).cloned()
+    /// Sender `from`'s segment of `generation`: `Err(false)` if it holds none at all here,
+    /// `Err(true)` if none of that generation.
+    pub fn get(&self, from: usize, generation: u64) -> Result<Arc<Segment>, bool> {
+        let by_sender = self.by_sender.lock().unwrap_or_else(|e| e.into_inner());
+        let held = by_sender.get(&from).ok_or(false)?;
+        held.iter().find(|s| s.generation == generation).cloned().ok_or(true)
     }
 
-    /// Segments held.
+    /// Segments held, over all senders.
     pub fn len(&self) -> usize {
-        self.by_sender.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.by_sender.lock().unwrap_or_else(|e| e.into_inner()).values().map(Vec::len).sum()
     }
 
     /// Whether none is held.
@@ -443,6 +455,20 @@ mod tests {
         let fd = plain.as_raw_fd();
         let unsealed = open(pb::OpenMemoryReply { fd, ..reply });
         assert!(unsealed.contains("Invalid argument") || unsealed.contains("not sealed"), "{unsealed}");
+    }
+
+    #[test]
+    fn a_receiver_keeps_each_senders_current_and_previous_segment() {
+        let segments = Segments::new(Shape::for_dim(10).unwrap());
+        assert_eq!(segments.get(3, 1).unwrap_err(), false, "no segment of node 3 yet");
+        let gens: Vec<u64> = (0..3).map(|_| segments.open(3).unwrap().generation).collect();
+        assert_eq!(gens, vec![1, 2, 3]);
+        assert_eq!(segments.open(4).unwrap().generation, 4);
+        assert_eq!(segments.get(3, 1).unwrap_err(), true, "the oldest went");
+        assert_eq!(segments.get(3, 2).unwrap().generation(), 2);
+        assert_eq!(segments.get(3, 3).unwrap().generation(), 3);
+        assert_eq!(segments.get(3, 4).unwrap_err(), true, "node 4's segment is not node 3's");
+        assert_eq!(segments.len(), 3);
     }
 
     #[test]

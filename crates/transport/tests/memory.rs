@@ -203,7 +203,7 @@ async fn slot_references_and_segment_requests_that_do_not_match_are_refused() {
     let s = push_slot(&mut raw, pb::MemorySlot { index: 4, ..slot }).await;
     assert_eq!(s.message(), refused("names slot 4 of 4"));
     let s = push_slot(&mut raw, pb::MemorySlot { generation: 2, ..slot }).await;
-    assert_eq!(s.message(), refused("names segment 2, not the current 1"));
+    assert_eq!(s.message(), refused("names segment 2, which this node does not hold"));
     let (h, _) = message(0);
     let both = pb::Chunk { header: Some(h), data: Bytes::from_static(b"x"), slot: Some(slot) };
     let s = raw.push(tokio_stream::iter([both])).await.unwrap_err();
