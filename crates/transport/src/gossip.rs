@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use dprox_net::limits::CHUNK_STALL;
 use dprox_net::{Limits, Peer, Security, TlsError};
 
-use crate::memory::{Outbox, Segment, Segments, Shape, framed_in_memory};
+use crate::memory::{Missing, Outbox, Segment, Segments, Shape, framed_in_memory};
 use crate::pb;
 use crate::shape::Shaper;
 use dprox_telemetry::names;
@@ -478,13 +478,13 @@ impl GossipService {
         };
         let segment = match self.memory.as_ref().map(|m| m.get(from, slot.generation)) {
             Some(Ok(segment)) => segment,
-            Some(Err(true)) => {
+            Some(Err(Missing::Generation)) => {
                 return Err(bad(&format!(
                     "names segment {}, which this node does not hold",
                     slot.generation
                 )));
             }
-            Some(Err(false)) | None => return Err(none()),
+            Some(Err(Missing::Sender)) | None => return Err(none()),
         };
         let len = h.length as usize;
         let mut payload = self.pool.take(self.dim);

@@ -298,6 +298,15 @@ pub struct Segments {
     generation: AtomicU64,
 }
 
+/// Why [`Segments::get`] found no segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// The sender holds none here.
+    Sender,
+    /// It holds none of that generation (any more).
+    Generation,
+}
+
 /// Segments a receiver keeps per sender.
 const KEEP: usize = 2;
 
@@ -321,12 +330,11 @@ impl Segments {
         Ok(reply)
     }
 
-    /// Sender `from`'s segment of `generation`: `Err(false)` if it holds none at all here,
-    /// `Err(true)` if none of that generation.
-    pub fn get(&self, from: usize, generation: u64) -> Result<Arc<Segment>, bool> {
+    /// Sender `from`'s segment of `generation`, or which of the two it lacks.
+    pub fn get(&self, from: usize, generation: u64) -> Result<Arc<Segment>, Missing> {
         let by_sender = self.by_sender.lock().unwrap_or_else(|e| e.into_inner());
-        let held = by_sender.get(&from).ok_or(false)?;
-        held.iter().find(|s| s.generation == generation).cloned().ok_or(true)
+        let held = by_sender.get(&from).ok_or(Missing::Sender)?;
+        held.iter().find(|s| s.generation == generation).cloned().ok_or(Missing::Generation)
     }
 
     /// Segments held, over all senders.
@@ -460,14 +468,14 @@ mod tests {
     #[test]
     fn a_receiver_keeps_each_senders_current_and_previous_segment() {
         let segments = Segments::new(Shape::for_dim(10).unwrap());
-        assert_eq!(segments.get(3, 1).unwrap_err(), false, "no segment of node 3 yet");
+        assert_eq!(segments.get(3, 1).unwrap_err(), Missing::Sender, "no segment of node 3 yet");
         let gens: Vec<u64> = (0..3).map(|_| segments.open(3).unwrap().generation).collect();
         assert_eq!(gens, vec![1, 2, 3]);
         assert_eq!(segments.open(4).unwrap().generation, 4);
-        assert_eq!(segments.get(3, 1).unwrap_err(), true, "the oldest went");
+        assert_eq!(segments.get(3, 1).unwrap_err(), Missing::Generation, "the oldest went");
         assert_eq!(segments.get(3, 2).unwrap().generation(), 2);
         assert_eq!(segments.get(3, 3).unwrap().generation(), 3);
-        assert_eq!(segments.get(3, 4).unwrap_err(), true, "node 4's segment is not node 3's");
+        assert_eq!(segments.get(3, 4).unwrap_err(), Missing::Generation, "node 4's segment is not node 3's");
         assert_eq!(segments.len(), 3);
     }
 
