@@ -116,8 +116,10 @@ pub struct Peer<G: Gossip, C: CoordinatorLink> {
     /// The run's id and token (for the gossip sessions of later epochs).
     run_id: String,
     token: Bytes,
-    /// Encodes outgoing messages (zstd index blocks when configured).
+    /// Encodes outgoing messages (zstd index blocks when configured)...
     encoder: Encoder,
+    /// ...into buffers that come back once every link has sent them.
+    buffers: dprox_transport::SendBuffers,
     telemetry: Telemetry,
     record: NodeRecord,
     timing: Timing,
@@ -175,6 +177,7 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
             telemetry: Telemetry::new(id, &[]),
             record: NodeRecord::create(out.as_deref(), id, start != Start::Fresh)?,
             encoder: run.config().compression.zstd.map(Encoder::with_zstd).unwrap_or_default(),
+            buffers: Default::default(),
             timing: Timing { started: Instant::now(), compute_s: 0.0, wait_s: 0.0 },
             loss: None,
             core: Node::new(run.node_config(id))?,
@@ -261,9 +264,9 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
         while let Some(t) = self.core.poll_transmit() {
             // Straight into the buffer the links share (sized for the plain encoding; zstd is
             // kept only when smaller), not through a copy.
-            let mut buf = Vec::with_capacity(t.payload.encoded_len());
+            let mut buf = self.buffers.take(t.payload.encoded_len());
             self.encoder.encode(t.payload, &mut buf);
-            let data = Bytes::from(buf);
+            let data = self.buffers.share(buf);
             self.gossip.send(Outbound {
                 to: t.to,
                 epoch: t.epoch,

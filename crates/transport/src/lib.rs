@@ -9,6 +9,8 @@
 //! - [`gossip`]: the Gossip server (authenticates, size-limits, reassembles and decodes incoming
 //!   messages) and a peer client (chunked streaming over a reused HTTP/2 connection).
 //! - [`link`]: a link's open call, carrying its messages back to back.
+//! - [`buffers`]: buffers of encoded outgoing messages, back for the next message once every link
+//!   is done with them.
 //! - [`codec`]: prost's gRPC codec with buffers sized per message type (a chunk is copied
 //!   into its buffer once).
 //! - [`memory`]: shared-memory slots a sender on the receiver's host writes its messages into
@@ -18,6 +20,7 @@
 //! Large vectors travel as a stream of ~1 MiB chunks with raised HTTP/2 windows; every message is
 //! refused, not crashed on, when it is oversized, malformed, or carries the wrong run or token.
 
+pub mod buffers;
 pub mod codec;
 pub mod gossip;
 pub mod link;
@@ -30,6 +33,7 @@ pub mod pb {
     tonic::include_proto!("dprox.v1");
 }
 
+pub use buffers::SendBuffers;
 pub use gossip::{
     Auth, CHUNK_BYTES, CONNECTION_WINDOW, GossipService, Inbound, PayloadPool, PeerClient, PingError,
     PublishedModel, STREAM_WINDOW, SendStats, TransportError, describe, endpoint, framed_len,
