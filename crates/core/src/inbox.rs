@@ -18,6 +18,32 @@ enum Src<'a> {
     Buffered,
 }
 
+/// A neighbour's message as the caller hands it over: lent (kept by copying it) or given (kept
+/// by swapping buffers: the caller gets a spare buffer of the same dimension back).
+#[derive(Debug)]
+pub(crate) enum Incoming<'a> {
+    Lent(&'a Compressed),
+    Given(&'a mut Compressed),
+}
+
+impl Incoming<'_> {
+    /// The message.
+    pub(crate) fn get(&self) -> &Compressed {
+        match self {
+            Incoming::Lent(m) => m,
+            Incoming::Given(m) => m,
+        }
+    }
+
+    /// Moves the message into `buf`: a copy of a lent one, a swap with a given one.
+    pub(crate) fn store(self, buf: &mut Compressed) {
+        match self {
+            Incoming::Lent(m) => buf.assign(m),
+            Incoming::Given(m) => std::mem::swap(buf, m),
+        }
+    }
+}
+
 /// The pending terms of one node's current exchange, plus those of the next.
 #[derive(Debug)]
 pub(crate) struct Inbox {
@@ -98,20 +124,20 @@ impl Inbox {
     }
 
     /// Offers a neighbour's message for the current exchange; applies what can be applied.
-    pub(crate) fn offer(&mut self, pos: usize, msg: &Compressed, acc: &mut [f64], own_msg: &Compressed) {
+    pub(crate) fn offer(&mut self, pos: usize, msg: Incoming, acc: &mut [f64], own_msg: &Compressed) {
         self.drain(acc, own_msg);
         if pos == self.cursor {
-            self.apply(Src::Given(msg), acc, own_msg);
+            self.apply(Src::Given(msg.get()), acc, own_msg);
         } else {
-            self.bufs[pos].assign(msg);
+            msg.store(&mut self.bufs[pos]);
             self.present[pos] = true;
         }
         self.drain(acc, own_msg);
     }
 
     /// Keeps a neighbour's message for the next exchange.
-    pub(crate) fn offer_ahead(&mut self, pos: usize, msg: &Compressed) {
-        self.ahead_bufs[pos].assign(msg);
+    pub(crate) fn offer_ahead(&mut self, pos: usize, msg: Incoming) {
+        msg.store(&mut self.ahead_bufs[pos]);
         self.ahead_present[pos] = true;
     }
 

@@ -214,7 +214,8 @@ type Links =
     std::collections::BTreeMap<(usize, usize), std::collections::VecDeque<(u64, Exchange, Compressed)>>;
 
 /// An asynchronous schedule: nodes get their gradients at random times and messages are delivered
-/// in random order with FIFO links (as a real network does), and the result equals lockstep.
+/// in random order with FIFO links (as a real network does), and the result equals lockstep,
+/// whether the receivers lend their messages or give their buffers away.
 #[test]
 fn random_asynchronous_schedules_give_the_lockstep_iterates() {
     use dprox_core::{Cluster, Delivery};
@@ -264,8 +265,14 @@ fn random_asynchronous_schedules_give_the_lockstep_iterates() {
                     }
                 } else {
                     let (from, to) = busy[pick - ready.len()];
-                    let (it, ex, m) = links.get_mut(&(from, to)).unwrap().pop_front().unwrap();
-                    nodes[to].handle_message(from, it, ex, &m).unwrap();
+                    let (it, ex, mut m) = links.get_mut(&(from, to)).unwrap().pop_front().unwrap();
+                    if schedule % 2 == 1 {
+                        // The receiver gives its buffer away: kept messages are swapped in.
+                        nodes[to].handle_message_taking(from, it, ex, &mut m).unwrap();
+                        assert_eq!(m.dim, d, "a spare buffer of the same dimension comes back");
+                    } else {
+                        nodes[to].handle_message(from, it, ex, &m).unwrap();
+                    }
                     let peers: Vec<usize> = nodes[to].peers().collect();
                     while let Some(t) = nodes[to].poll_transmit() {
                         for &j in &peers {

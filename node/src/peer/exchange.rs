@@ -142,7 +142,7 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
 
     /// A message, by its epoch. One the core refuses (duplicate, out of step, malformed) leaves
     /// its state unchanged: it is counted against its sender and the run goes on.
-    pub(super) fn apply(&mut self, m: Inbound) -> Result<(), NodeError> {
+    pub(super) fn apply(&mut self, mut m: Inbound) -> Result<(), NodeError> {
         let epoch = self.core.epoch();
         if m.epoch > epoch {
             if self.future.len() < FUTURE_PER_NODE * self.run.n() {
@@ -160,7 +160,9 @@ impl<G: Gossip, C: CoordinatorLink> Peer<G, C> {
             return Ok(());
         }
         self.telemetry.received(&self.core, &m);
-        let applied = self.core.handle_message(m.from, m.iteration, m.exchange, &m.payload);
+        // The core keeps an early message by taking its buffer (no copy); the spare it hands back
+        // goes to the pool like the payload would have.
+        let applied = self.core.handle_message_taking(m.from, m.iteration, m.exchange, &mut m.payload);
         self.gossip.recycle(m.payload);
         match applied {
             Err(e) if e.refused_from().is_some() => self.refuse(m.from, &e.to_string()),

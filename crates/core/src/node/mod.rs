@@ -14,7 +14,7 @@ use dprox_compress::{Compressed, Compressor};
 
 use crate::algorithm::{Algorithm, Exchange, NodeConfig};
 use crate::error::CoreError;
-use crate::inbox::Inbox;
+use crate::inbox::{Inbox, Incoming};
 use crate::prox::Prox;
 
 /// What the node is waiting for.
@@ -365,7 +365,22 @@ impl Node {
         exchange: Exchange,
         payload: &Compressed,
     ) -> Result<(), CoreError> {
-        self.accept_message(from, iteration, exchange, payload)?;
+        self.accept_message(from, iteration, exchange, Incoming::Lent(payload))?;
+        self.replay_later()
+    }
+
+    /// [`Node::handle_message`] for a caller that gives the payload's buffer away: where the
+    /// message is kept (it arrived before the node can apply it), the node swaps buffers instead
+    /// of copying, and `payload` comes back holding a spare buffer of the same dimension (its
+    /// contents unspecified) for the caller to reuse. The iterates are the same.
+    pub fn handle_message_taking(
+        &mut self,
+        from: usize,
+        iteration: u64,
+        exchange: Exchange,
+        payload: &mut Compressed,
+    ) -> Result<(), CoreError> {
+        self.accept_message(from, iteration, exchange, Incoming::Given(payload))?;
         self.replay_later()
     }
 
@@ -375,7 +390,7 @@ impl Node {
         let next = self.next_slot();
         while let Some(k) = self.later.iter().position(|m| (m.1, m.2) == now || (m.1, m.2) == next) {
             let (from, it, ex, payload) = self.later.swap_remove(k);
-            let r = self.accept_message(from, it, ex, &payload);
+            let r = self.accept_message(from, it, ex, Incoming::Lent(&payload));
             self.later_spare.push(payload);
             r?;
             if (self.iteration, self.exchange()) != now {
@@ -386,7 +401,7 @@ impl Node {
     }
 
     /// Keeps a message from further ahead than the next exchange, under a schedule.
-    fn keep_later(&mut self, from: usize, iteration: u64, exchange: Exchange, payload: &Compressed) -> bool {
+    fn keep_later(&mut self, from: usize, iteration: u64, exchange: Exchange, payload: Incoming) -> bool {
         let stage = |e: Exchange| self.algorithm.exchanges().iter().position(|&x| x == e);
         let (next_it, next_ex) = self.next_slot();
         let ahead = match (stage(exchange), stage(next_ex)) {
@@ -400,8 +415,8 @@ impl Node {
         if self.check_partner(from, iteration).is_err() {
             return false;
         }
-        let mut buf = self.later_spare.pop().unwrap_or_else(|| Compressed::new(payload.dim));
-        buf.assign(payload);
+        let mut buf = self.later_spare.pop().unwrap_or_else(|| Compressed::new(payload.get().dim));
+        payload.store(&mut buf);
         self.later.push((from, iteration, exchange, buf));
         true
     }
@@ -411,8 +426,9 @@ impl Node {
         from: usize,
         iteration: u64,
         exchange: Exchange,
-        payload: &Compressed,
+        incoming: Incoming,
     ) -> Result<(), CoreError> {
+        let payload = incoming.get();
         let pos = self.inbox.position(from).ok_or(CoreError::UnknownPeer { node: self.id, from })?;
         if payload.dim != self.dim() {
             return Err(CoreError::MessageLength {
@@ -433,15 +449,15 @@ impl Node {
                 return Err(dup);
             }
             let acc = self.sums.for_exchange(self.algorithm, self.exchange());
-            self.inbox.offer(pos, payload, acc, &self.outs[self.stage]);
+            self.inbox.offer(pos, incoming, acc, &self.outs[self.stage]);
             self.finish_completed()
         } else if (iteration, exchange) == self.next_slot() {
             if self.inbox.has_ahead(pos) {
                 return Err(dup);
             }
-            self.inbox.offer_ahead(pos, payload);
+            self.inbox.offer_ahead(pos, incoming);
             Ok(())
-        } else if self.keep_later(from, iteration, exchange, payload) {
+        } else if self.keep_later(from, iteration, exchange, incoming) {
             Ok(())
         } else {
             Err(CoreError::OutOfStep {
