@@ -420,41 +420,45 @@ impl GossipService {
                 h.length, self.dim
             )));
         }
-        // Only now that the length is known to be within the limit.
-        let framed = framed_len(&h, len);
         let exchange = u8::try_from(h.exchange)
             .ok()
             .and_then(Exchange::from_code)
             .ok_or_else(|| Status::invalid_argument(format!("unknown exchange code {}", h.exchange)))?;
-        if let Some(slot) = first.slot {
-            let (payload, framed) = self.read_slot(from, &h, slot, first.data.len())?;
-            return Ok(Inbound {
-                from,
-                epoch: h.epoch,
-                iteration: h.iteration,
-                exchange,
-                payload,
-                bytes: len,
-                framed,
-            });
-        }
-        if first.data.len() > len {
+        // Priced only now that the length is known to be within the limit.
+        let (payload, framed) = match first.slot {
+            Some(slot) => self.read_slot(from, &h, slot, first.data.len())?,
+            None => (self.read_bytes(from, len, first.data, stream).await?, framed_len(&h, len)),
+        };
+        Ok(Inbound { from, epoch: h.epoch, iteration: h.iteration, exchange, payload, bytes: len, framed })
+    }
+
+    /// Decodes a message of `len` bytes carried in its chunks, the first holding `first`.
+    async fn read_bytes(
+        &self,
+        from: usize,
+        len: usize,
+        first: Bytes,
+        stream: &mut Streaming<pb::Chunk>,
+    ) -> Result<Compressed, Status> {
+        if first.len() > len {
             return Err(longer(from, len));
         }
         let mut payload = self.pool.take(self.dim);
-        let result = if first.data.len() == len {
+        let result = if first.len() == len {
             // The whole message in one chunk (up to 1 MiB): decoded in place.
-            payload.decode_from(&first.data, self.dim).map_err(|e| malformed(from, e))
+            payload.decode_from(&first, self.dim).map_err(|e| malformed(from, e))
         } else {
             // Longer messages are decoded chunk by chunk as they arrive (dense values straight
             // into the pooled vector): never reassembled, and the decoding overlaps the transfer.
-            self.decode_stream(from, len, first.data, stream, &mut payload).await
+            self.decode_stream(from, len, first, stream, &mut payload).await
         };
-        if let Err(status) = result {
-            self.pool.give(payload);
-            return Err(status);
+        match result {
+            Ok(()) => Ok(payload),
+            Err(status) => {
+                self.pool.give(payload);
+                Err(status)
+            }
         }
-        Ok(Inbound { from, epoch: h.epoch, iteration: h.iteration, exchange, payload, bytes: len, framed })
     }
 
     /// Decodes a message that sender `from` wrote into `slot` of its segment (`extra`: bytes its

@@ -386,9 +386,10 @@ impl Outbox {
 /// Bytes a message of `n` bytes handed over in `slot` costs: the bytes, and the gRPC chunk with
 /// its header and slot. Sender and receiver count the same figure.
 pub fn framed_in_memory(header: &pb::Header, slot: &pb::MemorySlot, n: usize) -> u64 {
-    use prost::Message;
-    let chunk = pb::Chunk { header: Some(header.clone()), data: bytes::Bytes::new(), slot: Some(*slot) };
-    n as u64 + chunk.encoded_len() as u64 + 5
+    use prost::encoding::message::encoded_len;
+    // The chunk's fields 1 (header) and 3 (slot), priced without building it.
+    let chunk = encoded_len(1, header) + encoded_len(3, slot);
+    n as u64 + chunk as u64 + 5
 }
 
 #[cfg(test)]
